@@ -1,0 +1,133 @@
+"""The ``domainbert`` command line: a table of subcommands, each pointing at two functions.
+
+Every entry of :data:`COMMANDS` names a subcommand (one or two words, e.g. ``vocab build``), its
+one-line help, and ``"module:function"`` references to
+
+* ``configure(parser)``: adds the subcommand's arguments to an ``argparse.ArgumentParser``;
+* ``run(args) -> int | None``: does the work.
+
+Modules are imported only for the subcommand that runs, so ``domainbert --help`` is instant and
+does not import torch. A :class:`~domainbert.errors.DomainBertError` raised by ``run`` is printed
+as one line (``domainbert <command>: error: ...``) with exit code 1; argument errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from domainbert import __version__
+from domainbert.errors import DomainBertError
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line and where its two functions live."""
+
+    help: str
+    configure: str
+    """``module:function`` that adds the arguments to a parser."""
+    run: str
+    """``module:function`` that takes the parsed arguments and returns an exit code (or None)."""
+
+
+# The pipeline, in the order a user runs it.
+COMMANDS: dict[str, Command] = {
+    "vocab build": Command(
+        "train a WordPiece vocabulary on your corpus (BERT normalisation, streamed)",
+        "domainbert.vocab:configure_build", "domainbert.vocab:run_build"),
+    "vocab encode": Command(
+        "tokenize text with a vocabulary directory and print the ids (one JSON line per input line)",
+        "domainbert.tokenization:configure_encode", "domainbert.tokenization:run_encode"),
+    "model create": Command(
+        "create a randomly initialised BERT of a preset or custom size and save it",
+        "domainbert.checkpoint:configure_create", "domainbert.checkpoint:run_create"),
+    "model info": Command(
+        "load a model directory (domainbert or Hugging Face BERT) and report its config and weights",
+        "domainbert.checkpoint:configure_info", "domainbert.checkpoint:run_info"),
+}
+
+
+def _resolve(ref: str) -> Callable:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _groups() -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name in COMMANDS:
+        groups.setdefault(name.split()[0], []).append(name)
+    return groups
+
+
+def _overview(prefix: str | None = None) -> str:
+    names = [n for n in COMMANDS if prefix is None or n.split()[0] == prefix]
+    width = max(len(n) for n in names)
+    lines = [
+        "usage: domainbert <command> [options]" if prefix is None
+        else f"usage: domainbert {prefix} <command> [options]",
+        "",
+        "Build a domain-specific BERT from your corpus and evaluate it on BLURB.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {n.ljust(width)}  {COMMANDS[n].help}" for n in names]
+    lines += ["", "Run `domainbert <command> --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def _match(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split argv into the longest known command name and the rest."""
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if len(argv) >= n_words and name in COMMANDS:
+            return name, list(argv[n_words:])
+    return None, list(argv)
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The argument parser of one subcommand (used by ``main`` and by the CLI tests)."""
+    spec = COMMANDS[name]
+    parser = argparse.ArgumentParser(
+        prog=f"domainbert {name}", description=spec.help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _resolve(spec.configure)(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``domainbert`` console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        return 0
+    if argv[0] == "--version":
+        print(f"domainbert {__version__}")
+        return 0
+    name, rest = _match(argv)
+    if name is None:
+        groups = _groups()
+        if argv[0] in groups and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+            print(_overview(argv[0]))
+            return 0
+        known = ", ".join(sorted(COMMANDS))
+        print(f"domainbert: error: unknown command {' '.join(argv[:2])!r}; "
+              f"choose one of: {known} (see `domainbert --help`)", file=sys.stderr)
+        return 2
+    args = build_parser(name).parse_args(rest)  # exits 2 with argparse's message on bad arguments
+    try:
+        code = _resolve(COMMANDS[name].run)(args)
+    except DomainBertError as exc:
+        print(f"domainbert {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"domainbert {name}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
