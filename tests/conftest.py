@@ -1,0 +1,25 @@
+"""Shared test fixtures: where the real data lives, and a tiny odd-sized BERT config.
+
+Real data is read from ``../shared/data`` beside the project (never copied into it). The tiny
+config follows BERT's and transformers' testers: odd sizes (vocab 99, hidden 32, intermediate 37)
+make a transposed dimension fail loudly, and the whole suite runs on the CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DOMAINBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; the tests that need it fail (not skip) when it is missing."""
+    assert SHARED_DATA.is_dir(), (
+        f"{SHARED_DATA} not found: the tests read the real data from ../shared/data beside the "
+        "project (or set DOMAINBERT_SHARED_DATA)")
+    return SHARED_DATA
