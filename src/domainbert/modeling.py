@@ -1,0 +1,566 @@
+"""The BERT encoder and its heads, in this one file, with Hugging Face's parameter names.
+
+A reader can scroll from ``BertEmbeddings`` down to ``BertForSequenceClassification``. Every
+parameter has the name transformers' ``models/bert/modeling_bert.py`` gives it (``bert.encoder.
+layer.0.attention.self.query.weight``, ``cls.predictions.transform.dense.weight`` ...), so saving a
+checkpoint that transformers loads is a save, not a conversion (see ``checkpoint.py``), and the
+numerical outputs equal transformers' BERT (tests/test_parity_transformers.py).
+
+References: Devlin et al. 2019 (BERT); google-research/bert ``modeling.py``; transformers
+``BertModel``. Where this file departs from transformers' BERT, on purpose:
+
+* attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused/flash kernels) with a
+  boolean padding mask, instead of an explicit softmax with an additive -inf mask;
+* with ``labels``, the MLM head runs its transform and vocabulary projection only at the labelled
+  positions (``labels != -100``), as google-research/bert and NVIDIA's BERT do; the loss equals the
+  all-positions loss and a small-model training step is several times faster, since the vocabulary
+  projection dominates. ``mlm_all_positions=True`` gives transformers' (B, T, V) logits instead;
+* ``BertForPreTraining`` returns the MLM and NSP parts of the loss as well as their sum;
+* no decoder, cross-attention, ``head_mask`` or ``return_dict`` plumbing: this is an encoder.
+
+Dimension legend used in the shape comments:
+    B = batch size, T = sequence length, H = hidden size, N = attention heads,
+    D = head size (H / N), I = intermediate size, V = vocabulary size, M = labelled MLM positions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domainbert.configuration import BertConfig
+
+_ACTIVATIONS = {
+    "gelu": F.gelu,  # the exact erf form, as in BERT
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+# ==================================================================================== outputs
+@dataclass
+class BaseModelOutput:
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    pooler_output: torch.Tensor | None = None  # (B, H), tanh(W h_[CLS]); None without a pooler
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: torch.Tensor | None  # mlm_loss + nsp_loss (or whichever labels were given)
+    mlm_loss: torch.Tensor | None
+    nsp_loss: torch.Tensor | None
+    prediction_logits: torch.Tensor  # (B, T, V), or (M, V) at the labelled positions
+    seq_relationship_logits: torch.Tensor | None  # (B, 2): index 0 = "B follows A"
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.prediction_logits
+
+
+@dataclass
+class MaskedLMOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (B, T, V), or (M, V) at the labelled positions
+
+
+@dataclass
+class TokenClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (B, T, num_labels)
+
+
+@dataclass
+class SequenceClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (B, num_labels)
+
+
+# ==================================================================================== encoder
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        T = input_ids.shape[1]
+        positions = torch.arange(T, device=input_ids.device)  # (T,)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)  # (B, T, H)
+        if token_type_ids is None:  # all segment A: add row 0 without materialising zeros (B, T)
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product attention over the whole sequence (bidirectional)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, N, T, D)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        # mask: (B, 1, 1, T) bool, True = a real key that may be attended to; broadcast over heads
+        # and queries. None (no padding) lets SDPA pick its fastest (flash) kernel.
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)  # (B, N, T, D)
+        return ctx.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+
+class BertSelfOutput(nn.Module):
+    """Attention output projection, dropout, residual, LayerNorm (post-LN, as in BERT)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class BertIntermediate(nn.Module):
+    """The feed-forward layer's expansion: H -> I, then the activation."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = _ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))  # (B, T, I)
+
+
+class BertOutput(nn.Module):
+    """The feed-forward layer's projection back: I -> H, dropout, residual, LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertLayer(nn.Module):
+    """One post-LayerNorm Transformer encoder layer: attention, then feed-forward."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.attention(x, mask)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class BertPooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sequence vector that NSP and sequence classification read."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (B, H)
+
+
+# ==================================================================================== base class
+class BertPreTrainedModel(nn.Module):
+    """What every model here shares: the config, BERT's weight init, and checkpoint I/O.
+
+    ``save_pretrained`` / ``from_pretrained`` read and write Hugging Face BERT directories; the
+    work is in ``domainbert.checkpoint``.
+    """
+
+    base_model_prefix: ClassVar[str] = "bert"
+    #: Parameter names that hold the same tensor as another (weight tying): not saved twice.
+    tied_weights: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def post_init(self) -> None:
+        """Initialise every weight as BERT does, then tie the weights that are shared."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, BertLMPredictionHead):
+            nn.init.zeros_(module.bias)
+
+    def tie_weights(self) -> None:
+        """Point every tied parameter at its source (the MLM decoder at the word embeddings)."""
+
+    @property
+    def base_model(self) -> BertModel:
+        return getattr(self, self.base_model_prefix, self)  # type: ignore[return-value]
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def resize_token_embeddings(self, new_size: int) -> nn.Embedding:
+        """Grow (or shrink) the vocabulary to ``new_size`` rows, e.g. after adding marker tokens.
+
+        Existing rows are kept; new rows get BERT's init. The MLM bias follows, and the config's
+        ``vocab_size`` is updated so that the checkpoint stays self-consistent.
+        """
+        old = self.get_input_embeddings()
+        if new_size == old.num_embeddings:
+            return old
+        new = nn.Embedding(new_size, old.embedding_dim, padding_idx=old.padding_idx,
+                           device=old.weight.device, dtype=old.weight.dtype)
+        self._init_weights(new)
+        n = min(new_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:n] = old.weight[:n]
+        self.base_model.embeddings.word_embeddings = new
+        for module in self.modules():
+            if isinstance(module, BertLMPredictionHead):
+                bias = torch.zeros(new_size, device=module.bias.device, dtype=module.bias.dtype)
+                bias[:n] = module.bias.data[:n]
+                module.bias = nn.Parameter(bias)
+        self.config.vocab_size = new_size
+        self.tie_weights()
+        return new
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (a tied matrix counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory: str | os.PathLike, tokenizer: Any = None) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (+ the tokenizer's files) to ``directory``."""
+        from domainbert.checkpoint import save_pretrained
+
+        save_pretrained(self, directory, tokenizer=tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **config_overrides: Any):
+        """Load a domainbert or Hugging Face BERT directory (safetensors or ``pytorch_model.bin``).
+
+        Head weights the checkpoint lacks are initialised and listed in ``model.loading_info``
+        (and logged), as are checkpoint weights this class does not use. ``config_overrides``
+        replace config fields, e.g. ``id2label={0: "O", 1: "B", 2: "I"}`` for a new task head.
+        """
+        from domainbert.checkpoint import load_pretrained
+
+        return load_pretrained(cls, directory, **config_overrides)
+
+
+class BertModel(BertPreTrainedModel):
+    """The bare encoder: embeddings, L encoder layers and (optionally) the pooler."""
+
+    base_model_prefix: ClassVar[str] = ""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    @property
+    def base_model(self) -> BertModel:
+        return self
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T) token ids
+        attention_mask: torch.Tensor | None = None,  # (B, T) 1 = real token, 0 = padding
+        token_type_ids: torch.Tensor | None = None,  # (B, T) 0 = segment A, 1 = segment B
+    ) -> BaseModelOutput:
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}: truncate or split the input")
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        hidden = self.encoder(self.embeddings(input_ids, token_type_ids), mask)  # (B, T, H)
+        pooled = self.pooler(hidden) if self.pooler is not None else None
+        return BaseModelOutput(last_hidden_state=hidden, pooler_output=pooled)
+
+
+# ==================================================================================== heads
+class BertPredictionHeadTransform(nn.Module):
+    """dense H -> H, activation, LayerNorm: the MLM head's transform before the vocabulary."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = _ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then project onto the vocabulary with the (tied) word-embedding matrix + a bias."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        # The decoder's weight is the word-embedding matrix (tied in tie_weights); only the bias
+        # (HF's cls.predictions.bias, alias cls.predictions.decoder.bias) is the head's own.
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(x), self.decoder.weight, self.bias)  # (..., V)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictions(x)
+
+
+class BertPreTrainingHeads(nn.Module):
+    """The MLM head and the NSP classifier (2 classes on the pooled [CLS] vector)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+def _masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, labels: torch.Tensor | None,
+               all_positions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """MLM logits and mean cross-entropy over the labelled positions (labels != -100).
+
+    Without labels, or with ``all_positions``, the head runs at every position: logits (B, T, V).
+    Otherwise it runs only at the M labelled positions: logits (M, V), rows in row-major order of
+    the positions. Both give the same loss; the gather skips (T - M) / T of the head's work.
+    """
+    if labels is None:
+        return head(hidden), None
+    if all_positions:
+        logits = head(hidden)  # (B, T, V)
+        flat_logits, flat_labels = logits.view(-1, logits.shape[-1]), labels.view(-1)
+    else:
+        selected = labels != -100  # (B, T)
+        logits = flat_logits = head(hidden[selected])  # (M, V)
+        flat_labels = labels[selected]  # (M,)
+    if flat_labels.numel() == 0 or not bool((flat_labels != -100).any()):
+        return logits, flat_logits.sum() * 0.0  # no labelled position: zero loss, not NaN
+    # The loss is computed in fp32 even under bf16 autocast: a log-softmax over V in bf16 loses bits.
+    loss = F.cross_entropy(flat_logits.float(), flat_labels, ignore_index=-100)
+    return logits, loss
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT with both pretraining objectives: masked LM + next sentence prediction.
+
+    ``loss = mlm_loss + nsp_loss`` (Devlin et al. 2019, section 3.1); both parts are returned.
+    """
+
+    tied_weights: ClassVar[dict[str, str]] = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.post_init()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, T)
+        token_type_ids: torch.Tensor | None = None,  # (B, T)
+        labels: torch.Tensor | None = None,  # (B, T): original id at masked positions, -100 elsewhere
+        next_sentence_label: torch.Tensor | None = None,  # (B,): 0 = B follows A, 1 = B is random
+        mlm_all_positions: bool = False,
+    ) -> PreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        mlm_logits, mlm_loss = _masked_lm(self.cls.predictions, out.last_hidden_state, labels, mlm_all_positions)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        nsp_loss = None
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
+        parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        loss = sum(parts[1:], parts[0]) if parts else None
+        return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with the masked-LM head only (no pooler), e.g. for fill-mask."""
+
+    tied_weights: ClassVar[dict[str, str]] = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.post_init()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, T)
+        token_type_ids: torch.Tensor | None = None,  # (B, T)
+        labels: torch.Tensor | None = None,  # (B, T), -100 where not predicted
+        mlm_all_positions: bool = False,
+    ) -> MaskedLMOutput:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        logits, loss = _masked_lm(self.cls.predictions, hidden, labels, mlm_all_positions)
+        return MaskedLMOutput(loss, logits)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """One linear layer on every token vector (NER, PICO); labels -100 are ignored."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        drop = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, T)
+        token_type_ids: torch.Tensor | None = None,  # (B, T)
+        labels: torch.Tensor | None = None,  # (B, T) class ids, -100 = not scored (sub-tokens, padding)
+    ) -> TokenClassifierOutput:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        logits = self.classifier(self.dropout(hidden))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+        return TokenClassifierOutput(loss, logits)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """One linear layer on the pooled [CLS] vector: single-label, multi-label or regression.
+
+    The problem type is ``config.problem_type`` or, when unset, chosen as transformers does: one
+    label means regression (MSE), integer labels mean single-label classification (cross-entropy),
+    float labels mean multi-label classification (binary cross-entropy per class).
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        drop = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
+        self.post_init()
+
+    def problem_type_for(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, T)
+        token_type_ids: torch.Tensor | None = None,  # (B, T)
+        labels: torch.Tensor | None = None,  # (B,) ids or values, or (B, num_labels) 0/1 for multi-label
+    ) -> SequenceClassifierOutput:
+        pooled = self.bert(input_ids, attention_mask, token_type_ids).pooler_output
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            kind = self.problem_type_for(labels)
+            if kind == "regression":
+                target = labels.float()
+                pred = logits.float().squeeze(-1) if self.num_labels == 1 else logits.float()
+                loss = F.mse_loss(pred, target.view_as(pred))
+            elif kind == "single_label_classification":
+                loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return SequenceClassifierOutput(loss, logits)
+
+
+#: The classes a checkpoint's ``architectures`` entry may name, for ``AutoModel``-like loading.
+MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
+    cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForMaskedLM,
+                                  BertForTokenClassification, BertForSequenceClassification)
+}

@@ -1,0 +1,190 @@
+"""Text → WordPiece vocabulary: ``domainbert vocab build``, streamed over corpora larger than memory.
+
+PubMedBERT's argument for pretraining from scratch starts here (Gu et al. 2021, section 2.2): a
+vocabulary built from the domain's own text keeps its words whole (``acetyltransferase``,
+``lymphoma``), where a general-domain vocabulary shatters them into pieces. ``vocab build`` trains a
+WordPiece vocabulary with the Rust ``tokenizers`` library and BERT's normalisation (uncased:
+lowercase and strip accents; CJK characters split; punctuation split; control characters removed),
+reading the corpus line by line (plain text, optionally gzipped: the trainer keeps word counts, not
+the text). It writes the files transformers' ``AutoTokenizer`` loads and prints the statistics that
+make the in-domain argument: size, and the share of corpus words split into two or more pieces
+(optionally beside a reference vocabulary such as BERT's general-domain one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tqdm import tqdm
+
+from domainbert.errors import DataError, VocabError
+from domainbert.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
+
+#: Special tokens in the order they take ids 0..4 (PubMedBERT's vocabulary orders them the same way).
+SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def iter_corpus_lines(files: Sequence[Path], progress: bool = False) -> Iterator[str]:
+    """Every non-empty line of the files (``.gz`` read as gzip), decoded as UTF-8.
+
+    A non-UTF-8 byte or a truncated gzip stream raises ``DataError`` naming the file and line.
+    """
+    total = sum(p.stat().st_size for p in files)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading corpus", disable=not progress)
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        line_no = 0
+        try:
+            with opener(path, "rb") as fh:  # type: ignore[operator]
+                for line_no, raw in enumerate(fh, start=1):
+                    if path.suffix != ".gz":
+                        bar.update(len(raw))
+                    text = raw.decode("utf-8").strip()
+                    if text:
+                        yield text
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}, line {line_no}: not UTF-8 (byte {exc.start}): convert the file "
+                            "with `iconv -f <encoding> -t utf-8`") from None
+        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+            raise DataError(f"{path}, after line {line_no}: the gzip stream is truncated or corrupt "
+                            f"({exc}): download the file again") from None
+        if path.suffix == ".gz":
+            bar.update(path.stat().st_size)
+    bar.close()
+
+
+@dataclass
+class VocabStats:
+    """What ``vocab build`` reports (and writes to ``vocab_stats.json``)."""
+
+    vocab_size: int
+    corpus_files: list[str]
+    words_measured: int
+    """Corpus words (after BERT's whitespace/punctuation split) the split share was measured on."""
+    split_share: float
+    """Share of those words that the vocabulary splits into two or more pieces."""
+    mean_pieces_per_word: float
+    unk_share: float
+    """Share of words that became [UNK]."""
+    reference: str | None = None
+    reference_split_share: float | None = None
+    reference_mean_pieces_per_word: float | None = None
+
+
+def split_stats(tokenizer: BertTokenizer, lines: Sequence[str]) -> tuple[int, float, float, float]:
+    """(words, share split into ≥2 pieces, mean pieces per word, share [UNK]) over ``lines``."""
+    words = split = pieces = unk = 0
+    unk_id = tokenizer.unk_token_id
+    for enc in tokenizer.encode_batch(list(lines), add_special_tokens=False):
+        per_word: dict[int, list[int]] = {}
+        for wid, tid in zip(enc.word_ids, enc.input_ids):
+            if wid is not None:
+                per_word.setdefault(wid, []).append(tid)
+        for ids in per_word.values():
+            words += 1
+            pieces += len(ids)
+            split += len(ids) > 1
+            unk += ids == [unk_id]
+    if words == 0:
+        return 0, 0.0, 0.0, 0.0
+    return words, split / words, pieces / words, unk / words
+
+
+def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool = True,
+                    min_frequency: int = 2, limit_alphabet: int = 1000, progress: bool = True) -> BertTokenizer:
+    """Train a BERT WordPiece vocabulary on ``files`` (streamed); returns the tokenizer."""
+    if vocab_size < len(SPECIAL_ORDER) + 1:
+        raise VocabError(f"--vocab-size {vocab_size} is too small: it must exceed the {len(SPECIAL_ORDER)} "
+                         "special tokens (BERT uses 30522, PubMedBERT 28895)")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                strip_accents=lowercase, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+        special_tokens=SPECIAL_ORDER, continuing_subword_prefix="##", show_progress=False)
+    tok.train_from_iterator(iter_corpus_lines(files, progress=progress), trainer=trainer)
+    vocab = tok.get_vocab()
+    if len(vocab) <= len(SPECIAL_ORDER):
+        raise VocabError(f"the corpus ({', '.join(map(str, files))}) yielded no tokens: is it empty?")
+    # Rebuild with BERT's full pipeline (templates, decoder) around the learned vocabulary.
+    backend = build_backend(vocab, lowercase=lowercase, strip_accents=None if lowercase else False)
+    return BertTokenizer(backend, do_lower_case=lowercase, strip_accents=None if lowercase else False)
+
+
+def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: bool = False,
+                min_frequency: int = 2, limit_alphabet: int = 1000, stats_lines: int = 50_000,
+                reference: Path | None = None, progress: bool = True) -> VocabStats:
+    """Train, measure and write a vocabulary directory; the output appears whole or not at all."""
+    files = [Path(f) for f in files]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"corpus file(s) not found: {', '.join(missing)}")
+    if not files:
+        raise DataError("no corpus files given: pass --corpus FILE [FILE ...]")
+    tokenizer = train_wordpiece(files, vocab_size, lowercase=not cased, min_frequency=min_frequency,
+                                limit_alphabet=limit_alphabet, progress=progress)
+    sample = []
+    for line in iter_corpus_lines(files):
+        sample.append(line)
+        if len(sample) >= stats_lines:
+            break
+    words, share, mean, unk = split_stats(tokenizer, sample)
+    stats = VocabStats(tokenizer.vocab_size, [str(f) for f in files], words, share, mean, unk)
+    if reference is not None:
+        ref = BertTokenizer.from_pretrained(reference)
+        _, stats.reference_split_share, stats.reference_mean_pieces_per_word, _ = split_stats(ref, sample)
+        stats.reference = str(reference)
+    # Write into a temporary sibling directory, then rename: never a half-written vocabulary.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        (tmp / "vocab_stats.json").write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return stats
+
+
+def configure_build(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", type=Path, nargs="+", required=True,
+                        help="text files (one sentence or paragraph per line; .gz allowed)")
+    parser.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary size")
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
+    parser.add_argument("--min-frequency", type=int, default=2, help="ignore pieces seen fewer times")
+    parser.add_argument("--limit-alphabet", type=int, default=1000, help="most distinct characters kept")
+    parser.add_argument("--stats-lines", type=int, default=50_000,
+                        help="corpus lines to measure the split-word share on")
+    parser.add_argument("--compare", type=Path, default=None, metavar="VOCAB_DIR",
+                        help="also measure a reference vocabulary (e.g. BERT's general-domain one)")
+    parser.add_argument("--out", type=Path, required=True, help="vocabulary directory to write")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    stats = build_vocab(args.corpus, args.out, args.vocab_size, cased=args.cased,
+                        min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
+                        stats_lines=args.stats_lines, reference=args.compare)
+    print(f"wrote {args.out}: {stats.vocab_size:,} tokens ({'cased' if args.cased else 'uncased'})")
+    print(f"  words split into 2+ pieces: {stats.split_share:.1%} "
+          f"(mean {stats.mean_pieces_per_word:.2f} pieces/word, {stats.unk_share:.2%} [UNK]) "
+          f"over {stats.words_measured:,} corpus words")
+    if stats.reference:
+        print(f"  reference {stats.reference}: {stats.reference_split_share:.1%} split "
+              f"(mean {stats.reference_mean_pieces_per_word:.2f} pieces/word)")
+    return 0
+
+
+__all__ = ["build_vocab", "train_wordpiece", "split_stats", "iter_corpus_lines", "VocabStats", "SPECIAL_TOKENS"]
