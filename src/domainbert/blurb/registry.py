@@ -1,0 +1,390 @@
+"""The 13 BLURB datasets as records, and loading a split of any of them from a data directory.
+
+One :class:`DatasetRecord` per dataset (cramming's "task as a record", not a class per dataset):
+its task type, the files each split reads, the reader, the label list, the maximum sequence length,
+the metric, fine-tuning defaults and the notes a report must show. :func:`load_split` reads a split
+and checks its labels against the record; :func:`dataset_status` says which files are missing
+without reading anything.
+
+Data directory layout (relative to the data directory, the same as ``shared/data``)::
+
+    bc5cdr_chem/{train,devel,test}.tsv     ncbi_disease/{train,devel,test}.tsv
+    bc5cdr_disease/{train,devel,test}.tsv  bc2gm/{train,devel,test}.tsv          (not shipped)
+    jnlpba/{train,dev,test}.tsv            ebm_pico/{train,dev,test}.tsv         (train not shipped)
+    chemprot/raw/chemprot_{training,development,test_gs}/...  (the BioCreative VI release)
+    ddi/{train,dev,test}.tsv  (not shipped)  gad/{train,dev,test}.tsv  biosses/{train,dev,test}.tsv
+    hoc/{train,dev,test}.tsv + hoc/{train,dev,test}_pmid.tsv
+    pubmedqa/{ori_pqal.json,test_ground_truth.json}   bioasq/{train,dev,test}.tsv
+
+Fine-tuning defaults: BLURB (Gu et al. 2021, §4.3) adapts the BERT paper's §3.5 grid — learning rates
+{1e-5, 2e-5, 3e-5, 5e-5}, batch sizes {16, 32}, epochs per task — and selects on dev. The single
+setting in each record is the starting point for ``--budget quick``; per-task values are
+domainbert's choice within that grid and are marked as such (``FinetuneDefaults.source``), not
+quoted from the paper.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+from domainbert.blurb import readers
+from domainbert.blurb.chemprot import CHEMPROT_LABELS, raw_files, read_chemprot_raw
+from domainbert.blurb.examples import TextExample, TokenExample
+from domainbert.errors import DataError
+
+TaskType = Literal["ner", "pico", "relation", "similarity", "multilabel", "classification"]
+Split = Literal["train", "dev", "test"]
+SPLITS: tuple[Split, ...] = ("train", "dev", "test")
+
+#: BLURB's six task types, as the paper names them; the BLURB score averages over these.
+TASK_GROUPS: dict[TaskType, str] = {
+    "ner": "Named entity recognition",
+    "pico": "PICO extraction",
+    "relation": "Relation extraction",
+    "similarity": "Sentence similarity",
+    "multilabel": "Document classification",
+    "classification": "Question answering",
+}
+
+Example = TokenExample | TextExample
+#: A reader gets the record, the split name and the split's files (in ``record.files`` order).
+Reader = Callable[["DatasetRecord", str, tuple[Path, ...]], list[Example]]
+
+DOWNLOAD_HINT = "domainbert data download --blurb {name}"
+"""How to fetch a dataset's files; ``name`` is its folder's first part (the download catalogue key)."""
+
+
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """One fine-tuning setting (the ``--budget quick`` default) and where it comes from."""
+
+    learning_rate: float
+    """Peak AdamW learning rate (10% warmup, then linear decay)."""
+    batch_size: int
+    """Examples per optimizer step."""
+    epochs: int
+    """Passes over the training split."""
+    source: str = "domainbert default within BLURB's grid (lr {1e-5,2e-5,3e-5,5e-5}, batch {16,32})"
+    """Where the numbers come from."""
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"bad fine-tuning defaults {self}")
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One BLURB dataset (or a user's dataset in a BLURB format)."""
+
+    name: str
+    """Registry key and CLI name, e.g. ``bc5-chem``."""
+    display_name: str
+    """As BLURB prints it, e.g. ``BC5-chem``."""
+    task_type: TaskType
+    """Which of the six BLURB task types it belongs to (and so which head it needs)."""
+    folder: str
+    """Sub-folder of the data directory holding its files."""
+    files: Mapping[str, tuple[str, ...]]
+    """Per split, the files (relative to ``folder``) the reader needs."""
+    reader: Reader
+    """Reads one split into examples."""
+    labels: tuple[str, ...]
+    """Every tag / class the split files may use; empty for regression (BIOSSES)."""
+    max_seq_length: int
+    """Maximum sub-word length; longer token-classification inputs are windowed, not cut."""
+    metric: str
+    """Key into :data:`domainbert.metrics.METRICS` for the dataset's BLURB metric."""
+    finetune: FinetuneDefaults
+    """Starting fine-tuning setting (see the module docstring)."""
+    negative_label: str | None = None
+    """Relation extraction: the class left out of micro F1 (ChemProt ``false``, GAD ``0``)."""
+    notes: tuple[str, ...] = ()
+    """Facts a report must show (missing splits, reconstructed splits, metric conventions)."""
+    text_fields: tuple[str, ...] = field(default=("text",))
+    """Which example fields are model input (``text`` and maybe ``text_pair``)."""
+
+    def __post_init__(self) -> None:
+        if self.task_type not in get_args(TaskType):
+            raise ValueError(f"{self.name}: unknown task type {self.task_type!r}")
+        if set(self.files) - set(SPLITS):
+            raise ValueError(f"{self.name}: splits must be among {SPLITS}, got {sorted(self.files)}")
+        if self.task_type == "relation" and self.negative_label not in self.labels:
+            raise ValueError(f"{self.name}: negative label {self.negative_label!r} not in labels")
+
+    @property
+    def group(self) -> str:
+        """The BLURB task-type name used in the score table."""
+        return TASK_GROUPS[self.task_type]
+
+    def paths(self, split: str, data_dir: Path) -> tuple[Path, ...]:
+        """Absolute paths of ``split``'s files under ``data_dir``."""
+        if split not in self.files:
+            raise DataError(f"{self.name} has no '{split}' split; it has {', '.join(self.files)}")
+        return tuple(data_dir / self.folder / name for name in self.files[split])
+
+
+# --- readers bound to records ------------------------------------------------------------------
+
+def _conll(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_conll(paths[0]))
+
+
+def _relation(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_relation_tsv(paths[0]))
+
+
+def _chemprot(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    # paths[0] is <folder>/chemprot_xxx/<abstracts>; the raw folder is two levels up.
+    return list(read_chemprot_raw(paths[0].parent.parent, split))
+
+
+def _biosses(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_biosses(paths[0]))
+
+
+def _hoc(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_hoc(paths[0], paths[1]))
+
+
+def _pubmedqa(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_pubmedqa(split, paths[0], paths[1]))
+
+
+def _bioasq(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    return list(readers.read_bioasq(paths[0]))
+
+
+def _bio(entity: str) -> tuple[str, ...]:
+    return ("O", f"B-{entity}", f"I-{entity}")
+
+
+_IOB_FILES = {"train": ("train.tsv",), "dev": ("devel.tsv",), "test": ("test.tsv",)}
+_BLURB_FILES = {"train": ("train.tsv",), "dev": ("dev.tsv",), "test": ("test.tsv",)}
+_NER_DEFAULTS = FinetuneDefaults(5e-5, 32, 20)
+_NER_NOTE = ("entity-level F1 (seqeval, conlleval-style chunks: an I- after O starts an entity)")
+
+DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
+    DatasetRecord("bc5-chem", "BC5-chem", "ner", "bc5cdr_chem", _IOB_FILES, _conll,
+                  _bio("Chemical"), 512, "entity_f1", _NER_DEFAULTS,
+                  notes=(_NER_NOTE, "IOB files of MTL-Bioinformatics-2016; BLURB's copy only drops "
+                         "the type suffix, so entity F1 is the same")),
+    DatasetRecord("bc5-disease", "BC5-disease", "ner", "bc5cdr_disease", _IOB_FILES, _conll,
+                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,)),
+    DatasetRecord("ncbi-disease", "NCBI-disease", "ner", "ncbi_disease", _IOB_FILES, _conll,
+                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,)),
+    DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _IOB_FILES, _conll,
+                  _bio("GENE"), 512, "entity_f1", _NER_DEFAULTS,
+                  notes=(_NER_NOTE, "not shipped in shared/data (reserved): place the "
+                         "MTL-Bioinformatics-2016 BC2GM-IOB files as bc2gm/{train,devel,test}.tsv; "
+                         "BLURB counts 15,197 / 3,061 / 6,325 mentions")),
+    DatasetRecord("jnlpba", "JNLPBA", "ner", "jnlpba", _BLURB_FILES, _conll,
+                  ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
+                  notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags, -DOCSTART- per "
+                         "abstract, BLURB's train/dev split of the JNLPBA training set")),
+    DatasetRecord("ebm-pico", "EBM PICO", "pico", "ebm_pico", _BLURB_FILES, _conll,
+                  ("O", "I-PAR", "I-INT", "I-OUT"), 512, "pico_macro_f1",
+                  FinetuneDefaults(5e-5, 32, 5),
+                  notes=("EBM-PICO train split not present in shared/data: only dev and test (the "
+                         "train file is over the size limit); place BLURB's train.tsv as "
+                         "ebm_pico/train.tsv to fine-tune",
+                         "macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)")),
+    DatasetRecord("chemprot", "ChemProt", "relation", "chemprot/raw",
+                  {s: raw_files(s) for s in SPLITS}, _chemprot,
+                  CHEMPROT_LABELS, 256, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
+                  negative_label="false",
+                  notes=("built from the BioCreative VI release (chemprot/raw) with BLURB's "
+                         "method; the dev split reproduces BLURB's dev.tsv row for row",
+                         "micro F1 over CPR:3/4/5/6/9, the 'false' class left out")),
+    DatasetRecord("ddi", "DDI", "relation", "ddi", _BLURB_FILES, _relation,
+                  ("DDI-advise", "DDI-effect", "DDI-int", "DDI-mechanism", "DDI-false"), 256,
+                  "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10), negative_label="DDI-false",
+                  notes=("not shipped in shared/data (reserved): place BLURB's DDI files as "
+                         "ddi/{train,dev,test}.tsv (id<TAB>sentence with @DRUG$<TAB>label); "
+                         "BLURB counts 25,296 / 2,496 / 5,716 rows",
+                         "micro F1 over the four DDI types, 'DDI-false' left out")),
+    DatasetRecord("gad", "GAD", "relation", "gad", _BLURB_FILES, _relation,
+                  ("0", "1"), 128, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
+                  negative_label="0",
+                  notes=("fold 1 of BioBERT's GAD", "micro F1 without the negative class '0', i.e. "
+                         "the F1 of the positive class (as BioBERT and PubMedBERT report it)")),
+    DatasetRecord("biosses", "BIOSSES", "similarity", "biosses", _BLURB_FILES, _biosses,
+                  (), 128, "pearson", FinetuneDefaults(2e-5, 16, 30),
+                  notes=("regression on the 0-4 mean annotator score; Pearson correlation",),
+                  text_fields=("text", "text_pair")),
+    DatasetRecord("hoc", "HoC", "multilabel", "hoc",
+                  {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
+                  tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_f1",
+                  FinetuneDefaults(5e-5, 16, 10),
+                  notes=("document level: labels are the union of the sentence labels per PMID, "
+                         "text is the whole abstract, documents from BLURB's PMID lists",
+                         "labels are the column indices 0-9 of BLURB's '0_x,...,9_x' field",
+                         "metric: F1 of each of the 10 hallmarks over documents, averaged over the "
+                         "hallmarks ('average micro F1' in BLURB's evaluator)")),
+    DatasetRecord("pubmedqa", "PubMedQA", "classification", "pubmedqa",
+                  {s: ("ori_pqal.json", "test_ground_truth.json") for s in SPLITS}, _pubmedqa,
+                  ("yes", "no", "maybe"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
+                  notes=("PQA-L only: test = the 500 of test_ground_truth.json; train/dev = fold 0 "
+                         "(450/50) of the pubmedqa repo's split_dataset.py (seed 0), re-implemented; "
+                         "its test half is checked to equal test_ground_truth.json",),
+                  text_fields=("text", "text_pair")),
+    DatasetRecord("bioasq", "BioASQ", "classification", "bioasq", _BLURB_FILES, _bioasq,
+                  ("yes", "no"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
+                  notes=("BLURB's BioASQ 7b yes/no questions; context = the concatenated snippets",),
+                  text_fields=("text", "text_pair")),
+]}
+
+
+def default_data_dir() -> Path:
+    """Where BLURB data lives unless a directory is given.
+
+    ``domainbert.download.default_data_dir()`` when that module exists (the ``data download``
+    cache), else ``$DOMAINBERT_DATA``, else ``~/.cache/domainbert/data``.
+    """
+    try:
+        from domainbert.download import default_data_dir as download_default
+    except ImportError:
+        env = os.environ.get("DOMAINBERT_DATA")
+        return Path(env) if env else Path.home() / ".cache" / "domainbert" / "data"
+    return Path(download_default())
+
+
+def get_record(name: str) -> DatasetRecord:
+    """The record for ``name`` (case-insensitive; ``_`` and ``-`` are the same)."""
+    key = name.lower().replace("_", "-")
+    if key not in DATASETS:
+        raise DataError(f"unknown BLURB dataset '{name}'; choose from {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """Which splits of a dataset can be read from a data directory."""
+
+    name: str
+    available: tuple[str, ...]
+    """Splits whose files are all present."""
+    missing_files: tuple[Path, ...]
+    """Every file that is absent, for the report."""
+
+    @property
+    def state(self) -> Literal["complete", "partial", "missing"]:
+        if not self.missing_files:
+            return "complete"
+        return "partial" if self.available else "missing"
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> DatasetStatus:
+    """Check which of ``name``'s split files exist under ``data_dir`` (nothing is read)."""
+    record = get_record(name)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    available: list[str] = []
+    missing: list[Path] = []
+    for split in record.files:
+        absent = [p for p in record.paths(split, root) if not p.is_file()]
+        missing.extend(p for p in absent if p not in missing)
+        if not absent:
+            available.append(split)
+    return DatasetStatus(record.name, tuple(available), tuple(missing))
+
+
+def check_labels(record: DatasetRecord, examples: list[Example]) -> None:
+    """Raise a DataError naming the first example whose label is not in ``record.labels``."""
+    if not record.labels:
+        return
+    known = set(record.labels)
+    for example in examples:
+        if isinstance(example, TokenExample):
+            found = [t for t in example.tags if t not in known]
+        elif isinstance(example.label, tuple):
+            found = [t for t in example.label if t not in known]
+        else:
+            found = [] if example.label in known else [str(example.label)]
+        if found:
+            raise DataError(f"{example.source}: unknown label '{found[0]}' for {record.name}; "
+                            f"expected one of {', '.join(record.labels)}")
+
+
+def _how_to_get(record: DatasetRecord) -> str:
+    if Path(record.folder).is_absolute():  # a user's own dataset
+        return "add the file, or point the command at the folder that has it"
+    not_shipped = next((n for n in record.notes if "not shipped" in n or "not present" in n), None)
+    fetch = f"get it with `{DOWNLOAD_HINT.format(name=record.folder.split('/')[0])}`"
+    if not_shipped is None:
+        return fetch
+    if "not present" in not_shipped:  # partly downloadable (EBM-PICO: dev and test only)
+        return f"{fetch} ({not_shipped})"
+    return not_shipped  # reserved sets: no public download, the note says where to put them
+
+
+def load_split(name: str | DatasetRecord, split: str,
+               data_dir: str | Path | None = None) -> list[Example]:
+    """Read one split of a BLURB dataset (or of a user record) and check its labels.
+
+    A missing file raises a DataError that names it and how to get it.
+    """
+    record = name if isinstance(name, DatasetRecord) else get_record(name)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    paths = record.paths(split, root)
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: missing {record.name} {split} file; {_how_to_get(record)}")
+    examples = record.reader(record, split, paths)
+    check_labels(record, examples)
+    return examples
+
+
+# --- a user's own dataset in a BLURB format ----------------------------------------------------
+
+_USER_READERS: dict[str, tuple[Reader, str, int]] = {
+    # task type → (reader, metric, max_seq_length)
+    "ner": (_conll, "entity_f1", 512),
+    "relation": (_relation, "relation_micro_f1", 256),
+    "similarity": (_biosses, "pearson", 128),
+    "classification": (_bioasq, "accuracy", 512),
+}
+_SPLIT_NAMES = {"train": ("train.tsv", "train.txt"), "dev": ("dev.tsv", "devel.tsv", "dev.txt"),
+                "test": ("test.tsv", "test.txt")}
+
+
+def user_record(task_type: str, folder: str | Path, negative_label: str | None = None,
+                name: str | None = None) -> DatasetRecord:
+    """A record for a user's own dataset in ``folder`` (``train``/``dev``/``test`` found by name).
+
+    Formats: ``ner`` token files (``read_conll``), ``relation`` ``id<TAB>text<TAB>label`` files,
+    ``similarity`` BIOSSES-style pairs, ``classification`` BioASQ-style
+    ``id<TAB>question<TAB>context<TAB>label`` files. The label list is every
+    label of the train split (for NER, every tag), so dev/test labels outside it are errors.
+    For relation extraction the negative class must be named (micro F1 leaves it out).
+    """
+    if task_type not in _USER_READERS:
+        raise DataError(f"task type '{task_type}' cannot be read from a user folder; choose from "
+                        f"{', '.join(_USER_READERS)}")
+    root = Path(folder)
+    files: dict[str, tuple[str, ...]] = {}
+    for split, candidates in _SPLIT_NAMES.items():
+        found = next((c for c in candidates if (root / c).is_file()), None)
+        if found is None:
+            raise DataError(f"{root}: no {split} file (looked for {', '.join(candidates)})")
+        files[split] = (found,)
+    reader, metric, max_len = _USER_READERS[task_type]
+    probe = DatasetRecord(name or root.name, name or root.name, task_type, ".", files,  # type: ignore[arg-type]
+                          reader, (), max_len, metric, FinetuneDefaults(5e-5, 32, 10))
+    train = reader(probe, "train", probe.paths("train", root))
+    labels: set[str] = set()
+    for example in train:
+        if isinstance(example, TokenExample):
+            labels.update(example.tags)
+        elif not isinstance(example.label, float):
+            labels.update(example.label if isinstance(example.label, tuple) else [example.label])
+    if task_type == "relation" and negative_label not in labels:
+        raise DataError(f"{root}: give the negative class of the relation set (one of "
+                        f"{', '.join(sorted(labels))}); micro F1 leaves it out")
+    return DatasetRecord(probe.name, probe.display_name, probe.task_type, str(root.resolve()),
+                         files, reader, tuple(sorted(labels)), max_len, metric, probe.finetune,
+                         negative_label=negative_label,
+                         text_fields=(("text", "text_pair") if task_type in ("similarity", "classification")
+                                      else ("text",)))

@@ -1,0 +1,218 @@
+"""BLURB's metrics, one function per metric, and the BLURB score.
+
+All scores are fractions in [0, 1] (the report multiplies by 100). Conventions, each matching the
+reference BLURB/PubMedBERT used, and checked in ``tests/test_metrics.py`` against seqeval,
+scikit-learn or scipy on hand-built cases:
+
+- ``entity_f1`` (BC5-chem, BC5-disease, NCBI-disease, BC2GM, JNLPBA): entity-level micro F1 with
+  ``seqeval`` (default, conlleval-compatible chunking; untyped ``B``/``I`` tags work too).
+- ``pico_macro_f1`` (EBM PICO): word-level F1 of each PICO class over all tokens, averaged over
+  the classes (``I-PAR``, ``I-INT``, ``I-OUT``); ``O`` is not a class. This is BLURB's evaluator
+  (``sklearn.metrics.f1_score(average="macro", labels=[the three])``); a class that is neither in
+  the gold nor the predictions scores 0, as in scikit-learn.
+- ``relation_micro_f1`` (ChemProt, DDI, GAD): micro F1 over all classes but the negative one
+  (ChemProt ``false``, DDI ``DDI-false``, GAD ``0``). With one positive class (GAD) this is the F1
+  of that class, which is what BioBERT and PubMedBERT report for GAD.
+- ``pearson`` (BIOSSES): Pearson correlation of predicted and gold scores.
+- ``hoc_f1`` (HoC): at document level (sentence predictions are first merged per PMID with
+  :func:`labels_by_document`), the F1 of each of the 10 hallmarks over the documents, averaged over
+  the hallmarks — what BLURB's evaluator computes and names "average micro F1"
+  (``f1_score(average="macro")`` on binarized labels). :func:`multilabel_f1` with
+  ``average="micro"`` gives the pooled micro F1 for comparison.
+- ``accuracy`` (PubMedQA, BioASQ).
+
+:func:`blurb_score`: the mean over BLURB's six task types of the mean over each type's datasets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PICO_LABELS = ("I-PAR", "I-INT", "I-OUT")
+
+
+def _check_lengths(y_true: Sequence[Any], y_pred: Sequence[Any]) -> None:
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} gold items but {len(y_pred)} predictions")
+    if not y_true:
+        raise ValueError("no items to score")
+
+
+def _f1(tp: int, n_pred: int, n_true: int) -> float:
+    """F1 from counts; 0 when there is nothing to match (scikit-learn's zero_division=0)."""
+    return 2 * tp / (n_pred + n_true) if n_pred + n_true else 0.0
+
+
+def entity_f1(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> float:
+    """Entity-level micro F1 of IOB/IOB2 tag sequences (one list of tags per sentence), via seqeval."""
+    from seqeval.metrics import f1_score
+
+    _check_lengths(y_true, y_pred)
+    for i, (gold, pred) in enumerate(zip(y_true, y_pred)):
+        if len(gold) != len(pred):
+            raise ValueError(f"sentence {i}: {len(gold)} gold tags but {len(pred)} predicted")
+    return float(f1_score([list(s) for s in y_true], [list(s) for s in y_pred]))
+
+
+def _flatten(y_true: Sequence[Sequence[str]] | Sequence[str],
+             y_pred: Sequence[Sequence[str]] | Sequence[str]) -> tuple[list[str], list[str]]:
+    _check_lengths(y_true, y_pred)
+    if isinstance(y_true[0], str):
+        return list(y_true), list(y_pred)  # type: ignore[arg-type]
+    gold: list[str] = []
+    pred: list[str] = []
+    for i, (g, p) in enumerate(zip(y_true, y_pred)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
+        gold.extend(g)
+        pred.extend(p)
+    return gold, pred
+
+
+def pico_macro_f1(y_true: Sequence[Sequence[str]] | Sequence[str],
+                  y_pred: Sequence[Sequence[str]] | Sequence[str],
+                  labels: Sequence[str] = PICO_LABELS) -> float:
+    """Macro word-level F1 over the PICO classes (``O`` excluded); sentences or flat tag lists."""
+    gold, pred = _flatten(y_true, y_pred)
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(gold, pred))
+        scores.append(_f1(tp, pred.count(label), gold.count(label)))
+    return sum(scores) / len(scores)
+
+
+def relation_micro_f1(y_true: Sequence[str], y_pred: Sequence[str], negative: str) -> float:
+    """Micro F1 over every class except ``negative`` (a pair predicted negative counts nowhere)."""
+    _check_lengths(y_true, y_pred)
+    tp = sum(g == p and g != negative for g, p in zip(y_true, y_pred))
+    n_pred = sum(p != negative for p in y_pred)
+    n_true = sum(g != negative for g in y_true)
+    return _f1(tp, n_pred, n_true)
+
+
+def pearson(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """Pearson correlation; a constant series has no correlation and raises ValueError."""
+    _check_lengths(y_true, y_pred)
+    n = len(y_true)
+    mean_t, mean_p = sum(y_true) / n, sum(y_pred) / n
+    dt = [t - mean_t for t in y_true]
+    dp = [p - mean_p for p in y_pred]
+    norm = math.sqrt(sum(d * d for d in dt) * sum(d * d for d in dp))
+    if norm == 0:
+        raise ValueError("Pearson correlation is undefined for a constant series")
+    return sum(a * b for a, b in zip(dt, dp)) / norm
+
+
+def multilabel_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+                  labels: Sequence[str], average: Literal["macro", "micro"] = "macro") -> float:
+    """F1 of label sets: ``macro`` = mean over ``labels`` of each label's F1, ``micro`` = pooled."""
+    _check_lengths(y_true, y_pred)
+    known = set(labels)
+    for labels_of in (*y_true, *y_pred):
+        unknown = set(labels_of) - known
+        if unknown:
+            raise ValueError(f"labels {sorted(unknown)} are not among {list(labels)}")
+    counts = []
+    for label in labels:
+        tp = sum(label in g and label in p for g, p in zip(y_true, y_pred))
+        counts.append((tp, sum(label in p for p in y_pred), sum(label in g for g in y_true)))
+    if average == "micro":
+        return _f1(*(sum(c[i] for c in counts) for i in range(3)))
+    return sum(_f1(*c) for c in counts) / len(counts)
+
+
+def labels_by_document(sentence_ids: Sequence[str], labels: Sequence[Collection[str]],
+                       separator: str = "_s") -> dict[str, tuple[str, ...]]:
+    """Merge sentence label sets into document label sets (union), keyed by ``id.split(separator)``.
+
+    HoC sentence ids are ``PMID_s<n>``; the union per PMID is BLURB's document label.
+    """
+    if len(sentence_ids) != len(labels):
+        raise ValueError(f"{len(sentence_ids)} sentence ids but {len(labels)} label sets")
+    merged: dict[str, set[str]] = {}
+    for sentence_id, labels_of in zip(sentence_ids, labels):
+        merged.setdefault(sentence_id.split(separator)[0], set()).update(labels_of)
+    return {doc: tuple(sorted(found)) for doc, found in merged.items()}
+
+
+def hoc_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+           labels: Sequence[str] = tuple(str(i) for i in range(10))) -> float:
+    """BLURB's HoC score on document label sets: mean over the hallmarks of each hallmark's F1."""
+    return multilabel_f1(y_true, y_pred, labels, average="macro")
+
+
+def accuracy(y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """Fraction of exact matches."""
+    _check_lengths(y_true, y_pred)
+    return sum(g == p for g, p in zip(y_true, y_pred)) / len(y_true)
+
+
+METRICS: dict[str, Callable[..., float]] = {
+    "entity_f1": entity_f1,
+    "pico_macro_f1": pico_macro_f1,
+    "relation_micro_f1": relation_micro_f1,
+    "pearson": pearson,
+    "hoc_f1": hoc_f1,
+    "accuracy": accuracy,
+}
+"""Metric name (as a dataset record names it) → function."""
+
+
+def score_dataset(name: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """Score predictions for BLURB dataset ``name`` with its record's metric (and negative class)."""
+    from domainbert.blurb import get_record
+
+    record = get_record(name)
+    function = METRICS[record.metric]
+    if record.metric == "relation_micro_f1":
+        assert record.negative_label is not None
+        return function(y_true, y_pred, negative=record.negative_label)
+    if record.metric == "hoc_f1":
+        return function(y_true, y_pred, labels=record.labels)
+    return function(y_true, y_pred)
+
+
+@dataclass(frozen=True)
+class BlurbScore:
+    """The BLURB score of a set of per-dataset test scores."""
+
+    score: float
+    """Mean over the task types present of the mean over each type's datasets."""
+    per_type: dict[str, float]
+    """Task type → mean of its datasets' scores."""
+    missing_types: tuple[str, ...]
+    """Task types with no score: when any, ``score`` is not comparable to published BLURB scores."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_types
+
+
+def blurb_score(scores: Mapping[str, float],
+                task_type_of: Mapping[str, str] | None = None) -> BlurbScore:
+    """Macro-average ``scores`` (dataset name → score) first within, then across task types.
+
+    ``task_type_of`` maps dataset names to task types; by default the BLURB registry's.
+    """
+    if task_type_of is None:
+        from domainbert.blurb import DATASETS, TASK_GROUPS
+
+        task_type_of = {name: record.task_type for name, record in DATASETS.items()}
+        all_types: Collection[str] = TASK_GROUPS
+    else:
+        all_types = sorted(set(task_type_of.values()))
+    if not scores:
+        raise ValueError("no dataset scores to average")
+    by_type: dict[str, list[float]] = {}
+    for name, value in scores.items():
+        if name not in task_type_of:
+            raise ValueError(f"dataset '{name}' has no task type; known: {', '.join(task_type_of)}")
+        if math.isnan(value):
+            raise ValueError(f"dataset '{name}' has a NaN score")
+        by_type.setdefault(task_type_of[name], []).append(value)
+    per_type = {t: sum(v) / len(v) for t, v in by_type.items()}
+    missing = tuple(t for t in all_types if t not in per_type)
+    return BlurbScore(sum(per_type.values()) / len(per_type), per_type, missing)
