@@ -34,8 +34,13 @@ HOC_NUM_LABELS = 10
 
 
 def read_conll(path: Path) -> list[TokenExample]:
-    """Read a ``token<TAB>tag`` file; sentences are blank-line separated, ``-DOCSTART-`` optional."""
+    """Read a ``token<TAB>tag`` file; sentences are blank-line separated, ``-DOCSTART-`` optional.
+
+    Example ids are ``<document id>-<sentence number in it>`` (``<file stem>-<n>`` without
+    ``-DOCSTART-``); the k-th repeat of a document id becomes ``<id>.<k>``.
+    """
     examples: list[TokenExample] = []
+    seen: dict[str, int] = {}
     doc = path.stem
     sentence_in_doc = 0
     tokens: list[str] = []
@@ -54,7 +59,11 @@ def read_conll(path: Path) -> list[TokenExample]:
         if line.startswith("-DOCSTART-"):
             flush()
             # "-DOCSTART- 95369245" (JNLPBA) or "-DOCSTART- (10037531)" (EBM-PICO)
-            doc = line[len("-DOCSTART-"):].split("\t")[0].strip().strip("()") or f"{path.stem}"
+            doc = line[len("-DOCSTART-"):].split("\t")[0].strip().strip("()") or path.stem
+            # a document id can repeat (JNLPBA repeats some MEDLINE UIDs): keep ids unique
+            seen[doc] = seen.get(doc, 0) + 1
+            if seen[doc] > 1:
+                doc = f"{doc}.{seen[doc]}"
             sentence_in_doc = 0
             continue
         if not line.strip():

@@ -112,7 +112,7 @@ class DatasetRecord:
             raise ValueError(f"{self.name}: unknown task type {self.task_type!r}")
         if set(self.files) - set(SPLITS):
             raise ValueError(f"{self.name}: splits must be among {SPLITS}, got {sorted(self.files)}")
-        if self.task_type == "relation" and self.negative_label not in self.labels:
+        if self.task_type == "relation" and self.labels and self.negative_label not in self.labels:
             raise ValueError(f"{self.name}: negative label {self.negative_label!r} not in labels")
 
     @property
