@@ -18,16 +18,25 @@ import re
 import socket
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from domainbert import cli
-from domainbert.download import (BLURB, CORPUS, MANIFEST_NAME, PUBMED_CACHE_DIR, RemoteFile,
-                                 blurb_files, corpus_files, default_data_dir, download,
-                                 pubmed_baseline_files)
+from domainbert.download import (
+    BLURB,
+    CORPUS,
+    MANIFEST_NAME,
+    PUBMED_CACHE_DIR,
+    RemoteFile,
+    blurb_files,
+    corpus_files,
+    default_data_dir,
+    download,
+    pubmed_baseline_files,
+)
 from domainbert.errors import ConfigError, DataError
 
 YEAR = 99  # a baseline year NLM has never published, so nothing could match a real file by accident
@@ -120,7 +129,7 @@ def _make_pubmed(folder: Path, numbers: range, year: int = YEAR) -> dict[str, by
     made = {}
     for n in numbers:
         name = f"pubmed{year:02d}n{n:04d}.xml.gz"
-        xml = (f'<?xml version="1.0"?>\n<PubmedArticleSet>'
+        xml = ('<?xml version="1.0"?>\n<PubmedArticleSet>'
                + "".join(f"<PubmedArticle><PMID>{n * 1000 + i}</PMID><Abstract>Abstract {i} of "
                          f"file {n}: {'lorem ipsum ' * (20 + i)}</Abstract></PubmedArticle>"
                          for i in range(40))
@@ -138,7 +147,8 @@ def _pubmed(base: str, start: int, end: int) -> list[RemoteFile]:
 
 def _leftovers(out: Path) -> list[str]:
     """Every file under ``out`` (relative), to check what an error left behind."""
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.is_file() and p.name != ".download.lock")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,8 +182,8 @@ def test_catalogue_urls_are_raw_github_at_the_named_commits() -> None:
     assert by_path["chemprot/raw/chemprot_test_gs/chemprot_test_relations_gs.tsv"].url == (
         "https://raw.githubusercontent.com/Aitslab/nlp_2021_alexander_petter/1784721/"
         "utils/chemprot/chemprot/chemprot_test_gs/chemprot_test_relations_gs.tsv")
-    assert by_path["hoc/test_pmid.tsv"].url.endswith("/KeBioLM/bc7c366/indexing/HoC/test_pmid.tsv")
-    assert by_path["medline_xml/biopython_pubmed7.xml"].url.endswith(
+    assert str(by_path["hoc/test_pmid.tsv"].url).endswith("/KeBioLM/bc7c366/indexing/HoC/test_pmid.tsv")
+    assert str(by_path["medline_xml/biopython_pubmed7.xml"].url).endswith(
         "/biopython/biopython/8b4d499/Tests/Entrez/pubmed7.xml")
     # derived files have no public source and nothing pretends otherwise; no checksum is invented
     assert all(f.url is None for f in CORPUS["pubmed_corpus"].files)
@@ -193,6 +203,10 @@ def test_pubmed_baseline_names_and_ranges() -> None:
         blurb_files(["ncbi_disease", "nonsense"])
     assert [f.path for f in blurb_files(["BIOSSES", "biosses"])] == [
         "biosses/train.tsv", "biosses/dev.tsv", "biosses/test.tsv"]
+    # the BLURB registry's names work too
+    assert blurb_files(["bc5-chem", "ncbi-disease"]) == blurb_files(["bc5cdr_chem", "ncbi_disease"])
+    with pytest.raises(ConfigError, match="ddi cannot be downloaded"):
+        blurb_files(["ddi"])
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -391,6 +405,33 @@ def test_a_file_that_does_not_parse_is_deleted(server, tmp_path: Path) -> None:
     assert _leftovers(out) == []
 
 
+def test_a_full_disk_is_a_clear_error(server, tmp_path: Path, monkeypatch) -> None:
+    base, state = server
+    _make_pubmed(state.root / "baseline", range(1, 2))
+    import domainbert.download as dl
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dl.os, "fsync", no_space)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"cannot write .*No space left on device.*free disk space"):
+        download(_pubmed(base, 1, 1), out, retries=0, progress=False)
+    assert not [p for p in _leftovers(out) if p.endswith((".gz", ".md5"))]
+
+
+def test_two_runs_cannot_write_one_folder(shared_data: Path, tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".download.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="another `domainbert data download` is writing"):
+            download(blurb_files(["biosses"]), out, mirror=str(shared_data), progress=False)
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    download(blurb_files(["biosses"]), out, mirror=str(shared_data), progress=False)
+
+
 # ------------------------------------------------------------------------------------------------
 # Mirrors
 # ------------------------------------------------------------------------------------------------
@@ -409,6 +450,14 @@ def test_folder_mirror_gives_byte_identical_blurb_files(shared_data: Path, tmp_p
         assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["md5_verified"] is False  # nothing published to check against
     assert set(_leftovers(out)) == {f.path for f in files} | {MANIFEST_NAME}
+
+    # a same-size change passes the cheap size check, and is caught and refetched with verify
+    changed = out / "biosses" / "dev.tsv"
+    changed.write_bytes(changed.read_bytes().replace(b"\t", b" ", 1))
+    assert download(files, out, mirror=str(shared_data), progress=False).fetched == []
+    again = download(files, out, mirror=str(shared_data), verify=True, progress=False)
+    assert again.fetched == ["biosses/dev.tsv"]
+    assert changed.read_bytes() == (shared_data / "biosses" / "dev.tsv").read_bytes()
 
 
 def test_http_mirror_serves_shared_data(server, shared_data: Path, tmp_path: Path) -> None:
@@ -443,6 +492,8 @@ def test_missing_file_in_a_mirror_folder(shared_data: Path, tmp_path: Path) -> N
     assert set(_leftovers(out)) == {"biosses/train.tsv", "biosses/dev.tsv", MANIFEST_NAME}
     with pytest.raises(DataError, match="does not exist"):
         download(blurb_files(["biosses"]), out, mirror=str(tmp_path / "nowhere"), progress=False)
+    with pytest.raises(DataError, match="are the same folder"):
+        download(blurb_files(["biosses"]), mirror, mirror=str(mirror), progress=False)
 
 
 def test_derived_corpus_needs_a_mirror(tmp_path: Path) -> None:

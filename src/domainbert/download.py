@@ -20,6 +20,8 @@ What this file holds, top to bottom:
   ``.md5`` NLM publishes beside each one; every other file is checked for a complete transfer
   (``Content-Length``, or the source's size for a mirror folder) and for its format where that is
   cheap (UTF-8 text, JSON, XML, gzip CRC). No checksum is invented for files without one.
+* One run at a time per folder (a ``.download.lock`` file, POSIX ``flock``), so two runs never
+  append to the same ``.part``.
 * ``download.json`` in the cache root, the machine-readable manifest: for every file its size,
   SHA-256, MD5, whether the MD5 was checked against a published one, the URL it came from and when.
   A file whose manifest entry matches its size on disk (and the published MD5, for PubMed) counts
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import datetime as _dt
 import gzip
 import hashlib
@@ -48,9 +51,10 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -69,7 +73,7 @@ PUBMED_CACHE_DIR = "pubmed_baseline"
 GITHUB_RAW = "https://raw.githubusercontent.com"
 
 _CHUNK = 1 << 20
-_USER_AGENT = f"domainbert/{__version__} (+https://github.com/; data download)"
+_USER_AGENT = f"domainbert/{__version__} (data download; Python urllib)"
 
 
 def default_data_dir() -> Path:
@@ -268,14 +272,29 @@ def pubmed_baseline_files(start: int, end: int, *, year: int | None = None,
     return files
 
 
+BLURB_ALIASES: dict[str, str] = {"bc5_chem": "bc5cdr_chem", "bc5_disease": "bc5cdr_disease",
+                                  "ncbi": "ncbi_disease", "pico": "ebm_pico"}
+"""Other spellings of the catalogue names (after lower-casing and ``-`` -> ``_``), e.g. the
+BLURB registry's ``bc5-chem``."""
+
+_NOT_IN_CATALOGUE = ("bc2gm", "ddi")
+"""BLURB datasets deliberately left out (reserved for an independent check; see SOURCES.md)."""
+
+
 def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+    key = name.strip().lower().replace("-", "_")
+    return BLURB_ALIASES.get(key, key)
 
 
 def blurb_files(names: Sequence[str] | None = None) -> list[RemoteFile]:
     """The files of the named BLURB entries (all of :data:`BLURB` when ``names`` is empty/None)."""
     if not names:
         return [f for entry in BLURB.values() for f in entry.files]
+    reserved = [n for n in names if _normalise(n) in _NOT_IN_CATALOGUE]
+    if reserved:
+        raise ConfigError(f"{', '.join(reserved)} cannot be downloaded by domainbert (reserved for "
+                          "an independent check); put its files in the data folder yourself, as "
+                          "`domainbert blurb` describes, and leave it out of --blurb")
     unknown = [n for n in names if _normalise(n) not in BLURB]
     if unknown:
         raise ConfigError(f"unknown BLURB dataset(s) {', '.join(map(repr, unknown))}; "
@@ -469,6 +488,7 @@ class _Fetcher:
                 content_range = response.headers.get("Content-Range", "")
                 match = re.match(r"bytes\s+(\d+)-", content_range)
                 if not match or int(match.group(1)) != offset:
+                    part.unlink()
                     raise _Transient(f"{url} answered a Range request for {rel} with Content-Range "
                                      f"{content_range!r} instead of bytes {offset}-; rerun the "
                                      "command (the partial file will be fetched again)")
@@ -477,29 +497,36 @@ class _Fetcher:
             else:
                 raise DataError(f"{url} answered HTTP {status} for {rel}, expected 200; check the "
                                 "URL, or pass --mirror DIR_OR_URL")
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise DataError(f"{url} sent {rel} with Content-Encoding {encoding!r} although "
+                                "identity was asked for; the bytes would not be the file: use "
+                                "another --mirror or --pubmed-base-url")
             length = response.headers.get("Content-Length")
             expected = offset + int(length) if length and length.isdigit() else None
             received = offset
-            try:
-                with part.open("ab" if offset else "wb") as out, \
-                        self._bar(rel, expected, initial=offset) as bar:
-                    while True:
+            # Errors while reading are the network's (worth a retry that resumes); errors while
+            # writing are the local disk's and propagate as OSError (see download()).
+            with part.open("ab" if offset else "wb") as out, \
+                    self._bar(rel, expected, initial=offset) as bar:
+                while True:
+                    try:
                         chunk = response.read(_CHUNK)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
-            except (http.client.IncompleteRead, OSError) as exc:
-                received = part.stat().st_size if part.exists() else offset
-                if expected is None or received < expected:
-                    raise _Transient(
-                        f"transfer of {rel} from {host} broke off after {received:,} of "
-                        f"{expected if expected is not None else '?'} bytes ({_one_line(exc)}); "
-                        f"rerun the same command to resume from {part.name}") from None
-                raise
+                    except (http.client.HTTPException, OSError) as exc:
+                        out.flush()
+                        os.fsync(out.fileno())
+                        raise _Transient(
+                            f"transfer of {rel} from {host} broke off after {received:,} of "
+                            f"{f'{expected:,}' if expected is not None else 'unknown'} bytes "
+                            f"({_one_line(exc) or type(exc).__name__}); rerun the same command to "
+                            f"resume from {part.name}") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
             if expected is not None and received != expected:
                 raise _Transient(f"transfer of {rel} from {host} stopped after {received:,} of "
                                  f"{expected:,} bytes (the connection closed early); rerun the "
@@ -536,11 +563,16 @@ def _save_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
                   (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def _is_complete(out_dir: Path, file: RemoteFile, manifest: dict[str, Any]) -> bool:
-    """True when the file is at its final path with a matching manifest entry (and MD5 file)."""
+def _is_complete(out_dir: Path, file: RemoteFile, manifest: dict[str, Any], verify: bool) -> bool:
+    """True when the file is at its final path with a matching manifest entry (and MD5 file).
+
+    Without ``verify`` the size on disk is compared (a stat); with it the SHA-256 is recomputed.
+    """
     entry = manifest["files"].get(file.path)
     final = out_dir / file.path
     if not entry or not final.is_file() or final.stat().st_size != entry.get("size"):
+        return False
+    if verify and _hash_file(final)[1] != entry.get("sha256"):
         return False
     if file.md5_url is None:
         return True
@@ -573,13 +605,15 @@ class DownloadResult:
 
 def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | None = None,
              timeout: float = 60.0, retries: int = 2, retry_wait: float = 2.0,
-             progress: bool = True) -> DownloadResult:
+             verify: bool = False, progress: bool = True) -> DownloadResult:
     """Fetch ``files`` into ``out_dir`` (same relative paths), verified and atomically written.
 
     ``mirror`` (a folder or an http(s) base URL) replaces every file's public source by
     ``<mirror>/<path>`` (and ``<mirror>/<path>.md5`` for files with a published MD5). Transient
     failures (5xx, dropped connections, truncated transfers) are retried ``retries`` times,
     ``retry_wait`` seconds apart and doubling, resuming the ``.part`` when the server allows.
+    Files already complete are skipped: their manifest entry matches the size on disk, or with
+    ``verify`` the SHA-256 (a re-read); a file that fails that is fetched again.
     Raises :class:`DataError` on the first file that cannot be fetched; files completed before it
     stay (and are in the manifest), so a rerun continues where this one stopped.
     """
@@ -590,24 +624,53 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
         raise DataError(f"cannot create the download folder {out} ({_one_line(exc)}); pass a "
                         "writable --out DIR or set DOMAINBERT_DATA") from None
     source_mirror = _Mirror.parse(mirror) if mirror else None
+    if source_mirror is not None and source_mirror.folder == out.resolve():
+        raise DataError(f"--mirror and --out are the same folder ({out}); the files are already "
+                        "there: pass another --out DIR, or use the folder directly")
     if source_mirror is None:
         for file in files:
             _source_of(file, file.path, file.url, None)  # fail before fetching anything
     fetcher = _Fetcher(timeout=timeout, progress=progress)
-    manifest = _load_manifest(out)
     result = DownloadResult(out, [], [], 0)
     unique = list({f.path: f for f in files}.values())
-    with tqdm(unique, desc="files", unit="file", disable=None if progress else True) as bar:
+    with _lock(out), tqdm(unique, desc="files", unit="file",
+                          disable=None if progress else True) as bar:
+        manifest = _load_manifest(out)  # read under the lock: another run may just have written it
         for file in bar:
-            if _is_complete(out, file, manifest):
+            if _is_complete(out, file, manifest, verify):
                 result.skipped.append(file.path)
                 continue
-            entry = _fetch_one(file, out, source_mirror, fetcher, retries, retry_wait)
-            manifest["files"][file.path] = entry
-            _save_manifest(out, manifest)  # after every file, so an interrupted run keeps its work
+            try:
+                entry = _fetch_one(file, out, source_mirror, fetcher, retries, retry_wait)
+                manifest["files"][file.path] = entry
+                _save_manifest(out, manifest)  # after every file: an interrupted run keeps its work
+            except OSError as exc:  # network errors are DataErrors by now: this is the file system
+                raise DataError(f"cannot write {file.path} under {out} ({_one_line(exc)}); free "
+                                "disk space or pass a writable --out DIR (or DOMAINBERT_DATA)"
+                                ) from None
             result.fetched.append(file.path)
             result.bytes_fetched += entry["size"]
     return result
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>/.download.lock`` so that two runs never write the same ``.part`` at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; concurrent runs into one folder are the user's call
+        yield
+        return
+    with (out / ".download.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(f"another `domainbert data download` is writing to {out}; wait for it "
+                            "to finish, or pass another --out DIR") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _source_of(file: RemoteFile, rel: str, url: str | None, mirror: _Mirror | None
@@ -704,7 +767,7 @@ def _fetch_one(file: RemoteFile, out: Path, mirror: _Mirror | None, fetcher: _Fe
         "md5_verified": published_md5 is not None,
         "source": source[0],
         "origin": file.origin,
-        "fetched_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "fetched_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -737,7 +800,7 @@ def configure_download(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to fetch (at least one)")
     what.add_argument("--pubmed", type=_pubmed_range, metavar="START-END",
                       help="PubMed baseline files by number, e.g. 1-3 for pubmedYYn0001..0003.xml.gz "
-                           "(each about 30 MB; 1-1274 is the whole 2025 baseline)")
+                           "(each about 20-40 MB; a yearly baseline has about 1,200-1,300 files)")
     what.add_argument("--blurb", nargs="*", metavar="NAME",
                       help=f"BLURB datasets by name; no name means all: {', '.join(BLURB)}")
     what.add_argument("--corpus", action="store_true",
@@ -759,6 +822,9 @@ def configure_download(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=2,
                         help="retries of a transient failure (server error, dropped or truncated "
                              "transfer), resuming where it stopped")
+    parser.add_argument("--verify", action="store_true",
+                        help="re-hash files already downloaded against the manifest (not just their "
+                             "size) and fetch again any that changed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -779,7 +845,7 @@ def run_download(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise ConfigError(f"--retries must be 0 or more, got {args.retries}")
     result = download(files, args.out, mirror=args.mirror, timeout=args.timeout, retries=args.retries,
-                      progress=not args.no_progress)
+                      verify=args.verify, progress=not args.no_progress)
     print(f"{len(result.fetched)} file(s) fetched ({result.bytes_fetched / 1e6:.1f} MB), "
           f"{len(result.skipped)} already complete, in {result.out_dir}; "
           f"manifest: {result.manifest}")
