@@ -227,6 +227,7 @@ def _shape_error(directory: Path, name: str, got: tuple, want: tuple, config: Be
 
 def load_model(directory: str | os.PathLike, **config_overrides: Any) -> BertPreTrainedModel:
     """Load with the class the checkpoint's ``architectures`` names (``BertModel`` if none)."""
+    find_weights(Path(directory))
     config = BertConfig.load(Path(directory))
     names = config.extra.get("architectures") or ["BertModel"]
     cls = MODEL_CLASSES.get(names[0], BertModel)

@@ -105,15 +105,24 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
     if vocab_size < len(SPECIAL_ORDER) + 1:
         raise VocabError(f"--vocab-size {vocab_size} is too small: it must exceed the {len(SPECIAL_ORDER)} "
                          "special tokens (BERT uses 30522, PubMedBERT 28895)")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                strip_accents=lowercase, lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-        special_tokens=SPECIAL_ORDER, continuing_subword_prefix="##", show_progress=False)
-    tok.train_from_iterator(iter_corpus_lines(files, progress=progress), trainer=trainer)
-    vocab = tok.get_vocab()
+    def train(size: int, fixed: list[str], show: bool) -> dict[str, int]:
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=lowercase, lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+            special_tokens=fixed, continuing_subword_prefix="##", show_progress=False)
+        tok.train_from_iterator(iter_corpus_lines(files, progress=show), trainer=trainer)
+        return tok.get_vocab()
+
+    # tokenizers' trainer gives the "##x" continuation characters ids in hash-map order, and those
+    # ids break ties between equally frequent merges, so two runs on the same corpus can give
+    # different vocabularies (huggingface/tokenizers#1794). Pass 1 (no merges) finds the full set of
+    # "##x"; pass 2 fixes their ids up front, in sorted order, which makes the result reproducible.
+    alphabet = train(0, SPECIAL_ORDER, False)
+    continuations = sorted(t for t in alphabet if t.startswith("##"))
+    vocab = train(vocab_size, SPECIAL_ORDER + continuations, progress)
     if len(vocab) <= len(SPECIAL_ORDER):
         raise VocabError(f"the corpus ({', '.join(map(str, files))}) yielded no tokens: is it empty?")
     # Rebuild with BERT's full pipeline (templates, decoder) around the learned vocabulary.
