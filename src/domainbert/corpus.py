@@ -724,10 +724,12 @@ class DecontaminationSet:
     sentences: list[tuple[str, ...]] = field(default_factory=list)
     """Each test sentence as its normalised pieces (one piece unless it had masks)."""
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per source file (relative to the data dir): ``{"pmids": n, "sentences": n}``, for the manifest."""
+    """Per source file (relative to the data dir): ``{"pmids": new PMIDs, "sentences": usable test
+    sentences (a sentence already added from another file counts again)}``, for the manifest."""
     missing: list[str] = field(default_factory=list)
     """Known BLURB test files that were not found (recorded, not an error)."""
-    _index: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _index: dict[str, list[int]] = field(default_factory=dict, repr=False)  # anchor -> sentence ids
+    _known: set[tuple[str, ...]] = field(default_factory=set, repr=False)
 
     def add_pmids(self, pmids: Iterable[str]) -> int:
         """Add PMIDs; returns how many were new."""
@@ -764,6 +766,9 @@ class DecontaminationSet:
             if len(longest) < _ANCHOR:
                 return False
             anchors.append(longest[:_ANCHOR])
+        if pieces in self._known:  # the same sentence from another file (BC5CDR chem/disease)
+            return True
+        self._known.add(pieces)
         ident = len(self.sentences)
         self.sentences.append(pieces)
         for a in dict.fromkeys(anchors):
@@ -797,17 +802,13 @@ class DecontaminationSet:
 TestFileReader = Callable[[Path], tuple[list[str], list[str]]]
 
 
-def _test_lines(path: Path) -> Iterator[tuple[int, str]]:
-    return _lines(path)
-
-
 def _iob_sentences(path: Path) -> tuple[list[str], list[str]]:
     """CoNLL ``token<TAB>tag``, blank line between sentences; ``-DOCSTART- (PMID)`` gives PMIDs
     (JNLPBA's ``-DOCSTART- <MEDLINE UID>`` is not a PMID and is ignored)."""
     pmids: list[str] = []
     sentences: list[str] = []
     tokens: list[str] = []
-    for _, line in _test_lines(path):
+    for _, line in _lines(path):
         if line.startswith("-DOCSTART-"):
             m = re.match(r"-DOCSTART-\s*\((\d+)\)", line)
             if m:
@@ -827,7 +828,7 @@ def _iob_sentences(path: Path) -> tuple[list[str], list[str]]:
 def _pubtator_test(path: Path) -> tuple[list[str], list[str]]:
     pmids: list[str] = []
     sentences: list[str] = []
-    for lineno, line in _test_lines(path):
+    for _, line in _lines(path):
         m = _PUBTATOR.match(line)
         if m:
             if m.group(2) == "t":
@@ -838,7 +839,7 @@ def _pubtator_test(path: Path) -> tuple[list[str], list[str]]:
 
 def _tsv_column(path: Path, columns: tuple[int, ...], header: bool) -> list[str]:
     out: list[str] = []
-    for lineno, line in _test_lines(path):
+    for lineno, line in _lines(path):
         if (header and lineno == 1) or not line.strip():
             continue
         fields = line.split("\t")
@@ -851,7 +852,9 @@ def _tsv_column(path: Path, columns: tuple[int, ...], header: bool) -> list[str]
 
 def _masked_tsv(path: Path) -> tuple[list[str], list[str]]:
     """GAD / ChemProt / DDI BLURB TSV: sentence (with ``@GENE$``-style masks) in column 2."""
-    first = next(iter(_test_lines(path)), (1, ""))[1]
+    lines = _lines(path)
+    first = next(lines, (1, ""))[1]
+    lines.close()
     header = first.split("\t")[0] in ("index", "id", "")
     return [], _tsv_column(path, (1,), header)
 
@@ -869,7 +872,7 @@ def _hoc(path: Path) -> tuple[list[str], list[str]]:
 def _pmid_list(path: Path) -> tuple[list[str], list[str]]:
     """BLURB indexing file: comma-separated ``PMID`` or ``PMID.txt`` names."""
     pmids = []
-    for lineno, line in _test_lines(path):
+    for lineno, line in _lines(path):
         for item in line.split(","):
             item = item.strip().removesuffix(".txt")
             if item:
