@@ -414,3 +414,21 @@ def test_bad_pubtator_and_sidecar(tmp_path: Path) -> None:
     assert [d.pmid for d in read_text(text)] == ["123", None]
     with pytest.raises(DataError, match="no such file"):
         list(read_text(tmp_path / "missing.txt"))
+
+
+def test_xml_streaming_memory_is_bounded(tmp_path: Path) -> None:
+    import tracemalloc
+
+    body = " ".join(["Streaming keeps one citation in memory at a time."] * 10)
+    path = tmp_path / "big.xml.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(_pubmed_xml(*(_article(str(i), f"Title {i}.", ("RESULTS", body)) for i in range(1, 4001))))
+    assert path.stat().st_size > 10_000  # ~2.6 MB of XML once decompressed
+    tracemalloc.start()
+    try:
+        n = sum(1 for _ in read_medline_xml(path, splitter=lambda s: [s]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 4000
+    assert peak < 1_000_000, f"peak {peak} bytes: records are not being cleared"
