@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""One BERT pretraining step and inference, domainbert beside transformers, in the same run.
+
+Training step = forward + backward + AdamW step of ``BertForPreTraining`` (MLM + NSP) on one batch
+of full-length sequences with 15% of positions labelled (19 of 128, as ``data prepare`` makes them)
+and random NSP labels. Variants, alternated round by round so that machine noise hits all alike:
+
+* ``transformers``        transformers' BertForPreTraining as users run it by default: fp32, MLM
+                          logits at every position;
+* ``domainbert``          domainbert's default: precision "auto" (bf16 autocast where the CPU/GPU
+                          has native bf16, fp32 master weights) and the MLM head at the labelled
+                          positions only;
+* ``domainbert-fp32``     the same in fp32, to show what the gather alone gives.
+
+Both models start from the same weights; before timing, the fp32 losses of the two are checked
+equal (dropout off). Inference = ``BertModel`` forward on the same batch shape, no grad.
+
+Achieved GFLOP/s counts the model's useful dense FLOPs (the MLM head at labelled positions only, for
+every variant), and is given as a share of a matrix-multiply ceiling measured here for the dtype the
+variant computes in. Run from the repository root:
+
+    .venv/bin/python benchmarks/model_step.py                  # small b32x128 and base b8x128
+    .venv/bin/python benchmarks/model_step.py --configs small --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+from domainbert.configuration import BertConfig
+from domainbert.modeling import BertForPreTraining, BertModel
+from domainbert.precision import autocast, resolve_precision
+
+transformers.logging.set_verbosity_error()
+
+SHAPES = {"small": 32, "base": 8}  # batch size at sequence length 128, as in the issue
+
+
+def dense_flops_per_token(c: BertConfig, seq: int, labelled_share: float, training: bool) -> float:
+    """Dense matmul FLOPs per input token (2 per multiply-add); x3 for forward + backward."""
+    h, i, v, layers = c.hidden_size, c.intermediate_size, c.vocab_size, c.num_hidden_layers
+    encoder = layers * (4 * h * h + 2 * h * i)  # Q, K, V, output projections + feed-forward
+    attention = layers * 2 * seq * h  # scores QK^T and context PV, multiply-adds per token
+    heads = labelled_share * (h * h + h * v) + (h * h + 2 * h) / seq  # MLM at labelled + pooler/NSP
+    per_token = 2 * (encoder + attention + heads)
+    return per_token * (3 if training else 1)
+
+
+def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Median GFLOP/s of an n^3 matrix multiply in ``dtype`` after a one-second warm-up."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def make_batch(c: BertConfig, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, c.vocab_size, (batch, seq), generator=g)
+    types = torch.zeros(batch, seq, dtype=torch.long)
+    types[:, seq // 2:] = 1
+    n_pred = min(20, max(1, round(seq * 0.15)))
+    labels = torch.full((batch, seq), -100)
+    for row in range(batch):
+        pos = torch.randperm(seq - 2, generator=g)[:n_pred] + 1
+        labels[row, pos] = ids[row, pos]
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+            "labels": labels, "next_sentence_label": torch.randint(0, 2, (batch,), generator=g)}
+
+
+class Variant:
+    def __init__(self, name: str, model: torch.nn.Module, precision: str, gather: bool) -> None:
+        self.name, self.model, self.precision, self.gather = name, model, precision, gather
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                                      {"params": rest, "weight_decay": 0.0}], lr=1e-4)
+        self.step_times: list[float] = []
+        self.infer_times: list[float] = []
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with autocast(self.precision, "cpu"):
+            if isinstance(self.model, BertForPreTraining):
+                return self.model(**batch, mlm_all_positions=not self.gather).loss
+            return self.model(**batch).loss
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        self.model.train()
+        t = time.perf_counter()
+        loss = self.loss(batch)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    def infer(self, batch: dict[str, torch.Tensor]) -> float:
+        encoder = self.model.bert
+        encoder.eval()
+        inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+        t = time.perf_counter()
+        with torch.no_grad(), autocast(self.precision, "cpu"):
+            encoder(**inputs)
+        return time.perf_counter() - t
+
+
+def check_loss_equal(hf: torch.nn.Module, ours: BertForPreTraining, batch: dict[str, torch.Tensor]) -> float:
+    hf.eval(), ours.eval()
+    with torch.no_grad():
+        a = hf(**batch).loss
+        b = ours(**batch).loss
+    return abs(a.item() - b.item())
+
+
+def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int,
+               ceilings: dict[str, float]) -> list[dict]:
+    batch_size = SHAPES[name]
+    config = BertConfig.preset(name)  # vocab 30,522 (BERT uncased), dropout 0.1 as in pretraining
+    torch.manual_seed(0)
+    hf = transformers.BertForPreTraining(transformers.BertConfig(**config.to_dict()))
+    ours = BertForPreTraining(config)
+    missing, _ = ours.load_state_dict(hf.state_dict(), strict=False)
+    assert not missing, missing
+    ours_fp32 = BertForPreTraining(config)
+    ours_fp32.load_state_dict(hf.state_dict(), strict=False)
+    batch = make_batch(config, batch_size, seq)
+    diff = check_loss_equal(hf, ours, batch)
+    default_precision = resolve_precision("auto", "cpu")
+    variants = [Variant("transformers", hf, "fp32", gather=False),
+                Variant("domainbert", ours, "auto", gather=True),
+                Variant("domainbert-fp32", ours_fp32, "fp32", gather=True)]
+    for v in variants:  # warm-up: first steps allocate and pick kernels
+        for _ in range(2):
+            v.step(batch)
+        v.infer(batch)
+    for _ in range(rounds):
+        for v in variants:
+            v.step_times += [v.step(batch) for _ in range(steps)]
+            v.infer_times += [v.infer(batch) for _ in range(infer_reps)]
+    tokens = batch_size * seq
+    share = 19 / seq
+    rows = []
+    base_train = base_infer = None
+    for v in variants:
+        dtype = resolve_precision(v.precision, "cpu")
+        t_step, t_inf = statistics.median(v.step_times), statistics.median(v.infer_times)
+        train_tps, infer_tps = tokens / t_step, tokens / t_inf
+        base_train = base_train or train_tps
+        base_infer = base_infer or infer_tps
+        gflops = dense_flops_per_token(config, seq, share, True) * train_tps / 1e9
+        infer_gflops = dense_flops_per_token(config, seq, 0.0, False) * infer_tps / 1e9
+        rows.append(dict(config=name, batch=f"{batch_size}x{seq}", variant=v.name, dtype=dtype,
+                         train_tps=train_tps, train_ratio=train_tps / base_train, train_gflops=gflops,
+                         train_share=gflops / ceilings[dtype], infer_tps=infer_tps,
+                         infer_ratio=infer_tps / base_infer, infer_share=infer_gflops / ceilings[dtype],
+                         fp32_loss_diff=diff if v.name != "transformers" else 0.0,
+                         default_precision=default_precision))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="small,base")
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the variants")
+    parser.add_argument("--infer-reps", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+          f"matmul ceiling fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s, "
+          f"auto precision here: {resolve_precision('auto', 'cpu')}")
+    rows = []
+    for name in args.configs.split(","):
+        rows += run_config(name, args.seq, args.steps, args.rounds, args.infer_reps, ceilings)
+    print()
+    print("| config | batch | variant | dtype | train tok/s | vs transformers | train GFLOP/s | share of ceiling "
+          "| infer tok/s | vs transformers | infer share | fp32 loss diff |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['config']} | {r['batch']} | {r['variant']} | {r['dtype']} | {r['train_tps']:,.0f} | "
+              f"{r['train_ratio']:.2f}x | {r['train_gflops']:.0f} | {r['train_share']:.0%} | {r['infer_tps']:,.0f} | "
+              f"{r['infer_ratio']:.2f}x | {r['infer_share']:.0%} | {r['fp32_loss_diff']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
