@@ -1,0 +1,32 @@
+"""Precision selection: "auto" picks bf16 only where the hardware has native bf16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from domainbert import precision
+from domainbert.errors import ConfigError
+
+
+def test_auto_follows_native_bf16(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_autocast_runs_matmuls_in_bf16_and_fp32_leaves_them():
+    a = torch.randn(4, 8)
+    lin = torch.nn.Linear(8, 3)
+    with precision.autocast("bf16", "cpu"):
+        assert lin(a).dtype == torch.bfloat16
+    with precision.autocast("fp32", "cpu"):
+        assert lin(a).dtype == torch.float32
+    assert lin.weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="fp16"):
+        precision.resolve_precision("fp16", "cpu")
