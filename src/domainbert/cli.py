@@ -43,12 +43,21 @@ COMMANDS: dict[str, Command] = {
         "tokenize text with a vocabulary directory and print the ids (one JSON line per input line)",
         "domainbert.tokenization:configure_encode", "domainbert.tokenization:run_encode"),
     "data download": Command("fetch PubMed baseline files and the BLURB datasets (or take them from --mirror)", "domainbert.download:configure_download", "domainbert.download:run_download"),
+    "data prepare": Command(
+        "turn a corpus into sharded BERT pretraining examples (NSP pairs + masked LM) and a manifest",
+        "domainbert.pretraining_data:configure_prepare", "domainbert.pretraining_data:run_prepare"),
     "model create": Command(
         "create a randomly initialised BERT of a preset or custom size and save it",
         "domainbert.checkpoint:configure_create", "domainbert.checkpoint:run_create"),
     "model info": Command(
         "load a model directory (domainbert or Hugging Face BERT) and report its config and weights",
         "domainbert.checkpoint:configure_info", "domainbert.checkpoint:run_info"),
+    "finetune": Command(
+        "fine-tune a BERT on one BLURB dataset (--task) or your own (--task-type + --data)",
+        "domainbert.finetune:configure", "domainbert.finetune:run"),
+    "blurb": Command(
+        "fine-tune on the BLURB suite; write results.json, report.md, a chart and a TSV row",
+        "domainbert.suite:configure", "domainbert.suite:run"),
 }
 
 

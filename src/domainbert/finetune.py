@@ -1,0 +1,766 @@
+"""Fine-tuning on BLURB (or a user's dataset in a BLURB format): featurizing, one generic loop, grid and seeds.
+
+One loop serves every task type; what differs per type is data, held in the dataset record
+(:class:`domainbert.blurb.DatasetRecord`) and in :data:`HEADS`:
+
+=============  ===================================  ==========================================
+task type      head / problem type                  featurizing
+=============  ===================================  ==========================================
+ner, pico      BertForTokenClassification           words → sub-tokens, the first sub-token of a
+                                                    word carries its tag, the rest -100; inputs
+                                                    longer than the maximum are split into
+                                                    overlapping windows (never truncated) and each
+                                                    word is scored in exactly one window, the one
+                                                    where it has the most context on both sides
+relation       BertForSequenceClassification,       the ``@GENE$``-style entity markers found in
+               single label                         the data are added to the vocabulary as whole
+                                                    tokens (embeddings resized)
+similarity     BertForSequenceClassification,       sentence pair, score in [0, 4]
+               regression
+multilabel     BertForSequenceClassification,       document; a label is predicted when its
+               multi label (BCE)                    sigmoid exceeds 0.5
+classification BertForSequenceClassification,       question + context as a pair
+               single label
+=============  ===================================  ==========================================
+
+Training follows BERT's fine-tuning recipe as BLURB used it (Gu et al. 2021, §4.3): AdamW with
+weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then linear decay to 0,
+gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.precision`),
+batches grouped by length with dynamic padding. Each epoch is scored on dev; a run keeps its best
+epoch. ``--budget quick`` trains one setting with one seed (the record's defaults, epochs capped);
+``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5, 3e-5, 5e-5} × batch {16, 32}) over several
+seeds, selects the setting with the best mean dev score and reports test mean ± std for it.
+
+Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
+whose result exists (and was made with the same model, data and settings), so an interrupted grid
+resumes where it stopped.
+
+Output directory::
+
+    metrics.json                 selected setting, dev/test mean ± std and per seed, every run
+    dev_predictions.jsonl        predictions of the saved model's run (one JSON object a line)
+    test_predictions.jsonl
+    model/                       the fine-tuned model of the best single run (by dev score):
+                                 config.json (id2label, architectures) + model.safetensors +
+                                 tokenizer files, loadable by transformers' AutoModelFor...
+    runs/<run id>/result.json    one per (lr, batch, epochs, seed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from domainbert.blurb import (
+    DATASETS, DatasetRecord, TextExample, TokenExample, get_record, load_split, user_record,
+)
+from domainbert.errors import CheckpointError, ConfigError, DataError
+from domainbert.metrics import METRICS
+
+Budget = Literal["quick", "full"]
+Example = TokenExample | TextExample
+
+#: BLURB's grid (the BERT paper's §3.5, adapted by Gu et al.).
+GRID_LEARNING_RATES = (1e-5, 2e-5, 3e-5, 5e-5)
+GRID_BATCH_SIZES = (16, 32)
+FULL_SEEDS = (42, 43, 44, 45, 46)
+QUICK_MAX_EPOCHS = 3
+"""``--budget quick`` trains at most this many epochs (the record's epochs otherwise)."""
+
+#: Entity markers of BLURB's relation sets; any other ``@NAME$`` found in the data is added too.
+KNOWN_MARKERS = ("@GENE$", "@DISEASE$", "@CHEMICAL$", "@CHEM-GENE$", "@DRUG$", "@DRUG-DRUG$")
+MARKER_RE = re.compile(r"@[A-Za-z][A-Za-z0-9_-]*\$")
+
+TOKEN_TASKS = ("ner", "pico")
+#: task type → problem type of BertForSequenceClassification (token tasks have none).
+HEADS: dict[str, str | None] = {
+    "ner": None, "pico": None, "relation": "single_label_classification",
+    "similarity": "regression", "multilabel": "multi_label_classification",
+    "classification": "single_label_classification",
+}
+IGNORE = -100
+
+
+# ==================================================================================== arguments
+@dataclass
+class FinetuneArgs:
+    """Everything one ``domainbert finetune`` needs; checked in ``__post_init__``."""
+
+    model: Path
+    """A BERT checkpoint directory (domainbert or Hugging Face) with its vocabulary."""
+    out: Path
+    """Output directory (see the module docstring); reused to resume."""
+    task: str | None = None
+    """A BLURB dataset name (``ncbi-disease``, ``gad`` ...); or give ``task_type`` + ``data``."""
+    task_type: str | None = None
+    """A user's dataset: ``ner``, ``relation``, ``similarity``, ``multilabel`` or ``classification``."""
+    data: Path | None = None
+    """A user's dataset folder holding train/dev/test files."""
+    negative_label: str | None = None
+    """A user's relation set: the class micro F1 leaves out."""
+    data_dir: Path | None = None
+    """Where the BLURB data lives (default: the ``data download`` cache)."""
+    budget: Budget = "quick"
+    """``quick``: one setting, one seed, at most QUICK_MAX_EPOCHS epochs; ``full``: grid × seeds."""
+    seeds: tuple[int, ...] = ()
+    """Seeds (default: 42 for quick, 42..46 for full)."""
+    learning_rate: float | None = None
+    """quick only: override the record's learning rate."""
+    batch_size: int | None = None
+    """quick only: override the record's batch size."""
+    epochs: int | None = None
+    """Override the number of epochs (both budgets)."""
+    max_steps: int | None = None
+    """Stop every run after this many optimizer steps (smoke runs)."""
+    max_seq_length: int | None = None
+    """Override the record's maximum sub-word length (token tasks are windowed to it)."""
+    limit: int | None = None
+    """Use only the first N examples of each split (smoke runs; the scores are then not BLURB's)."""
+    eval_batch_size: int = 64
+    """Examples per evaluation batch."""
+    precision: str = "auto"
+    """``auto`` (bf16 where native), ``bf16`` or ``fp32``."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1`` ...; default: cuda when available."""
+    save_model: bool = True
+    """Write the fine-tuned model (off for a suite that only wants scores)."""
+    progress: bool | None = None
+    """tqdm progress bars; None: only on a terminal."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (self.task is None) == (self.data is None):
+            problems.append("give either --task NAME (a BLURB dataset) or --task-type TYPE with --data DIR")
+        if self.data is not None and self.task_type is None:
+            problems.append("--data needs --task-type (ner, relation, similarity, multilabel, classification)")
+        if self.budget not in ("quick", "full"):
+            problems.append(f"budget must be quick or full, got {self.budget!r}")
+        if self.budget == "full" and (self.learning_rate is not None or self.batch_size is not None):
+            problems.append("--lr/--batch-size fix one setting: use them with --budget quick (full runs the grid)")
+        for name in ("batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1, got {value}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            problems.append(f"learning rate must be positive, got {self.learning_rate}")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            problems.append(f"max_seq_length {self.max_seq_length} is too short: use at least 8")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        if not self.seeds:
+            self.seeds = (42,) if self.budget == "quick" else FULL_SEEDS
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the grid."""
+
+    learning_rate: float
+    batch_size: int
+    epochs: int
+
+    def run_id(self, seed: int) -> str:
+        return f"lr{self.learning_rate:g}-bs{self.batch_size}-ep{self.epochs}-seed{seed}"
+
+
+def settings_for(record: DatasetRecord, args: FinetuneArgs) -> list[Setting]:
+    """The settings a budget trains: the record's one (quick) or BLURB's grid (full)."""
+    defaults = record.finetune
+    if args.budget == "quick":
+        epochs = args.epochs or min(defaults.epochs, QUICK_MAX_EPOCHS)
+        return [Setting(args.learning_rate or defaults.learning_rate,
+                        args.batch_size or defaults.batch_size, epochs)]
+    epochs = args.epochs or defaults.epochs
+    return [Setting(lr, bs, epochs) for lr in GRID_LEARNING_RATES for bs in GRID_BATCH_SIZES]
+
+
+# ==================================================================================== featurizing
+@dataclass
+class Feature:
+    """One model input: ids and the targets of a window (token tasks) or an example (sequence tasks)."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    labels: list[int] | list[float] | int | float
+    """Token tasks: one id per token (-100 = not scored); otherwise a class id, a score, or a
+    multi-hot list."""
+    example: int
+    """Index of the example this feature came from."""
+    word_index: list[int] = field(default_factory=list)
+    """Token tasks: for each token, the word whose tag it predicts (-1 when none)."""
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def word_windows(lengths: Sequence[int], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Split words of sub-token ``lengths`` into ``[start, end)`` windows of at most ``budget`` sub-tokens.
+
+    Consecutive windows share about ``overlap`` sub-tokens of context. Every window advances by at
+    least one word, so the windows cover every word. A single word longer than ``budget`` gets a
+    window of its own (its sub-tokens past the budget are cut; the word keeps its first sub-token,
+    which is the one scored).
+    """
+    if budget < 1:
+        raise ValueError(f"window budget must be positive, got {budget}")
+    n = len(lengths)
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        end, used = start, 0
+        while end < n and (end == start or used + min(lengths[end], budget) <= budget):
+            used += min(lengths[end], budget)
+            end += 1
+        windows.append((start, end))
+        if end == n:
+            break
+        # Step back from the end to keep ``overlap`` sub-tokens of left context for the next window.
+        nxt, kept = end, 0
+        while nxt - 1 > start and kept + lengths[nxt - 1] <= overlap:
+            nxt -= 1
+            kept += lengths[nxt]
+        start = max(nxt, start + 1)
+    return windows
+
+
+def window_owners(n_words: int, windows: Sequence[tuple[int, int]]) -> list[int]:
+    """For each word, the window that scores it: the one where it is farthest from both edges."""
+    owners = [-1] * n_words
+    best = [-1] * n_words
+    for w, (start, end) in enumerate(windows):
+        for i in range(start, end):
+            margin = min(i - start, end - 1 - i)
+            if margin > best[i]:
+                best[i], owners[i] = margin, w
+    assert -1 not in owners, "every word lies in some window"
+    return owners
+
+
+def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id: dict[str, int],
+                     max_length: int) -> list[Feature]:
+    """Token classification features: first sub-token labelled, long inputs windowed (never cut)."""
+    budget = max_length - 2  # room for [CLS] and [SEP]
+    overlap = budget // 4
+    unk = tokenizer.unk_token_id
+    features: list[Feature] = []
+    # Encode every word of every sentence in one Rust call: the sub-tokens of word j are the
+    # tokens whose word id is j. A word the normaliser empties (a lone control character) still
+    # needs a position to carry its tag: it gets [UNK].
+    encodings = tokenizer.encode_batch([list(e.tokens) for e in examples], is_split_into_words=True,
+                                       add_special_tokens=False)
+    for index, (example, enc) in enumerate(zip(examples, encodings)):
+        pieces: list[list[int]] = [[] for _ in example.tokens]
+        for token_id, word in zip(enc.input_ids, enc.word_ids):
+            if word is not None:
+                pieces[word].append(token_id)
+        pieces = [p or [unk] for p in pieces]
+        windows = word_windows([len(p) for p in pieces], budget, overlap)
+        owners = window_owners(len(pieces), windows)
+        for w, (start, end) in enumerate(windows):
+            ids = [tokenizer.cls_token_id]
+            labels = [IGNORE]
+            word_index = [-1]
+            for i in range(start, end):
+                word_ids = pieces[i][:budget]
+                scored = owners[i] == w
+                ids.extend(word_ids)
+                labels.append(label2id[example.tags[i]] if scored else IGNORE)
+                labels.extend([IGNORE] * (len(word_ids) - 1))
+                word_index.append(i if scored else -1)
+                word_index.extend([-1] * (len(word_ids) - 1))
+            ids.append(tokenizer.sep_token_id)
+            labels.append(IGNORE)
+            word_index.append(-1)
+            assert len(ids) <= max_length, (example.id, len(ids), max_length)
+            features.append(Feature(ids, [0] * len(ids), labels, index, word_index))
+    return features
+
+
+def featurize_texts(tokenizer: Any, record: DatasetRecord, examples: Sequence[TextExample],
+                    label2id: dict[str, int], max_length: int) -> list[Feature]:
+    """Sequence-level features: single texts or pairs, truncated longest-first as BERT does."""
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair or "" for e in examples] if "text_pair" in record.text_fields else None
+    encodings = tokenizer.encode_batch(texts, pairs, max_length=max_length)
+    features = []
+    for index, (example, enc) in enumerate(zip(examples, encodings)):
+        labels: Any
+        if record.task_type == "similarity":
+            labels = float(example.label)  # type: ignore[arg-type]
+        elif record.task_type == "multilabel":
+            labels = [0.0] * len(label2id)
+            for name in example.label:  # type: ignore[union-attr]
+                labels[label2id[name]] = 1.0
+        else:
+            labels = label2id[str(example.label)]
+        features.append(Feature(enc.input_ids, enc.token_type_ids, labels, index))
+    return features
+
+
+def markers_in(examples: Sequence[Example]) -> list[str]:
+    """The ``@TYPE$`` entity markers that occur in relation examples (sorted), plus BLURB's known ones."""
+    found = set(KNOWN_MARKERS)
+    for example in examples:
+        if isinstance(example, TextExample):
+            found.update(MARKER_RE.findall(example.text))
+    return sorted(found)
+
+
+# ==================================================================================== batching
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                           pool: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar length: shuffle, sort within pools of ``pool`` batches, shuffle batches.
+
+    Like transformers' LengthGroupedSampler, this keeps randomness across epochs while cutting
+    the padding of each batch (dynamic padding pads only to the batch's longest member).
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    step = batch_size * pool
+    for at in range(0, len(order), step):
+        chunk = sorted(order[at:at + step], key=lambda i: lengths[i], reverse=True)
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest member and make tensors (labels padded with -100 for tokens)."""
+    width = max(len(f) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(features), width), dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    for row, f in enumerate(features):
+        ids[row, :len(f)] = torch.tensor(f.input_ids)
+        types[row, :len(f)] = torch.tensor(f.token_type_ids)
+        mask[row, :len(f)] = 1
+    first = features[0].labels
+    if isinstance(first, list) and isinstance(first[0], int):  # token labels
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        for row, f in enumerate(features):
+            labels[row, :len(f)] = torch.tensor(f.labels)
+    elif isinstance(first, (list, float)):
+        labels = torch.tensor([f.labels for f in features], dtype=torch.float)
+    else:
+        labels = torch.tensor([f.labels for f in features], dtype=torch.long)
+    batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# ==================================================================================== optimisation
+def param_groups(model: nn.Module, weight_decay: float = 0.01) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices, none on biases and LayerNorm weights (as BERT)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def get_lr(step: int, total: int, peak: float, warmup_fraction: float = 0.1) -> float:
+    """Linear warmup over the first 10% of ``total`` steps, then linear decay to 0."""
+    warmup = max(1, int(total * warmup_fraction))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * max(0.0, (total - step) / max(1, total - warmup))
+
+
+# ==================================================================================== the task
+@dataclass
+class Task:
+    """A dataset made ready for one model: record, tokenizer, label map, features per split."""
+
+    record: DatasetRecord
+    tokenizer: Any
+    labels: list[str]
+    max_length: int
+    examples: dict[str, list[Example]]
+    features: dict[str, list[Feature]]
+    markers: list[str]
+
+    @property
+    def is_token_task(self) -> bool:
+        return self.record.task_type in TOKEN_TASKS
+
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+
+def _labels_of(record: DatasetRecord, examples: dict[str, list[Example]]) -> list[str]:
+    if record.task_type == "similarity":
+        return ["similarity"]  # one regression output
+    if record.labels:
+        return list(record.labels)
+    raise DataError(f"{record.name}: the dataset record names no labels")  # pragma: no cover - records always do
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer; a vocabulary without BERT's special tokens is a VocabError."""
+    from domainbert.tokenization import BertTokenizer
+
+    if not model_dir.is_dir():
+        raise CheckpointError(f"model directory {model_dir} does not exist: pass a BERT checkpoint "
+                              "directory (config.json, weights and vocab.txt)")
+    return BertTokenizer.from_pretrained(model_dir)
+
+
+def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
+                 max_seq_length: int | None = None, limit: int | None = None,
+                 model_max_positions: int | None = None) -> Task:
+    """Read the three splits, extend the vocabulary with entity markers and featurize everything."""
+    examples: dict[str, list[Example]] = {}
+    for split in ("train", "dev", "test"):
+        rows = load_split(record, split, data_dir)
+        if not rows:
+            raise DataError(f"{record.name}: the {split} split is empty; it needs at least one example")
+        examples[split] = rows[:limit] if limit else rows
+    tokenizer = load_tokenizer(model_dir)
+    max_length = max_seq_length or record.max_seq_length
+    if model_max_positions is not None:
+        max_length = min(max_length, model_max_positions)
+    markers: list[str] = []
+    if record.task_type == "relation":
+        markers = markers_in([e for rows in examples.values() for e in rows])
+        tokenizer.add_tokens(markers)
+    labels = _labels_of(record, examples)
+    label2id = {name: i for i, name in enumerate(labels)}
+    features = {}
+    for split, rows in examples.items():
+        if record.task_type in TOKEN_TASKS:
+            features[split] = featurize_tokens(tokenizer, rows, label2id, max_length)  # type: ignore[arg-type]
+        else:
+            features[split] = featurize_texts(tokenizer, record, rows, label2id, max_length)  # type: ignore[arg-type]
+    return Task(record, tokenizer, labels, max_length, examples, features, markers)
+
+
+def build_model(task: Task, model_dir: Path) -> nn.Module:
+    """The pretrained encoder with a new head for ``task`` (embeddings resized for markers)."""
+    from domainbert.configuration import BertConfig
+    from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification
+
+    config = BertConfig.load(model_dir)
+    if task.tokenizer.vocab_size > config.vocab_size and not task.markers:
+        raise CheckpointError(f"{model_dir}: the vocabulary has {task.tokenizer.vocab_size} tokens but the "
+                              f"model only {config.vocab_size} embeddings; use the model's own vocab.txt")
+    if task.is_token_task:
+        model = BertForTokenClassification.from_pretrained(model_dir, id2label=task.id2label())
+    else:
+        model = BertForSequenceClassification.from_pretrained(
+            model_dir, id2label=task.id2label(), problem_type=HEADS[task.record.task_type])
+    if task.tokenizer.vocab_size > model.config.vocab_size:
+        model.resize_token_embeddings(task.tokenizer.vocab_size)
+    return model
+
+
+# ==================================================================================== predicting
+@torch.no_grad()
+def predict(model: nn.Module, task: Task, split: str, device: torch.device, precision: str,
+            batch_size: int = 64) -> list[Any]:
+    """Predictions for every example of ``split``, in the examples' order.
+
+    Token tasks: a tag per word, each word taken from the window that scores it. Relation and QA:
+    a class name. Similarity: a float. Multilabel: a sorted tuple of class names.
+    """
+    from domainbert.precision import autocast
+
+    model.eval()
+    features = task.features[split]
+    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    examples = task.examples[split]
+    if task.is_token_task:
+        tags: list[list[str | None]] = [[None] * len(e.tokens) for e in examples]  # type: ignore[union-attr]
+    outputs: list[Any] = [None] * len(examples)
+    for at in range(0, len(order), batch_size):
+        chunk = [features[i] for i in order[at:at + batch_size]]
+        batch = collate(chunk, task.tokenizer.pad_token_id, device)
+        with autocast(precision, device):
+            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits
+        logits = logits.float().cpu()
+        for row, f in enumerate(chunk):
+            if task.is_token_task:
+                best = logits[row, :len(f)].argmax(-1).tolist()
+                for pos, word in enumerate(f.word_index):
+                    if word >= 0:
+                        assert tags[f.example][word] is None, "a word is scored in exactly one window"
+                        tags[f.example][word] = task.labels[best[pos]]
+            elif task.record.task_type == "similarity":
+                outputs[f.example] = float(logits[row, 0])
+            elif task.record.task_type == "multilabel":
+                probs = torch.sigmoid(logits[row]).tolist()
+                outputs[f.example] = tuple(task.labels[i] for i, p in enumerate(probs) if p > 0.5)
+            else:
+                outputs[f.example] = task.labels[int(logits[row].argmax())]
+    if task.is_token_task:
+        for sentence in tags:
+            assert None not in sentence, "every word gets a prediction"
+        return tags
+    return outputs
+
+
+def gold(task: Task, split: str) -> list[Any]:
+    """The gold labels of ``split`` in the form :func:`predict` returns."""
+    if task.is_token_task:
+        return [list(e.tags) for e in task.examples[split]]  # type: ignore[union-attr]
+    return [e.label for e in task.examples[split]]  # type: ignore[union-attr]
+
+
+def score(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """The record's BLURB metric (works for user records too: the negative class comes from the record)."""
+    function = METRICS[record.metric]
+    if record.metric == "relation_micro_f1":
+        return function(y_true, y_pred, negative=record.negative_label)
+    if record.metric == "hoc_f1":
+        return function(y_true, y_pred, labels=record.labels)
+    if record.metric == "pearson":
+        try:
+            return function(y_true, y_pred)
+        except ValueError:  # constant predictions (an untrained head): no correlation, score 0
+            return 0.0
+    return function(y_true, y_pred)
+
+
+# ==================================================================================== one run
+@dataclass
+class RunResult:
+    """What one (setting, seed) run produced; stored as ``runs/<id>/result.json``."""
+
+    run_id: str
+    setting: dict[str, Any]
+    seed: int
+    best_epoch: int
+    dev: float
+    test: float
+    dev_history: list[float]
+    steps: int
+    train_seconds: float
+    fingerprint: dict[str, Any]
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for example, pred, true in zip(task.examples[split], predictions, gold(task, split)):
+            fh.write(json.dumps({"id": example.id, "prediction": pred, "gold": true}) + "\n")
+    os.replace(tmp, path)
+
+
+def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
+              device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
+    """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
+    from tqdm.auto import tqdm
+
+    from domainbert.precision import autocast
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = build_model(task, model_dir).to(device)
+    train = task.features["train"]
+    lengths = [len(f) for f in train]
+    steps_per_epoch = math.ceil(len(train) / setting.batch_size)
+    total = steps_per_epoch * setting.epochs
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=setting.learning_rate,
+                                  fused=device.type == "cuda")
+    best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
+    history: list[float] = []
+    step = 0
+    started = time.perf_counter()
+    bar = tqdm(total=total, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
+               disable=(None if args.progress is None else not args.progress))
+    for epoch in range(setting.epochs):
+        if step >= total:
+            break
+        model.train()
+        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng):
+            if step >= total:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(step, total, setting.learning_rate)
+            batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device)
+            with autocast(args.precision, device):
+                out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                            labels=batch["labels"])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{out.loss.item():.4f}", refresh=False)
+        dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
+        dev_score = score(task.record, gold(task, "dev"), dev_pred)
+        history.append(dev_score)
+        if best is None or dev_score > best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (dev_score, epoch + 1, state, {"dev": dev_pred})
+    bar.close()
+    seconds = time.perf_counter() - started
+    assert best is not None
+    model.load_state_dict(best[2])
+    test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
+    test_score = score(task.record, gold(task, "test"), test_pred)
+    result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
+                       history, step, round(seconds, 2), fingerprint(task, model_dir, args))
+    return result, model, {"dev": best[3]["dev"], "test": test_pred}
+
+
+def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, Any]:
+    """What a stored run must match to be reused on resume."""
+    sizes = {split: len(rows) for split, rows in task.examples.items()}
+    return {"task": task.record.name, "model": str(Path(model_dir).resolve()), "sizes": sizes,
+            "max_length": task.max_length, "max_steps": args.max_steps, "precision": args.precision}
+
+
+# ==================================================================================== grid
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def record_for(args: FinetuneArgs) -> DatasetRecord:
+    """The BLURB record named by ``--task``, or a record for the user's folder."""
+    if args.task is not None:
+        return get_record(args.task)
+    assert args.data is not None and args.task_type is not None
+    if args.task_type == "multilabel":
+        raise DataError("a user's multi-label set has no reader yet: use the HoC layout with --task hoc "
+                        "and --data-dir, or convert it to one of ner/relation/similarity/classification")
+    return user_record(args.task_type, args.data, negative_label=args.negative_label)
+
+
+def finetune(args: FinetuneArgs) -> dict[str, Any]:
+    """Run a budget's settings × seeds (skipping finished runs), select on dev, write the outputs."""
+    from domainbert.configuration import BertConfig
+
+    record = record_for(args)
+    if not (args.model / "config.json").is_file():
+        raise CheckpointError(f"{args.model} has no config.json: pass a BERT checkpoint directory "
+                              "(e.g. one written by `domainbert model create` or a Hugging Face BERT)")
+    config = BertConfig.load(args.model)
+    task = prepare_task(record, args.model, args.data_dir, args.max_seq_length, args.limit,
+                        model_max_positions=config.max_position_embeddings)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from domainbert.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, device)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    selection_path = out / "selection.json"
+    expected = fingerprint(task, args.model, args)
+    results: list[RunResult] = []
+    started = time.perf_counter()
+    for setting in settings_for(record, args):
+        for seed in args.seeds:
+            path = out / "runs" / setting.run_id(seed) / "result.json"
+            if path.is_file():
+                stored = json.loads(path.read_text(encoding="utf-8"))
+                if stored.get("fingerprint") == expected:
+                    results.append(RunResult(**stored))
+                    continue
+            result, model, predictions = train_run(task, args.model, setting, seed, args, device)
+            best_dev = (json.loads(selection_path.read_text())["dev"]
+                        if selection_path.is_file() else -math.inf)
+            if result.dev > best_dev or not (out / "dev_predictions.jsonl").is_file():
+                # This run is the best single run so far: its model and predictions are the output.
+                if args.save_model:
+                    model.save_pretrained(out / "model", tokenizer=task.tokenizer)
+                for split in ("dev", "test"):
+                    _write_jsonl(out / f"{split}_predictions.jsonl", task, split, predictions[split])
+                _atomic_json(selection_path, {"run_id": result.run_id, "dev": result.dev})
+            _atomic_json(path, asdict(result))  # last: the run counts as done only when all is written
+            results.append(result)
+            del model
+    by_setting: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_setting.setdefault(json.dumps(r.setting, sort_keys=True), []).append(r)
+    grid = [{"setting": json.loads(k), "dev": _mean_std([r.dev for r in rs]),
+             "test": _mean_std([r.test for r in rs])} for k, rs in by_setting.items()]
+    selected = max(grid, key=lambda g: g["dev"]["mean"])
+    chosen = by_setting[json.dumps(selected["setting"], sort_keys=True)]
+    metrics = {
+        "task": record.name, "display_name": record.display_name, "task_type": record.task_type,
+        "group": record.group, "metric": record.metric, "model": str(args.model), "budget": args.budget,
+        "selected": selected["setting"],
+        "dev": {**selected["dev"], "per_seed": {str(r.seed): r.dev for r in chosen}},
+        "test": {**selected["test"], "per_seed": {str(r.seed): r.test for r in chosen}},
+        "grid": grid, "runs": [asdict(r) for r in results],
+        "saved_model_run": (json.loads(selection_path.read_text())["run_id"]
+                            if selection_path.is_file() else None),
+        "max_seq_length": task.max_length, "markers": task.markers,
+        "examples": {s: len(rows) for s, rows in task.examples.items()},
+        "limit": args.limit, "max_steps": args.max_steps, "precision": precision,
+        "device": str(device), "wall_seconds": round(time.perf_counter() - started, 2),
+        "notes": list(record.notes),
+    }
+    _atomic_json(out / "metrics.json", metrics)
+    return metrics
+
+
+# ==================================================================================== command
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``domainbert finetune``."""
+    what = parser.add_argument_group("what to fine-tune on (one of the two)")
+    what.add_argument("--task", help=f"a BLURB dataset: {', '.join(DATASETS)}")
+    what.add_argument("--task-type", choices=["ner", "relation", "similarity", "classification"],
+                      help="your own dataset's task type (with --data)")
+    what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
+    what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
+    parser.add_argument("--model", type=Path, required=True, help="BERT checkpoint directory")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="BLURB data directory (default: the `data download` cache)")
+    parser.add_argument("--budget", choices=["quick", "full"], default="quick",
+                        help="quick: one setting, one seed, ≤3 epochs; full: BLURB's grid × 5 seeds")
+    parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (quick only)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick only)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="maximum sub-words (default: the dataset's; token tasks are windowed)")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+
+
+def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
+    return FinetuneArgs(
+        model=ns.model, out=ns.out, task=ns.task, task_type=ns.task_type, data=ns.data,
+        negative_label=ns.negative_label, data_dir=ns.data_dir, budget=ns.budget,
+        seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
+        max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
+        precision=ns.precision, device=ns.device, save_model=not ns.no_save_model)
+
+
+def run(ns: argparse.Namespace) -> int:
+    """``domainbert finetune``: fine-tune, print the selected setting's dev and test scores."""
+    metrics = finetune(args_from_namespace(ns))
+    dev, test = metrics["dev"], metrics["test"]
+    print(f"{metrics['display_name']} ({metrics['metric']}): dev {100 * dev['mean']:.2f} ± "
+          f"{100 * dev['std']:.2f}, test {100 * test['mean']:.2f} ± {100 * test['std']:.2f} "
+          f"(n={test['n']}, {metrics['selected']}); wrote {ns.out}")
+    return 0
