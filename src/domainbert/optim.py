@@ -1,0 +1,82 @@
+"""Optimisation pieces shared by pretraining and fine-tuning: BERT's weight-decay groups, the
+learning-rate schedule as a pure function, and LAMB for large-batch pretraining.
+
+* Weight decay 0.01 on every weight matrix and embedding, none on LayerNorm weights or biases
+  (google-research/bert ``optimization.py`` excludes "LayerNorm" and "bias").
+* ``get_lr``: linear warmup to the peak, then linear decay to zero at the last step (BERT; the
+  PubMedBERT recipe warms up over 10% of the steps). Warmup is a share of the steps when below 1,
+  a number of steps otherwise.
+* ``Lamb``: layer-wise adaptive moments (You et al. 2020, "Large Batch Optimization for Deep
+  Learning: Training BERT in 76 minutes"), as NVIDIA's BERT recipe uses for batches of 8k-64k:
+  an Adam update (bias-corrected, decoupled weight decay) rescaled per tensor by the trust ratio
+  ||w|| / ||update||.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float = 0.01) -> list[dict[str, Any]]:
+    """Two groups: decayed weights (matrices, embeddings) and undecayed (LayerNorm, biases)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """``warmup`` below 1 is a share of ``total_steps``; 1 or more is a number of steps."""
+    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+
+
+def get_lr(step: int, total_steps: int, peak: float, warmup: float = 0.1) -> float:
+    """Learning rate at optimizer step ``step`` (0-based): linear warmup, then linear decay to 0."""
+    n_warm = warmup_steps(warmup, total_steps)
+    if step < n_warm:
+        return peak * (step + 1) / n_warm
+    remaining = max(1, total_steps - n_warm)
+    return peak * max(0.0, (total_steps - step) / remaining)
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB: Adam moments with a per-tensor trust ratio; decoupled weight decay inside the update."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.01) -> None:
+        if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid LAMB hyper-parameters lr={lr}, betas={betas}, eps={eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                m_hat = m / (1 - beta1 ** state["step"])
+                v_hat = v / (1 - beta2 ** state["step"])
+                update = m_hat / (v_hat.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                w_norm, u_norm = p.norm(), update.norm()
+                # trust ratio ||w|| / ||u||, 1 where either norm is zero (fresh zero-init biases)
+                trust = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                p.add_(update, alpha=-group["lr"] * float(trust))
+        return loss

@@ -1,0 +1,146 @@
+"""The pretraining loop: the learning-rate schedule, LAMB, overfitting a repeated batch, exact
+resume (bit-identical fp32 losses), atomic checkpoints, and refused settings.
+
+The batches come from a small deterministic source here (batch i depends only on i), so that these
+tests pin the loop itself; the prepared-shard reader is tested in tests/test_pretraining_data.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from domainbert.configuration import BertConfig
+from domainbert.errors import ConfigError
+from domainbert.modeling import BertForPreTraining
+from domainbert.optim import Lamb, get_lr, param_groups
+from domainbert.pretrain import PretrainArgs, TrainingError, checkpoint_dirs, fit, load_checkpoint
+
+T = 16
+
+
+class IndexedSource:
+    """Sample i is a fixed function of i: [CLS] A [SEP] B [SEP] with ~15% labelled positions."""
+
+    def __init__(self, vocab_size: int = 99, repeat: int | None = None) -> None:
+        self.vocab_size, self.repeat = vocab_size, repeat
+        self.served: list[int] = []
+
+    def sample(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i if self.repeat is None else i % self.repeat)
+        ids = torch.randint(5, self.vocab_size, (T,), generator=g)
+        ids[0], ids[7], ids[-1] = 2, 3, 3
+        labels = torch.full((T,), -100)
+        pos = torch.tensor([2, 5, 9, 12])
+        labels[pos] = ids[pos]
+        masked = ids.clone()
+        masked[pos] = 4
+        types = torch.zeros(T, dtype=torch.long)
+        types[8:] = 1
+        return {"input_ids": masked, "token_type_ids": types, "attention_mask": torch.ones(T, dtype=torch.long),
+                "labels": labels, "next_sentence_label": torch.tensor(int(torch.rand(1, generator=g) < 0.5))}
+
+    def micro_batches(self, micro_batch_size, start_sample, rank, world_size):
+        i = start_sample + rank * micro_batch_size
+        while True:
+            self.served += list(range(i, i + micro_batch_size))
+            rows = [self.sample(j) for j in range(i, i + micro_batch_size)]
+            yield {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+            i += micro_batch_size * world_size
+
+
+def tiny_model(seed: int = 0) -> BertForPreTraining:
+    torch.manual_seed(seed)
+    return BertForPreTraining(BertConfig.preset("tiny"))
+
+
+def args(**kw) -> PretrainArgs:
+    base = dict(max_steps=20, global_batch_size=8, micro_batch_size=4, learning_rate=1e-3, warmup=0.1,
+                precision="fp32", save_every=5, keep_last=2, log_every=5)
+    return PretrainArgs(**{**base, **kw})
+
+
+def test_lr_schedule_warms_up_linearly_then_decays_to_zero():
+    lrs = [get_lr(s, 100, 1e-3, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))
+    assert get_lr(100, 100, 1e-3, 0.1) == 0.0
+    assert get_lr(4, 100, 1e-3, 5) == pytest.approx(1e-3)  # warmup given in steps
+
+
+def test_weight_decay_spares_layernorm_and_biases():
+    model = tiny_model()
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all("LayerNorm" not in names[id(p)] and not names[id(p)].endswith("bias") for p in decay["params"])
+    assert all("LayerNorm" in names[id(p)] or names[id(p)].endswith("bias") for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_lamb_update_is_adam_scaled_by_the_trust_ratio():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5, 3))
+    w0 = w.detach().clone()
+    w.grad = torch.randn(5, 3)
+    Lamb([w], lr=0.1, weight_decay=0.0, eps=1e-6).step()
+    adam = w.grad / (w.grad.abs() + 1e-6)  # first step: m_hat = g, v_hat = g^2
+    expected = w0 - 0.1 * (w0.norm() / adam.norm()) * adam
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_overfits_a_repeated_small_batch(tmp_path):
+    model = tiny_model()
+    history = fit(model, IndexedSource(repeat=8), args(max_steps=60, learning_rate=3e-3, warmup=5, save_every=100),
+                  tmp_path, progress=False)
+    first, last = history[0].loss, sum(m.loss for m in history[-5:]) / 5
+    assert last < first / 2, (first, last)
+    assert history[-1].mlm_accuracy > 0.1  # chance is 1/99
+
+
+def test_resume_is_bit_identical_and_never_replays_data(tmp_path):
+    straight = fit(tiny_model(), IndexedSource(), args(), tmp_path / "a", progress=False)
+    source = IndexedSource()
+    first = fit(tiny_model(), source, args(), tmp_path / "b", stop_after=10, progress=False)
+    assert [c.name for c in checkpoint_dirs(tmp_path / "b")] == ["step-00000005", "step-00000010"]
+    served_before = list(source.served)
+    resumed_source = IndexedSource()
+    second = fit(tiny_model(seed=123), resumed_source, args(), tmp_path / "b", progress=False)
+    assert [m.loss for m in first + second] == [m.loss for m in straight]  # bit-identical
+    assert min(resumed_source.served) == 10 * 8 and not set(resumed_source.served) & set(served_before)
+    assert load_checkpoint(checkpoint_dirs(tmp_path / "b")[-1])["consumed_samples"] == 20 * 8
+    assert len(checkpoint_dirs(tmp_path / "b")) == 2  # keep_last
+
+
+def test_a_half_written_checkpoint_is_ignored_on_resume(tmp_path):
+    fit(tiny_model(), IndexedSource(), args(), tmp_path, stop_after=5, progress=False)
+    crashed = tmp_path / "checkpoints" / ".tmp-step-00000010-999"
+    crashed.mkdir()
+    (crashed / "training_state.pt").write_bytes(b"partial")
+    assert [c.name for c in checkpoint_dirs(tmp_path)] == ["step-00000005"]
+    rest = fit(tiny_model(), IndexedSource(), args(), tmp_path, progress=False)
+    assert rest[0].step == 6
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+    model = tiny_model()
+    fit(model, IndexedSource(), args(), tmp_path, stop_after=5, progress=False)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight.fill_(float("nan"))
+    broken = tmp_path / "checkpoints" / "step-00000005"
+    state = load_checkpoint(broken)
+    state["model"] = model.state_dict()
+    torch.save(state, broken / "training_state.pt")
+    with pytest.raises(TrainingError, match="loss became nan at step 6; the last good checkpoint"):
+        fit(tiny_model(), IndexedSource(), args(), tmp_path, progress=False)
+
+
+def test_indivisible_batch_and_bad_settings_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="global_batch_size 10 is not divisible by micro_batch_size 4 x world size 1"):
+        args(global_batch_size=10)
+    with pytest.raises(ConfigError, match="use a global batch of 16 or 24"):
+        PretrainArgs(global_batch_size=20, micro_batch_size=4, world_size=2)
+    with pytest.raises(ConfigError, match="optimizer 'sgd'"):
+        args(optimizer="sgd")
+    with pytest.raises(ConfigError, match="warmup 30"):
+        args(warmup=30)
