@@ -525,3 +525,23 @@ def test_python_api_errors_are_typed(tmp_path: Path, corpus: list[Path], vocab_d
         PrepareConfig(max_seq_len=7)
     with pytest.raises(DataError, match="does not exist"):
         prepare_pretraining_data([tmp_path / "missing.txt"], vocab_dir, tmp_path / "o", progress=False)
+
+
+def test_micro_batches_follow_the_trainers_global_order(static_dir: Path) -> None:
+    """``BatchSource`` for domainbert.pretrain: 2 ranks split each global batch of 1 rank; resume exact."""
+    ds = PretrainingDataset(static_dir, seed=1, with_index=True)
+    n = ds.num_samples
+    steps = n // 96 + 2  # crosses into epoch 1
+
+    def take(rank: int, world: int, start: int, count: int) -> list[list[int]]:
+        it = ds.micro_batches(96, 16, start, rank, world)
+        return [next(it)["index"].tolist() for _ in range(count)]
+
+    one = take(0, 1, 0, 6 * steps)  # 6 micro-batches of 16 per step
+    flat = [i for b in one for i in b]
+    assert sorted(flat[:n]) == list(range(n))  # epoch 0 is a permutation of every sample
+    assert flat[n:] != flat[:len(flat) - n]  # epoch 1 has another order
+    r0, r1 = take(0, 2, 0, 3 * steps), take(1, 2, 0, 3 * steps)
+    for s in range(steps):
+        assert one[6 * s:6 * s + 6] == r0[3 * s:3 * s + 3] + r1[3 * s:3 * s + 3]
+    assert take(1, 2, 96 * 5, 6) == r1[15:21]  # resume at step 5 replays nothing

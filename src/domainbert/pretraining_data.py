@@ -961,8 +961,12 @@ class PretrainingDataset(IterableDataset):
             self._spec = MaskingSpec(int(v["cls_id"]), int(v["sep_id"]), int(v["mask_id"]), int(v["size"]), cont)
         return self._spec
 
-    def sample(self, index: int) -> dict[str, np.ndarray]:
-        """Sample ``index`` (over all shards, unshuffled) as numpy arrays of length L."""
+    def sample(self, index: int, epoch: int | None = None) -> dict[str, np.ndarray]:
+        """Sample ``index`` (over all shards, unshuffled) as numpy arrays of length L.
+
+        ``epoch`` (default: the dataset's) only matters for dynamically masked data.
+        """
+        epoch = self.epoch if epoch is None else epoch
         arrays = self._open()
         k = int(np.searchsorted(self._offsets, index, side="right") - 1)
         row = index - int(self._offsets[k])
@@ -973,7 +977,7 @@ class PretrainingDataset(IterableDataset):
         labels = np.full(L, IGNORE_INDEX, dtype=np.int64)  # (L,)
         if self.dynamic:
             # A new mask per (epoch, sample), the same whichever rank or worker draws it.
-            rng = random.Random(derive_seed("mask", self.params["seed"], self.seed, self.epoch, index))
+            rng = random.Random(derive_seed("mask", self.params["seed"], self.seed, epoch, index))
             out, pos, lab = create_masked_lm_predictions(
                 ids[:n].tolist(), self.params["masked_lm_prob"], self.params["max_predictions"],
                 self._masking_spec(), rng, self.params["whole_word_mask"])
@@ -1000,6 +1004,44 @@ class PretrainingDataset(IterableDataset):
                     yield {k: torch.as_tensor(v) for k, v in self.sample(i).items()}
             else:
                 yield collate_pretraining([self.sample(i) for i in indices.tolist()])
+
+
+    def micro_batches(self, global_batch_size: int, micro_batch_size: int, start_sample: int,
+                      rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """``domainbert.pretrain.BatchSource``: endless micro-batches for ``rank``, in the trainer's order.
+
+        The global sequence is epoch 0's shuffled order, then epoch 1's, and so on (no sample dropped);
+        optimizer step ``s`` takes positions ``[s*G, (s+1)*G)`` of it, rank ``r`` the ``r``-th of
+        ``world_size`` equal contiguous slices, cut into micro-batches in order. ``start_sample``
+        (a multiple of G when resuming) skips what was consumed. This ignores the ``rank``,
+        ``world_size``, ``epoch`` and ``start_sample`` given to the constructor.
+        """
+        if global_batch_size % (micro_batch_size * world_size):
+            raise ConfigError(f"global batch {global_batch_size} is not a multiple of micro batch "
+                              f"{micro_batch_size} x world size {world_size}")
+        n = self.num_samples
+        per_rank = global_batch_size // world_size
+        perms: dict[int, _Permutation] = {}
+        step_start = start_sample - start_sample % global_batch_size
+        skip = start_sample - step_start  # a start inside a step: only the rest of its samples
+        while True:
+            lo = step_start + rank * per_rank
+            for m in range(lo, lo + per_rank, micro_batch_size):
+                positions = np.arange(m, m + micro_batch_size, dtype=np.int64)
+                positions = positions[positions >= step_start + skip]
+                if not len(positions):
+                    continue
+                epochs = positions // n
+                samples = []
+                for e in np.unique(epochs).tolist():
+                    if self.shuffle and e not in perms:
+                        perms = {e: _Permutation(n, derive_seed("order", self.seed, e))}
+                    pos = positions[epochs == e] - e * n
+                    idx = perms[e](pos) if self.shuffle else pos
+                    samples += [self.sample(i, epoch=e) for i in idx.tolist()]
+                yield collate_pretraining(samples)
+            step_start += global_batch_size
+            skip = 0
 
 
 def collate_pretraining(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
