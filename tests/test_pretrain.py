@@ -40,13 +40,16 @@ class IndexedSource:
         return {"input_ids": masked, "token_type_ids": types, "attention_mask": torch.ones(T, dtype=torch.long),
                 "labels": labels, "next_sentence_label": torch.tensor(int(torch.rand(1, generator=g) < 0.5))}
 
-    def micro_batches(self, micro_batch_size, start_sample, rank, world_size):
-        i = start_sample + rank * micro_batch_size
+    def micro_batches(self, global_batch_size, micro_batch_size, start_sample, rank, world_size):
+        per_rank = global_batch_size // world_size
+        step_start = start_sample
         while True:
-            self.served += list(range(i, i + micro_batch_size))
-            rows = [self.sample(j) for j in range(i, i + micro_batch_size)]
-            yield {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
-            i += micro_batch_size * world_size
+            first = step_start + rank * per_rank
+            for i in range(first, first + per_rank, micro_batch_size):
+                self.served += list(range(i, i + micro_batch_size))
+                rows = [self.sample(j) for j in range(i, i + micro_batch_size)]
+                yield {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+            step_start += global_batch_size
 
 
 def tiny_model(seed: int = 0) -> BertForPreTraining:

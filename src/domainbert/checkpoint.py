@@ -286,7 +286,7 @@ def configure_create(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory to write")
 
 
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -302,7 +302,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 def run_create(args: argparse.Namespace) -> int:
     from domainbert.modeling import BertForMaskedLM, BertForPreTraining
 
-    overrides = _parse_overrides(args.overrides)
+    overrides = parse_overrides(args.overrides)
     tokenizer = None
     if args.vocab is not None:
         from domainbert.tokenization import BertTokenizer

@@ -42,7 +42,9 @@ COMMANDS: dict[str, Command] = {
     "vocab encode": Command(
         "tokenize text with a vocabulary directory and print the ids (one JSON line per input line)",
         "domainbert.tokenization:configure_encode", "domainbert.tokenization:run_encode"),
-    "data download": Command("fetch PubMed baseline files and the BLURB datasets (or take them from --mirror)", "domainbert.download:configure_download", "domainbert.download:run_download"),
+    "data download": Command(
+        "fetch PubMed baseline files and the BLURB datasets (or take them from --mirror)",
+        "domainbert.download:configure_download", "domainbert.download:run_download"),
     "data prepare": Command(
         "turn a corpus into sharded BERT pretraining examples (NSP pairs + masked LM) and a manifest",
         "domainbert.pretraining_data:configure_prepare", "domainbert.pretraining_data:run_prepare"),
@@ -52,6 +54,12 @@ COMMANDS: dict[str, Command] = {
     "model info": Command(
         "load a model directory (domainbert or Hugging Face BERT) and report its config and weights",
         "domainbert.checkpoint:configure_info", "domainbert.checkpoint:run_info"),
+    "pretrain": Command(
+        "pretrain BERT from scratch on prepared data: MLM + NSP, resumable, torchrun-ready",
+        "domainbert.pretrain:configure_pretrain", "domainbert.pretrain:run_pretrain"),
+    "export": Command(
+        "write a pretraining run's checkpoint as a Hugging Face model directory with its tokenizer",
+        "domainbert.pretrain:configure_export", "domainbert.pretrain:run_export"),
     "finetune": Command(
         "fine-tune a BERT on one BLURB dataset (--task) or your own (--task-type + --data)",
         "domainbert.finetune:configure", "domainbert.finetune:run"),

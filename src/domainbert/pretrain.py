@@ -1,4 +1,5 @@
-"""Joint MLM + NSP pretraining: the loop, read top to bottom, and its exactly-resumable checkpoints.
+"""Joint MLM + NSP pretraining: the loop, read top to bottom, its exactly-resumable checkpoints,
+and the ``pretrain`` / ``export`` commands.
 
 The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
 
@@ -6,44 +7,60 @@ The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
 2. ``accumulation`` micro-batches run forward under the chosen precision and backward, each loss
    divided by ``accumulation`` (under DDP, gradients are synchronised on the last one only);
 3. gradients are clipped to norm 1.0, the optimizer steps, gradients are cleared;
-4. metrics are logged (JSON lines + progress bar); every ``save_every`` steps and at the end a
-   checkpoint is written.
+4. metrics (averaged over all ranks) go to ``metrics.jsonl``, TensorBoard and the progress bar;
+   every ``eval_every`` steps the held-out data is scored; every ``save_every`` steps and at the end
+   a checkpoint is written.
 
-A checkpoint (``checkpoints/step-NNNNNNNN/``) holds the model, the optimizer state, the step, the
-number of samples consumed (the data position), every RNG state (python, numpy, torch) and the
-resolved arguments; it is written into a temporary directory, fsynced and renamed, so a ``kill -9``
-at any moment leaves the previous checkpoint intact. Resuming restores all of it and asks the data
-source to start at the consumed-sample offset (it never replays batches), so on the CPU in fp32 the
-losses after a resume are bit-identical to an uninterrupted run's (tests/test_pretrain.py).
+A checkpoint (``checkpoints/step-NNNNNNNN/training_state.pt``) holds the model, the optimizer
+state, the step, the number of samples consumed (the data position), every RNG state of every rank
+(python, numpy, torch, CUDA) and the resolved arguments. It is written into a temporary directory,
+fsynced and renamed, so a ``kill -9`` at any moment leaves the previous checkpoint intact. Resuming
+restores all of it and starts the data at the consumed-sample offset (it never replays batches): on
+the CPU in fp32 with one process, the losses after a resume are bit-identical to an uninterrupted
+run's (tests/test_pretrain.py).
 
-The data comes from a ``BatchSource``: anything that yields micro-batches (dicts with
-``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels``, ``next_sentence_label``) for a
-rank, starting at a global sample offset.
+Data: a ``BatchSource`` yields micro-batches; ``pretraining_data.PretrainingDataset`` is the one
+that reads what ``domainbert data prepare`` wrote (``open_data``). Step s consumes samples [s*G, (s+1)*G) of the shuffled sample sequence (G = global
+batch); rank r takes the r-th of ``world_size`` equal slices, so N processes see exactly the
+batches of one process with N times the accumulation.
+
+Run directory::
+
+    run_config.json       the resolved recipe, model config and data manifest checksum
+    tokenizer/            the vocabulary the data was prepared with (for export)
+    metrics.jsonl         one JSON object per step (and per evaluation, with "eval": true)
+    tensorboard/          the same as TensorBoard events (when tensorboard is installed)
+    checkpoints/step-*/   the last ``keep_last`` checkpoints
+    export/               the final model as a Hugging Face directory (also `domainbert export`)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
 
+from domainbert import distributed
 from domainbert.configuration import BertConfig
-from domainbert.errors import ConfigError, DomainBertError
+from domainbert.errors import ConfigError, DataError, DomainBertError
 from domainbert.modeling import BertForPreTraining
 from domainbert.optim import Lamb, get_lr, param_groups, warmup_steps
 from domainbert.precision import PRECISIONS, autocast, resolve_precision
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "training_state.pt"
+RUN_CONFIG = "run_config.json"
 
 
 class TrainingError(DomainBertError):
@@ -53,8 +70,8 @@ class TrainingError(DomainBertError):
 class BatchSource(Protocol):
     """Where micro-batches come from (the prepared shards, or anything else that yields them)."""
 
-    def micro_batches(self, micro_batch_size: int, start_sample: int, rank: int,
-                      world_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    def micro_batches(self, global_batch_size: int, micro_batch_size: int, start_sample: int,
+                      rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
         """Micro-batches for ``rank``, beginning after ``start_sample`` samples (all ranks together)."""
         ...
 
@@ -78,6 +95,7 @@ class PretrainArgs:
     weight_decay: float = 0.01
     """Decoupled weight decay, not applied to LayerNorm weights and biases."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's moment decay rates."""
     eps: float = 1e-6
     """Adam epsilon (BERT used 1e-6)."""
     max_grad_norm: float = 1.0
@@ -85,19 +103,29 @@ class PretrainArgs:
     precision: str = "auto"
     """``auto`` (bf16 autocast where native), ``bf16`` or ``fp32``."""
     seed: int = 0
+    """Seed of the weight init, dropout and data order."""
     save_every: int = 500
     """Write a checkpoint every this many steps (and at the end)."""
     keep_last: int = 3
     """How many checkpoints to keep."""
     log_every: int = 10
+    """Flush metrics every this many steps."""
+    eval_every: int = 0
+    """Score the held-out data every this many steps (0: never)."""
+    eval_batches: int = 10
+    """Micro-batches of held-out data per evaluation."""
     world_size: int = field(default=1, repr=False)
     """Set from the torchrun environment, not by hand."""
 
     def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
         problems = []
-        for name in ("max_steps", "global_batch_size", "micro_batch_size", "save_every", "keep_last", "log_every"):
+        for name in ("max_steps", "global_batch_size", "micro_batch_size", "save_every", "keep_last",
+                     "log_every", "eval_batches", "world_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            problems.append(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.optimizer not in ("adamw", "lamb"):
             problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
         if self.precision not in PRECISIONS:
@@ -125,6 +153,27 @@ class PretrainArgs:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+# ==================================================================================== data
+def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSource:
+    """The reader over ``domainbert data prepare``'s output, checked against the model first."""
+    from domainbert.pretraining_data import PretrainingDataset
+
+    dataset = PretrainingDataset(data_dir, seed=seed)
+    params, vocab = dataset.manifest["params"], dataset.manifest["vocab"]
+    if dataset.num_samples == 0:
+        raise DataError(f"{data_dir} holds no samples: prepare it from a larger corpus")
+    if params["max_seq_len"] > config.max_position_embeddings:
+        raise ConfigError(f"{data_dir} was prepared with --max-seq-len {params['max_seq_len']} but the model reads "
+                          f"at most {config.max_position_embeddings} positions: prepare it with --max-seq-len "
+                          f"{config.max_position_embeddings} or use a model with max_position_embeddings >= "
+                          f"{params['max_seq_len']}")
+    if int(vocab["size"]) > config.vocab_size:
+        raise ConfigError(f"{data_dir} was prepared with a vocabulary of {vocab['size']} tokens but the model has "
+                          f"vocab_size {config.vocab_size}: use the model built for that vocabulary, or prepare "
+                          "the data with the model's vocabulary")
+    return dataset
+
+
 # ==================================================================================== RNG states
 def rng_states() -> dict[str, Any]:
     """Every random state the run touches, in types ``torch.load(weights_only=True)`` accepts."""
@@ -144,6 +193,16 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def gather_rng_states() -> list[dict[str, Any]]:
+    """The RNG states of every rank, in rank order (a collective call under DDP)."""
+    mine = rng_states()
+    if not torch.distributed.is_initialized():
+        return [mine]
+    everyone: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(everyone, mine)
+    return everyone
+
+
 # ==================================================================================== checkpoints
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary directories are not complete)."""
@@ -154,7 +213,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    consumed_samples: int, args: PretrainArgs, keep_last: int) -> Path:
+                    consumed_samples: int, args: PretrainArgs, rng: list[dict[str, Any]]) -> Path:
     """Write ``checkpoints/step-NNNNNNNN`` atomically (temporary dir, fsync, rename); keep the last K."""
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -164,7 +223,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
         shutil.rmtree(tmp)
     tmp.mkdir()
     state = {"step": step, "consumed_samples": consumed_samples, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "rng": rng_states(), "args": args.to_dict(),
+             "optimizer": optimizer.state_dict(), "rng": rng, "args": args.to_dict(),
              "config": model.config.to_dict()}
     torch.save(state, tmp / STATE_FILE)
     with open(tmp / STATE_FILE, "rb") as fh:
@@ -177,8 +236,11 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
         os.fsync(dir_fd)  # the rename itself reaches the disk
     finally:
         os.close(dir_fd)
-    for old in checkpoint_dirs(run_dir)[:-keep_last]:
+    for old in checkpoint_dirs(run_dir)[:-args.keep_last]:
         shutil.rmtree(old)
+    for stale in root.glob(".tmp-step-*"):  # left by a process killed while saving
+        if stale != tmp:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
@@ -186,8 +248,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: name it and the way out
-        raise TrainingError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); delete it to "
-                            "resume from the one before") from None
+        raise TrainingError(f"checkpoint {path} cannot be read ({type(exc).__name__}): delete that directory "
+                            "to resume from the checkpoint before it") from None
 
 
 # ==================================================================================== the loop
@@ -211,14 +273,88 @@ def build_optimizer(model: torch.nn.Module, args: PretrainArgs) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=args.betas, eps=args.eps)
 
 
+def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Drop the columns that are padding in every row (dynamic padding), then move to ``device``."""
+    n = int(batch["attention_mask"].sum(1).max())
+    return {k: (v[:, :n] if v.dim() == 2 else v).to(device) for k, v in batch.items()}
+
+
+def _batch_sums(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(loss, mlm loss, nsp loss, mlm hits, mlm count, nsp hits, nsp count) of one micro-batch."""
+    labels = batch["labels"][batch["labels"] != -100]
+    logits = out.prediction_logits if out.prediction_logits.dim() == 2 else out.prediction_logits[batch["labels"] != -100]
+    return torch.tensor([
+        out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(),
+        (logits.argmax(-1) == labels).sum().item(), labels.numel(),
+        (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).sum().item(),
+        batch["next_sentence_label"].numel()], dtype=torch.float64)
+
+
+@torch.no_grad()
+def evaluate(model: BertForPreTraining, source: BatchSource, batches: int, micro_batch_size: int,
+             precision: str, device: torch.device, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+    """MLM loss, accuracy and perplexity, and NSP accuracy, on the first ``batches`` micro-batches."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(7, dtype=torch.float64)
+    it = source.micro_batches(micro_batch_size * world_size, micro_batch_size, 0, rank, world_size)
+    for _ in range(batches):
+        batch = _trim_padding(next(it), device)
+        with autocast(precision, device):
+            out = model(**batch)
+        totals += _batch_sums(out, batch)
+    totals = distributed.all_reduce_mean(totals.to(device)).cpu()
+    model.train(was_training)
+    mlm_loss = totals[1].item() / batches
+    return {"eval_loss": totals[0].item() / batches, "eval_mlm_loss": mlm_loss,
+            "eval_mlm_accuracy": totals[3].item() / max(1.0, totals[4].item()),
+            "eval_perplexity": math.exp(min(mlm_loss, 50.0)),
+            "eval_nsp_accuracy": totals[5].item() / max(1.0, totals[6].item())}
+
+
+class _Logger:
+    """metrics.jsonl always; TensorBoard events when the package is installed (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8") if enabled else None
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                print("note: `pip install tensorboard` for TensorBoard logs; metrics.jsonl is written")
+
+    def log(self, step: int, values: dict[str, Any], flush: bool) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k.replace("eval_", "eval/") if k.startswith("eval_") else f"train/{k}", v, step)
+        if flush:
+            self.file.flush()
+            if self.tb is not None:
+                self.tb.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
 def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_dir: Path, *,
-        resume: bool = True, rank: int = 0, device: torch.device | str = "cpu",
-        stop_after: int | None = None, progress: bool = True) -> list[StepMetrics]:
+        eval_source: BatchSource | None = None, resume: bool = True, rank: int = 0,
+        device: torch.device | str = "cpu", stop_after: int | None = None, time_budget_s: float | None = None,
+        progress: bool = True) -> list[StepMetrics]:
     """Pretrain ``model`` on ``source`` until ``args.max_steps``; returns this call's step metrics.
 
     With ``resume`` and a checkpoint in ``run_dir``, continues from the newest one exactly.
-    ``stop_after`` ends this call after that many steps (the schedule still spans max_steps): a
-    deliberate interruption, for tests and time-boxed sessions.
+    ``stop_after`` (steps) and ``time_budget_s`` (seconds) end this call early with a checkpoint;
+    the learning-rate schedule still spans ``max_steps``, and a later call resumes.
     """
     from tqdm import tqdm
 
@@ -239,16 +375,17 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                                 "directory or the same model settings")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        set_rng_states(state["rng"])
+        set_rng_states(state["rng"][rank % len(state["rng"])])
         step, consumed = state["step"], state["consumed_samples"]
     precision = resolve_precision(args.precision, device)
-    ddp_model = model
+    ddp_model: torch.nn.Module = model
     if args.world_size > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)
-    batches = source.micro_batches(args.micro_batch_size, consumed, rank, args.world_size)
-    metrics_file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8") if main_process else None
+    batches = source.micro_batches(args.global_batch_size, args.micro_batch_size, consumed, rank, args.world_size)
+    logger = _Logger(run_dir, main_process)
     history: list[StepMetrics] = []
     end = args.max_steps if stop_after is None else min(args.max_steps, step + stop_after)
+    started = time.perf_counter()
     bar = tqdm(total=args.max_steps, initial=step, desc="pretraining", disable=not (progress and main_process))
     model.train()
     try:
@@ -257,28 +394,22 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
-            totals = torch.zeros(7, dtype=torch.float64)  # loss, mlm, nsp, mlm hits, mlm n, nsp hits, nsp n
+            totals = torch.zeros(7, dtype=torch.float64)  # see _batch_sums
             tokens = 0
             for micro in range(args.accumulation):
-                batch = {k: v.to(device) for k, v in next(batches).items()}
-                sync = micro == args.accumulation - 1 or args.world_size == 1
-                ctx = ddp_model.no_sync() if not sync else contextlib.nullcontext()
-                with ctx:
+                batch = _trim_padding(next(batches), device)
+                last = micro == args.accumulation - 1
+                with (ddp_model.no_sync() if args.world_size > 1 and not last else contextlib.nullcontext()):
                     with autocast(precision, device):
                         out = ddp_model(**batch)
                     (out.loss / args.accumulation).backward()
-                labels = batch["labels"][batch["labels"] != -100]
-                with torch.no_grad():
-                    totals += torch.tensor([
-                        out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(),
-                        (out.prediction_logits.argmax(-1) == labels).sum().item(), labels.numel(),
-                        (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).sum().item(),
-                        batch["next_sentence_label"].numel()], dtype=torch.float64)
+                totals += _batch_sums(out, batch)
                 tokens += int(batch["attention_mask"].sum())
+            totals = distributed.all_reduce_mean(totals.to(device)).cpu()  # the global batch's figures
             loss = totals[0].item() / args.accumulation
-            if not np.isfinite(loss):
-                last = checkpoint_dirs(run_dir)
-                where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+            if not math.isfinite(loss):
+                good = checkpoint_dirs(run_dir)
+                where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written yet"
                 raise TrainingError(f"the loss became {loss} at step {step + 1}; {where}. Lower the learning "
                                     "rate, raise warmup, or use --precision fp32, then resume")
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -286,30 +417,218 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             optimizer.zero_grad(set_to_none=True)
             step += 1
             consumed += args.global_batch_size
-            elapsed = time.perf_counter() - t0
             m = StepMetrics(step, loss, totals[1].item() / args.accumulation, totals[2].item() / args.accumulation,
                             totals[3].item() / max(1.0, totals[4].item()), totals[5].item() / max(1.0, totals[6].item()),
-                            lr, tokens * args.world_size / elapsed, consumed)
+                            lr, tokens * args.world_size / (time.perf_counter() - t0), consumed)
             history.append(m)
-            if main_process:
-                metrics_file.write(json.dumps(asdict(m)) + "\n")
-                if step % args.log_every == 0 or step == end:
-                    metrics_file.flush()
-                bar.update(1)
-                bar.set_postfix(loss=f"{m.loss:.3f}", mlm_acc=f"{m.mlm_accuracy:.3f}", nsp_acc=f"{m.nsp_accuracy:.3f}",
-                                lr=f"{lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
-                if step % args.save_every == 0 or step == args.max_steps or step == end:
-                    save_checkpoint(run_dir, step, model, optimizer, consumed, args, args.keep_last)
+            over_time = time_budget_s is not None and time.perf_counter() - started > time_budget_s
+            if over_time:
+                end = step
+            logger.log(step, {k: v for k, v in asdict(m).items() if k != "step"}, flush=step % args.log_every == 0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{m.loss:.3f}", mlm_acc=f"{m.mlm_accuracy:.3f}", nsp_acc=f"{m.nsp_accuracy:.3f}",
+                            lr=f"{lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
+            if eval_source is not None and args.eval_every and (step % args.eval_every == 0 or step == end):
+                scores = evaluate(model, eval_source, args.eval_batches, args.micro_batch_size, precision, device,
+                                  rank, args.world_size)
+                logger.log(step, {"eval": True, **scores}, flush=True)
+            if step % args.save_every == 0 or step == end:
+                rng = gather_rng_states()  # every rank takes part; rank 0 writes
+                if main_process:
+                    save_checkpoint(run_dir, step, model, optimizer, consumed, args, rng)
+                distributed.barrier()
     finally:
         bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+        logger.close()
     return history
 
 
-def new_model(preset_or_dir: str, vocab_size: int, seed: int, **overrides: Any) -> BertForPreTraining:
-    """A fresh ``BertForPreTraining`` of a preset size, or one loaded from a model directory."""
-    if Path(preset_or_dir).is_dir():
-        return BertForPreTraining.from_pretrained(preset_or_dir)
-    torch.manual_seed(seed)
-    return BertForPreTraining(BertConfig.preset(preset_or_dir, vocab_size=vocab_size, **overrides))
+def verify_settings(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, device: torch.device,
+                    rank: int) -> float:
+    """litgpt's "verifying settings" pass: two micro-batches forward, before any compute is spent.
+
+    Catches shape, vocabulary and memory problems in seconds. It runs in eval mode without
+    gradients and reads batches from the start of the data with a separate iterator, so it touches
+    no RNG and no training state (a resumed run stays bit-exact).
+    """
+    model.to(device)
+    model.eval()
+    losses = []
+    it = source.micro_batches(args.global_batch_size, args.micro_batch_size, 0, rank, args.world_size)
+    with torch.no_grad():
+        for _ in range(2):
+            batch = {k: v.to(device) for k, v in next(it).items()}
+            top = int(batch["input_ids"].max())
+            if top >= model.config.vocab_size:
+                raise ConfigError(f"the data holds token id {top} but the model has vocab_size "
+                                  f"{model.config.vocab_size}: use the vocabulary the data was prepared with")
+            with autocast(args.precision, device):
+                losses.append(model(**batch).loss.item())
+    model.train()
+    if not all(math.isfinite(x) for x in losses):
+        raise TrainingError(f"the first batches give a non-finite loss {losses}: check the data and the model")
+    return sum(losses) / len(losses)
+
+
+# ==================================================================================== commands
+#: The options a recipe (configs/pretrain/*.yaml) may set besides the PretrainArgs fields.
+RECIPE_EXTRA = {"model", "model_overrides"}
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    """Read a YAML recipe; unknown keys are refused with the list of known ones."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} not found: see configs/pretrain/ for the shipped ones")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of option: value")
+    known = {f.name for f in fields(PretrainArgs)} - {"world_size"} | RECIPE_EXTRA
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"recipe {path} has unknown option(s) {', '.join(sorted(unknown))}: "
+                          f"known are {', '.join(sorted(known))}")
+    overrides = data.get("model_overrides") or {}
+    bad = set(overrides) - set(BertConfig.__dataclass_fields__)
+    if bad:
+        raise ConfigError(f"recipe {path}: model_overrides has unknown BertConfig field(s) {', '.join(sorted(bad))}")
+    return data
+
+
+def configure_pretrain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="directory written by `domainbert data prepare`")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed when it has checkpoints)")
+    parser.add_argument("--recipe", type=Path, help="YAML recipe (configs/pretrain/*.yaml); flags override it")
+    parser.add_argument("--model", help="preset (tiny, small, base, large) or a model directory to continue from "
+                        "(default: the recipe's, else small)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a model config field, e.g. --set hidden_dropout_prob=0 (repeatable)")
+    parser.add_argument("--eval-data", type=Path, help="held-out prepared data for periodic evaluation")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much time")
+    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("training options (override the recipe)")
+    for f in fields(PretrainArgs):
+        if f.name in ("world_size", "betas"):
+            continue
+        kind = type(f.default) if f.default is not None else str
+        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, metavar=f.name.upper())
+
+
+def resolve_args(ns: argparse.Namespace, world_size: int) -> tuple[PretrainArgs, str, dict[str, Any]]:
+    """Recipe, then flags: the run's PretrainArgs, model (preset or directory) and config overrides."""
+    recipe = load_recipe(ns.recipe) if ns.recipe else {}
+    values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
+    for f in fields(PretrainArgs):
+        flag = getattr(ns, f.name, None)
+        if flag is not None and f.name != "world_size":
+            values[f.name] = flag
+    args = PretrainArgs(**values, world_size=world_size)
+    model = ns.model or recipe.get("model") or "small"
+    from domainbert.checkpoint import parse_overrides
+
+    overrides = {**(recipe.get("model_overrides") or {}), **parse_overrides(getattr(ns, "overrides", []))}
+    unknown = set(overrides) - set(BertConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown model config field(s) {', '.join(sorted(unknown))} in --set")
+    return args, model, overrides
+
+
+def copy_tokenizer(data_dir: Path, run_dir: Path) -> Path:
+    """Keep the data's vocabulary in the run, so that export never depends on the data directory."""
+    from domainbert.pretraining_data import load_manifest
+    from domainbert.tokenization import BertTokenizer
+
+    target = run_dir / "tokenizer"
+    if not (target / "vocab.txt").is_file():
+        vocab_dir = Path(load_manifest(data_dir)["vocab"]["dir"])
+        BertTokenizer.from_pretrained(vocab_dir).save_pretrained(target)
+    return target
+
+
+def run_pretrain(ns: argparse.Namespace) -> int:
+    from domainbert.pretraining_data import load_manifest
+
+    dist_info = distributed.setup(ns.device)
+    try:
+        args, model_spec, overrides = resolve_args(ns, dist_info.world_size)
+        manifest = load_manifest(ns.data)
+        if ns.no_resume and checkpoint_dirs(ns.out):
+            raise TrainingError(f"{ns.out} already has checkpoints and --no-resume was given: choose a new --out")
+        if Path(model_spec).is_dir():
+            model = BertForPreTraining.from_pretrained(model_spec, **overrides)
+        else:
+            torch.manual_seed(args.seed)
+            sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
+            model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
+        source = open_data(ns.data, args.seed, model.config)
+        eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
+        if dist_info.is_main:
+            ns.out.mkdir(parents=True, exist_ok=True)
+            copy_tokenizer(ns.data, ns.out)
+            run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
+                          "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
+                          "eval_data": str(ns.eval_data) if ns.eval_data else None,
+                          "precision": resolve_precision(args.precision, dist_info.device)}
+            (ns.out / RUN_CONFIG).write_text(json.dumps(run_config, indent=2) + "\n", encoding="utf-8")
+            print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
+                  f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
+                  f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
+        loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)
+        if dist_info.is_main:
+            print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
+        history = fit(model, source, args, ns.out, eval_source=eval_source, resume=True, rank=dist_info.rank,
+                      device=dist_info.device, stop_after=ns.stop_after,
+                      time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)
+        if dist_info.is_main:
+            done = checkpoint_dirs(ns.out)[-1]
+            export(ns.out, ns.out / "export")
+            last = history[-1] if history else None
+            print(f"checkpoint {done}; exported to {ns.out / 'export'}"
+                  + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}, NSP {last.nsp_loss:.3f})" if last else ""))
+    finally:
+        distributed.teardown()
+    return 0
+
+
+def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    """Write a run's checkpoint (the newest, or ``step``) as a Hugging Face directory with its tokenizer."""
+    from domainbert.tokenization import BertTokenizer
+
+    found = checkpoint_dirs(run_dir)
+    if step is not None:
+        found = [c for c in found if c.name == f"step-{step:08d}"]
+    if not found:
+        what = f"no checkpoint for step {step}" if step is not None else "no checkpoint"
+        raise TrainingError(f"{run_dir} has {what}: run `domainbert pretrain --out {run_dir}` first")
+    state = load_checkpoint(found[-1])
+    model = BertForPreTraining(BertConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    tokenizer = BertTokenizer.from_pretrained(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else None
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, tokenizer=tokenizer)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="pretraining run directory")
+    parser.add_argument("--out", type=Path, required=True, help="Hugging Face directory to write")
+    parser.add_argument("--step", type=int, help="which checkpoint (default: the newest)")
+
+
+def run_export(ns: argparse.Namespace) -> int:
+    out = export(ns.run, ns.out, ns.step)
+    print(f"wrote {out}: config.json, model.safetensors and the tokenizer files (loads with "
+          "transformers' AutoModel / BertForPreTraining and `domainbert` alike)")
+    return 0

@@ -1,0 +1,156 @@
+"""`domainbert pretrain` end to end on real PubMed text: prepare → pretrain 30 steps → the exact files
+written → export loads in transformers; a real `kill -9` then resume; a 2-process torchrun run with
+gloo matching a 1-process run; every shipped recipe validates; bad settings refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from conftest import REPO
+from domainbert.cli import main
+from domainbert.pretrain import PretrainArgs, checkpoint_dirs, load_recipe
+
+TINY = str(REPO / "configs" / "pretrain" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, shared_data):
+    """A 3k vocabulary and two prepared directories (train, held out) from real abstracts."""
+    root = tmp_path_factory.mktemp("pretrain")
+    corpus = shared_data / "pubmed_corpus"
+    assert main(["vocab", "build", "--corpus", str(corpus / "ncbi_disease_train_dev.txt"),
+                 "--vocab-size", "3000", "--out", str(root / "vocab")]) == 0
+    for name, src in (("data", "ncbi_disease_train_dev.txt"), ("heldout", "medline16n0902.txt")):
+        assert main(["data", "prepare", "--corpus", str(corpus / src), "--vocab", str(root / "vocab"),
+                     "--out", str(root / name), "--dupe-factor", "1", "--min-words", "0", "--quiet"]) == 0
+    return root
+
+
+def cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "domainbert", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if not r.get("eval")]
+
+
+def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(prepared, tmp_path):
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(prepared / "data"), "--eval-data", str(prepared / "heldout"),
+                 "--out", str(run), "--recipe", TINY, "--no-progress"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "export", "metrics.jsonl", "run_config.json",
+                                                     "tensorboard", "tokenizer"]
+    assert [c.name for c in checkpoint_dirs(run)] == ["step-00000020", "step-00000030"]  # keep_last 2
+    assert sorted(p.name for p in (run / "checkpoints" / "step-00000030").iterdir()) == ["training_state.pt"]
+    assert sorted(p.name for p in (run / "export").iterdir()) == [
+        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+        "vocab.txt"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if not r.get("eval")]
+    evals = [r for r in rows if r.get("eval")]
+    assert [r["step"] for r in train] == list(range(1, 31))
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    assert {"mlm_accuracy", "nsp_accuracy", "lr", "tokens_per_s"} <= set(train[0])
+    assert {"eval_mlm_loss", "eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy"} <= set(evals[0])
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+
+    # the export loads in transformers, with its tokenizer, and gives domainbert's outputs
+    from domainbert.modeling import BertForPreTraining
+
+    ours = BertForPreTraining.from_pretrained(run / "export").eval()
+    theirs = transformers.BertForPreTraining.from_pretrained(run / "export").eval()
+    tok = transformers.AutoTokenizer.from_pretrained(run / "export")
+    inputs = tok(["Mutations in the BRCA1 gene cause breast cancer.", "Aspirin inhibits platelets."],
+                 padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**inputs).prediction_logits, theirs(**inputs).prediction_logits,
+                                   rtol=0, atol=1e-5)
+    assert isinstance(transformers.AutoModelForMaskedLM.from_pretrained(run / "export"), transformers.BertForMaskedLM)
+
+    # `domainbert export` of an older step
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "step20"), "--step", "20"]) == 0
+    assert (tmp_path / "step20" / "vocab.txt").is_file()
+
+
+def test_kill_9_during_training_then_resume_finishes_the_run(prepared, tmp_path):
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", str(prepared / "data"), "--out", str(run), "--recipe", TINY,
+            "--max-steps", "400", "--save-every", "3", "--eval-every", "0", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "domainbert", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(checkpoint_dirs(run)) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    survivors = checkpoint_dirs(run)
+    assert survivors, "no checkpoint was written before the kill"
+    last_step = int(survivors[-1].name.split("-")[1])
+    assert last_step < 400
+    done = cli(*args[:-1], "--max-steps", "400", "--stop-after", "6", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    resumed = steps[steps.index(last_step + 1, len(steps) - 6 if len(steps) >= 6 else 0):]
+    assert resumed == list(range(last_step + 1, last_step + 7))  # continues right after the checkpoint
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+
+
+@pytest.mark.distributed
+def test_two_process_torchrun_matches_one_process_at_the_same_global_batch(prepared, tmp_path):
+    common = ["--data", str(prepared / "data"), "--recipe", TINY, "--max-steps", "6", "--eval-every", "0",
+              "--global-batch-size", "16", "--micro-batch-size", "8", "--set", "hidden_dropout_prob=0",
+              "--set", "attention_probs_dropout_prob=0", "--no-progress"]
+    one = cli("pretrain", "--out", str(tmp_path / "one"), *common)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          "29613", "-m", "domainbert", "pretrain", "--out", str(tmp_path / "two"), *common],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "16 = 8 x 1 x 2 process(es)" in two.stdout
+    torch.testing.assert_close(torch.tensor(losses(tmp_path / "two")), torch.tensor(losses(tmp_path / "one")),
+                               rtol=1e-4, atol=1e-4)
+    assert [c.name for c in checkpoint_dirs(tmp_path / "two")] == ["step-00000006"]  # rank 0 wrote it, once
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "pretrain").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates(recipe):
+    data = load_recipe(recipe)
+    args = PretrainArgs(**{k: v for k, v in data.items() if k not in ("model", "model_overrides")})
+    assert data["model"] in ("tiny", "small", "base", "large")
+    if recipe.stem == "pubmedbert-base":  # the paper's settings
+        assert (args.global_batch_size, args.learning_rate, args.warmup) == (8192, 6e-4, 0.1)
+        phase2 = PretrainArgs(**{k: v for k, v in load_recipe(recipe.with_name("pubmedbert-base-phase2.yaml")).items()
+                                 if k != "model"})
+        assert args.max_steps + phase2.max_steps == 62_500
+
+
+def test_bad_settings_and_mismatched_data_are_refused_in_one_line(prepared, tmp_path, capsys):
+    def refused(*args: str) -> str:
+        assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(tmp_path / "r"), *args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err
+        return err
+
+    assert "not divisible by micro_batch_size 8" in refused("--recipe", TINY, "--global-batch-size", "20")
+    assert "--max-seq-len 128 but the model reads at most 64" in refused(
+        "--model", "tiny", "--max-steps", "2")  # the tiny preset has 64 positions; the data is 128 long
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: tiny\nlearning_rte: 0.1\n")
+    assert "unknown option(s) learning_rte" in refused("--recipe", str(bad))
+    assert "vocabulary of 3000 tokens but the model has vocab_size 99" in refused(
+        "--recipe", TINY, "--set", "vocab_size=99")
+    assert not (tmp_path / "r" / "checkpoints").exists()
