@@ -46,7 +46,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -264,6 +264,7 @@ class StepMetrics:
     lr: float
     tokens_per_s: float
     consumed_samples: int
+    step_seconds: float
 
 
 def build_optimizer(model: torch.nn.Module, args: PretrainArgs) -> torch.optim.Optimizer:
@@ -349,12 +350,14 @@ class _Logger:
 def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_dir: Path, *,
         eval_source: BatchSource | None = None, resume: bool = True, rank: int = 0,
         device: torch.device | str = "cpu", stop_after: int | None = None, time_budget_s: float | None = None,
-        progress: bool = True) -> list[StepMetrics]:
+        progress: bool = True, on_step: Callable[[StepMetrics], bool | None] | None = None) -> list[StepMetrics]:
     """Pretrain ``model`` on ``source`` until ``args.max_steps``; returns this call's step metrics.
 
     With ``resume`` and a checkpoint in ``run_dir``, continues from the newest one exactly.
     ``stop_after`` (steps) and ``time_budget_s`` (seconds) end this call early with a checkpoint;
-    the learning-rate schedule still spans ``max_steps``, and a later call resumes.
+    the learning-rate schedule still spans ``max_steps``, and a later call resumes. ``on_step`` is
+    called with each step's metrics and ends the run (with a checkpoint) when it returns True;
+    benchmarks use it to evaluate over wall-clock time.
     """
     from tqdm import tqdm
 
@@ -417,12 +420,13 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             optimizer.zero_grad(set_to_none=True)
             step += 1
             consumed += args.global_batch_size
+            seconds = time.perf_counter() - t0
             m = StepMetrics(step, loss, totals[1].item() / args.accumulation, totals[2].item() / args.accumulation,
                             totals[3].item() / max(1.0, totals[4].item()), totals[5].item() / max(1.0, totals[6].item()),
-                            lr, tokens * args.world_size / (time.perf_counter() - t0), consumed)
+                            lr, tokens * args.world_size / seconds, consumed, seconds)
             history.append(m)
             over_time = time_budget_s is not None and time.perf_counter() - started > time_budget_s
-            if over_time:
+            if over_time or (on_step is not None and on_step(m)):
                 end = step
             logger.log(step, {k: v for k, v in asdict(m).items() if k != "step"}, flush=step % args.log_every == 0)
             bar.update(1)
