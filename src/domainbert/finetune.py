@@ -227,9 +227,11 @@ def word_windows(lengths: Sequence[int], budget: int, overlap: int) -> list[tupl
         windows.append((start, end))
         if end == n:
             break
-        # Step back from the end to keep ``overlap`` sub-tokens of left context for the next window.
+        # Step back from the end to keep ``overlap`` sub-tokens of left context for the next
+        # window, leaving it room for word ``end`` so that every window reaches further.
         nxt, kept = end, 0
-        while nxt - 1 > start and kept + lengths[nxt - 1] <= overlap:
+        room = budget - min(lengths[end], budget)
+        while nxt - 1 > start and kept + lengths[nxt - 1] <= min(overlap, room):
             nxt -= 1
             kept += lengths[nxt]
         start = max(nxt, start + 1)

