@@ -130,6 +130,22 @@ def test_each_task_type_fine_tunes_end_to_end(task, max_len, tiny_model, shared_
             assert all(len(r["prediction"]) == len(r["gold"]) for r in rows)
 
 
+def test_pico_fine_tunes_with_its_macro_f1(tiny_model, shared_data, tmp_path):
+    """EBM-PICO ships no train split: build one (in tmp) from the first dev abstracts to run PICO."""
+    docs = (shared_data / "ebm_pico" / "dev.tsv").read_text().split("-DOCSTART-")
+    folder = tmp_path / "data" / "ebm_pico"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("-DOCSTART-".join(docs[:6]))
+    (folder / "dev.tsv").write_text("-DOCSTART-" + "-DOCSTART-".join(docs[6:9]))
+    (folder / "test.tsv").write_text("-DOCSTART-" + "-DOCSTART-".join(docs[9:12]))
+    metrics = finetune(_args(tiny_model, tmp_path / "out", tmp_path / "data", task="ebm-pico",
+                             max_seq_length=64, batch_size=8, save_model=False))
+    assert metrics["metric"] == "pico_macro_f1" and metrics["task_type"] == "pico"
+    rows = [json.loads(x) for x in (tmp_path / "out" / "test_predictions.jsonl").read_text().splitlines()]
+    assert all(len(r["prediction"]) == len(r["gold"]) for r in rows)
+    assert set(t for r in rows for t in r["prediction"]) <= {"O", "I-PAR", "I-INT", "I-OUT"}
+
+
 def _reference_logits(out: Path, kind: str):
     transformers = pytest.importorskip("transformers")
     from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification
