@@ -361,6 +361,30 @@ def test_interrupted_run_is_completed_by_a_rerun(tmp_path: Path, static_dir: Pat
                                  progress=False)
 
 
+def test_run_killed_mid_way_keeps_finished_shards(tmp_path: Path, static_dir: Path, corpus: list[Path],
+                                                  vocab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import domainbert.pretraining_data as pd
+
+    real = pd._process_file
+
+    def interrupted(task: pd._FileTask) -> dict:
+        if task.index == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the second file is processed
+        return real(task)
+
+    out = tmp_path / "data"
+    monkeypatch.setattr(pd, "_process_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_pretraining_data(corpus, vocab_dir, out, PrepareConfig(dupe_factor=2), corpus_filter=KEEP_ALL,
+                                 progress=False)
+    assert not (out / MANIFEST_NAME).exists() and (out / "shard-00000" / "shard.json").is_file()
+    assert not (out / "shard-00001").exists() and not list(out.glob(".*"))
+    monkeypatch.setattr(pd, "_process_file", real)
+    prepare_pretraining_data(corpus, vocab_dir, out, PrepareConfig(dupe_factor=2), corpus_filter=KEEP_ALL,
+                             progress=False)
+    assert tree_digest(out) == tree_digest(static_dir)
+
+
 # ==================================================================================== reader
 def test_permutation_is_a_bijection() -> None:
     for n in (1, 2, 7, 1000, 4097):

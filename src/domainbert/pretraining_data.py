@@ -36,7 +36,9 @@ instance shuffle is for), and duplicate filtering (``CorpusFilter.dedup_*``) wor
 Output directory (``domainbert data prepare``)::
 
     manifest.json          written last: parameters, vocabulary hash, counts, shard list, checksum
-    shard-00000/           one per input file (in sorted input order), N samples, L = max_seq_len,
+    vocab.txt              a copy of the vocabulary (decoding; dynamic whole-word masking)
+    shard-00000/           one per input file (files in the order given, folders expanded sorted),
+                           N samples, L = max_seq_len,
       input_ids.npy        (N, L) uint16 (int32 when the vocabulary has more than 65,536 ids);
                            [CLS] A [SEP] B [SEP] then [PAD]; masked already unless dynamic masking
       lengths.npy          (N,) int16: real tokens (the rest is padding)
@@ -84,7 +86,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from domainbert.corpus import (CorpusCounts, CorpusFilter, DecontaminationSet, Document,
                                build_decontamination_set, filter_documents, medline_deleted_pmids,
                                read_corpus_file)
-from domainbert.errors import ConfigError, DataError
+from domainbert.errors import ConfigError, DataError, DomainBertError
 from domainbert.tokenization import BertTokenizer
 
 __all__ = [
@@ -99,6 +101,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 SHARD_META = "shard.json"
+VOCAB_COPY = "vocab.txt"
 FORMAT_VERSION = 1
 MIN_SEQ_LEN = 8
 IGNORE_INDEX = -100
@@ -677,10 +680,12 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                     results[t.index] = meta
                     bar.update(1)
         bar.close()
-    except BaseException:
+    except BaseException as exc:
         for tmp in out.glob(".shard-*.tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-        if created:  # nothing of value was there before: leave no half-written output at all
+        if created and isinstance(exc, DomainBertError):
+            # Bad input: a rerun cannot reuse anything, so leave no half-written output at all. An
+            # interruption (Ctrl-C, a crash) keeps the finished shards for the rerun to reuse.
             shutil.rmtree(out, ignore_errors=True)
         raise
 
@@ -722,6 +727,12 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         "shards": [{"name": m["shard"], "source": m["source"], "num_samples": m["num_samples"],
                     "sha256": m["sha256"]} for m in metas],
     }
+    # The vocabulary travels with the data: examples decode, and dynamic whole-word masking finds the
+    # ## pieces, without the original vocabulary directory.
+    by_id = sorted(tokenizer.vocab.items(), key=lambda kv: kv[1])
+    tmp_vocab = out / f".{VOCAB_COPY}.tmp-{os.getpid()}"
+    tmp_vocab.write_text("".join(t + "\n" for t, _ in by_id), encoding="utf-8")
+    os.replace(tmp_vocab, out / VOCAB_COPY)
     tmp = out / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, manifest_path)
@@ -956,12 +967,14 @@ class PretrainingDataset(IterableDataset):
     def _masking_spec(self) -> MaskingSpec:
         if self._spec is None:
             v = self.manifest["vocab"]
-            tok = BertTokenizer.from_pretrained(v["dir"]) if self.params["whole_word_mask"] else None
-            cont = (MaskingSpec.from_tokenizer(tok).is_continuation if tok is not None
-                    else np.zeros(v["size"], dtype=bool))
-            if tok is not None and vocab_hash(tok) != v["hash"]:
-                raise DataError(f"the vocabulary in {v['dir']} changed since the data was prepared: whole-word "
-                                "dynamic masking needs the original; restore it or rerun `domainbert data prepare`")
+            cont = np.zeros(v["size"], dtype=bool)
+            if self.params["whole_word_mask"]:
+                path = self.dir / VOCAB_COPY
+                if not path.is_file():
+                    raise DataError(f"{path} is missing: whole-word dynamic masking needs the vocabulary copy "
+                                    "that `domainbert data prepare` writes; rerun it")
+                for i, token in enumerate(path.read_text(encoding="utf-8").split("\n")[:v["size"]]):
+                    cont[i] = token.startswith("##")
             self._spec = MaskingSpec(int(v["cls_id"]), int(v["sep_id"]), int(v["mask_id"]), int(v["size"]), cont)
         return self._spec
 
