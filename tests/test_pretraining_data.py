@@ -569,3 +569,28 @@ def test_micro_batches_follow_the_trainers_global_order(static_dir: Path) -> Non
     for s in range(steps):
         assert one[6 * s:6 * s + 6] == r0[3 * s:3 * s + 3] + r1[3 * s:3 * s + 3]
     assert take(1, 2, 96 * 5, 6) == r1[15:21]  # resume at step 5 replays nothing
+
+
+def test_corpus_filters_reach_the_manifest(tmp_path: Path, shared_data: Path, vocab_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--decontaminate drops a planted BLURB test sentence; duplicates and short documents are counted."""
+    blocks = (shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt").read_text(encoding="utf-8").split("\n\n")
+    train = [b.strip() for b in blocks[:4]]
+    gad = (shared_data / "gad/test.tsv").read_text(encoding="utf-8").splitlines()[1].split("\t")[1]
+    planted = train[3] + "\n" + gad.replace("@GENE$", "CYP1A1").replace("@DISEASE$", "lung cancer")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join([train[0], train[1], train[2], planted, train[0], "Too short."]) + "\n",
+                      encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli_main(["data", "prepare", "--corpus", str(corpus), "--vocab", str(vocab_dir), "--out", str(out),
+                     "--quiet", "--min-words", "5", "--dupe-factor", "3", "--decontaminate", str(shared_data)]) == 0
+    m = load_manifest(out)
+    cc = m["corpus_counts"]
+    assert (cc["records"], cc["dropped_test_text"], cc["dropped_duplicate_text"], cc["dropped_short"],
+            cc["kept"]) == (6, 1, 1, 1, 3)
+    assert m["counts"]["documents"] == 3 and m["decontamination"]["sources"]["gad/test.tsv"]["sentences"] > 0
+    assert m["corpus_filter"]["min_words"] == 5
+    # Filtering everything away is an error, not an empty dataset.
+    assert cli_main(["data", "prepare", "--corpus", str(corpus), "--vocab", str(vocab_dir), "--out",
+                     str(tmp_path / "none"), "--quiet", "--min-words", "100000"]) == 1
+    assert "no pretraining examples" in capsys.readouterr().err and not (tmp_path / "none").exists()
