@@ -106,12 +106,21 @@ def _match(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, list(argv)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only when there is one and its help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of one subcommand (used by ``main`` and by the CLI tests)."""
     spec = COMMANDS[name]
-    parser = argparse.ArgumentParser(
-        prog=f"domainbert {name}", description=spec.help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=f"domainbert {name}", description=spec.help,
+                                     formatter_class=_HelpFormatter)
     _resolve(spec.configure)(parser)
     return parser
 
