@@ -36,6 +36,9 @@ class Command:
 
 # The pipeline, in the order a user runs it.
 COMMANDS: dict[str, Command] = {
+    "quickstart": Command(
+        "the whole recipe at CPU size: PubMed -> vocab -> pretraining -> BLURB fine-tuning -> report",
+        "domainbert.quickstart:configure", "domainbert.quickstart:run"),
     "vocab build": Command(
         "train a WordPiece vocabulary on your corpus (BERT normalisation, streamed)",
         "domainbert.vocab:configure_build", "domainbert.vocab:run_build"),
@@ -66,6 +69,21 @@ COMMANDS: dict[str, Command] = {
     "blurb": Command(
         "fine-tune on the BLURB suite; write results.json, report.md, a chart and a TSV row",
         "domainbert.suite:configure", "domainbert.suite:run"),
+    "fill-mask": Command(
+        "predict the top-k tokens for each [MASK] in texts (JSON lines out)",
+        "domainbert.inference:configure_fill_mask", "domainbert.inference:run_fill_mask"),
+    "ner": Command(
+        "find entities in raw text with a fine-tuned NER model: character offsets, label, score (JSON lines)",
+        "domainbert.inference:configure_ner", "domainbert.inference:run_ner"),
+    "classify": Command(
+        "label texts (or text pairs) with a fine-tuned classifier: single/multi-label or regression",
+        "domainbert.inference:configure_classify", "domainbert.inference:run_classify"),
+    "embed": Command(
+        "turn texts into vectors (mean-pooled or [CLS]) with any BERT encoder (JSON lines)",
+        "domainbert.inference:configure_embed", "domainbert.inference:run_embed"),
+    "serve": Command(
+        "serve fill-mask, NER, classification and embeddings over HTTP, with a web page",
+        "domainbert.serve:configure", "domainbert.serve:run"),
 }
 
 

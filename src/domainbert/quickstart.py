@@ -1,0 +1,230 @@
+"""``domainbert quickstart``: the whole PubMedBERT recipe at CPU size, in one command.
+
+PubMed abstracts → decontaminated corpus → in-domain vocabulary → pretraining examples →
+pretraining within a time budget → export → fine-tuning on NCBI-disease and a non-NER BLURB task
+→ report. Every stage is the same code the stage's own command runs; quickstart only wires them:
+
+====  ================  ==========================================  =============================
+ #    stage             what                                        output under ``--out``
+====  ================  ==========================================  =============================
+ 1    data              ``data download`` (BLURB + the corpus       ``data/`` (+ ``download.json``)
+                        slice), from ``--mirror`` or the sources
+ 2    vocabulary        ``vocab build`` on the training files       ``vocab/``
+ 3    examples          ``data prepare``, decontaminated against    ``examples-128/``,
+                        every BLURB test split; one file held out   ``heldout-128/``
+ 4    pretraining       ``pretrain`` (small-cpu recipe), the step   ``pretrain/`` (checkpoints,
+                        count fitted to ``--minutes``               metrics, ``export/``)
+ 5    fine-tuning       ``blurb --budget quick`` on ``--tasks``     ``blurb/`` (report.md, png)
+====  ================  ==========================================  =============================
+
+The corpus slice: with a mirror, the sample corpus (``pubmed_corpus/``); without, PubMed baseline
+file 1. Either way ``medline_xml/medline16n0902.xml.gz`` is held out of pretraining (and its text
+copy dropped from the training files) to score held-out MLM loss. A second run with the same
+arguments reuses every finished stage (each stage's own resume logic), and ``summary.json``
+records what each stage took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from domainbert.errors import ConfigError
+
+HELD_OUT_XML = "medline_xml/medline16n0902.xml.gz"
+HELD_OUT_TEXT = "medline16n0902.txt"  # the text copy of that file inside pubmed_corpus/
+DEFAULT_TASKS = ("ncbi-disease", "gad")
+
+
+def _stage(k: int, total: int, title: str) -> float:
+    print(f"\n[{k}/{total}] {title}", flush=True)
+    return time.perf_counter()
+
+
+def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path], Path]:
+    """Download BLURB and the corpus slice; return (training corpus files, held-out file)."""
+    from domainbert.download import blurb_files, corpus_files, download, pubmed_baseline_files
+
+    files = blurb_files() + [f for f in corpus_files() if f.path == HELD_OUT_XML or mirror is not None]
+    if mirror is None:
+        files += pubmed_baseline_files(1, 1)
+    result = download(files, out, mirror=mirror, progress=progress)
+    print(f"  {len(result.fetched)} file(s) fetched, {len(result.skipped)} already there, into {out}")
+    if mirror is not None:
+        train = sorted(p for p in (out / "pubmed_corpus").glob("*.txt") if p.name != HELD_OUT_TEXT)
+    else:
+        train = sorted((out / "pubmed_baseline").glob("*.xml.gz"))
+    if not train:
+        raise ConfigError(f"no pretraining corpus under {out}: check --mirror (it needs pubmed_corpus/)")
+    return train, out / HELD_OUT_XML
+
+
+def fitted_steps(model, source, args, minutes: float, device) -> int:
+    """How many optimizer steps fit in ``minutes``, from three timed steps on a throw-away copy."""
+    import copy
+    import tempfile
+
+    from domainbert.pretrain import PretrainArgs, fit
+
+    probe_args = PretrainArgs(**{**{f.name: getattr(args, f.name) for f in fields(PretrainArgs)},
+                                 "max_steps": 100, "save_every": 1000})
+    with tempfile.TemporaryDirectory() as tmp:
+        hist = fit(copy.deepcopy(model), source, probe_args, Path(tmp), stop_after=3, progress=False, device=device)
+    per_step = min(m.step_seconds for m in hist[1:]) if len(hist) > 1 else hist[0].step_seconds
+    return max(4, int(minutes * 60 * 0.95 / per_step))
+
+
+def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool) -> dict[str, Any]:
+    import torch
+
+    from domainbert import distributed
+    from domainbert.configuration import BertConfig
+    from domainbert.modeling import BertForPreTraining
+    from domainbert.pretrain import (PretrainArgs, checkpoint_dirs, copy_tokenizer, export, fit, load_recipe,
+                                     open_data, verify_settings)
+    from domainbert.pretraining_data import load_manifest
+
+    repo_recipe = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "small-cpu.yaml"
+    recipe = load_recipe(repo_recipe) if repo_recipe.is_file() else {}
+    values = {k: v for k, v in recipe.items() if k not in ("model", "model_overrides")}
+    if size == "tiny":  # CI and smoke runs: a 2-layer model, small batches
+        values.update(global_batch_size=16, micro_batch_size=16, eval_batches=2)
+    device = distributed.pick_device("auto")
+    overrides = {"max_position_embeddings": 128} if size == "tiny" else {}
+    config = BertConfig.preset(size, vocab_size=int(load_manifest(data)["vocab"]["size"]), **overrides)
+    torch.manual_seed(values.get("seed", 0))
+    model = BertForPreTraining(config)
+    source, eval_source = open_data(data, values.get("seed", 0), config), open_data(heldout, 0, config)
+    plan = out / "plan.json"
+    if plan.is_file():  # a rerun keeps the first run's schedule, so it resumes instead of restarting
+        max_steps = json.loads(plan.read_text())["max_steps"]
+    else:
+        args = PretrainArgs(**values)
+        verify_settings(model, source, args, device, 0)
+        max_steps = fitted_steps(model, source, args, minutes, device)
+        out.mkdir(parents=True, exist_ok=True)
+        plan.write_text(json.dumps({"max_steps": max_steps, "minutes": minutes}) + "\n")
+    args = PretrainArgs(**{**values, "max_steps": max_steps, "eval_every": max(1, max_steps // 6),
+                           "save_every": max(1, max_steps // 4)})
+    print(f"  {size} BERT, {model.num_parameters():,} parameters; {max_steps} steps of {args.global_batch_size} "
+          f"sequences fitted to {minutes:g} min")
+    done = checkpoint_dirs(out)
+    if not (done and done[-1].name == f"step-{max_steps:08d}"):
+        copy_tokenizer(data, out)
+        fit(model, source, args, out, eval_source=eval_source, device=device, progress=progress,
+            time_budget_s=minutes * 60 * 1.5)
+    export(out, out / "export")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if not r.get("eval")]
+    evals = [r for r in rows if r.get("eval")]
+    return {"steps": train[-1]["step"] if train else 0, "first_loss": train[0]["loss"] if train else None,
+            "last_loss": train[-1]["loss"] if train else None, "evals": evals, "export": str(out / "export")}
+
+
+def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
+    from domainbert.pretraining_data import PrepareConfig, prepare_pretraining_data
+    from domainbert.suite import run_suite
+    from domainbert.vocab import build_vocab
+
+    out: Path = ns.out
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    progress = not ns.no_progress
+    total = 5
+
+    t = _stage(1, total, "data: BLURB datasets and a PubMed slice" + (f" from {ns.mirror}" if ns.mirror else ""))
+    train_files, heldout_file = fetch_data(out / "data", ns.mirror, progress)
+    train_files = train_files[: ns.corpus_files] if ns.corpus_files else train_files
+    print(f"  pretraining corpus: {len(train_files)} file(s); held out: {heldout_file.name}")
+    timings["data"] = time.perf_counter() - t
+
+    t = _stage(2, total, f"vocabulary: in-domain WordPiece, {ns.vocab_size:,} tokens")
+    vocab = out / "vocab"
+    if (vocab / "vocab_stats.json").is_file():
+        stats = json.loads((vocab / "vocab_stats.json").read_text())
+        print(f"  reusing {vocab}")
+    else:
+        stats = vars(build_vocab(train_files, vocab, ns.vocab_size, progress=progress))
+    print(f"  {stats['vocab_size']:,} tokens; {stats['split_share']:.1%} of corpus words split into 2+ pieces")
+    timings["vocabulary"] = time.perf_counter() - t
+
+    t = _stage(3, total, "pretraining examples: NSP pairs + whole-word masked LM, decontaminated against BLURB tests")
+    config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=ns.dupe_factor, whole_word_mask=True)
+    examples, heldout = out / "examples-128", out / "heldout-128"
+    for files, target in ((train_files, examples), ([heldout_file], heldout)):
+        if (target / "manifest.json").is_file():
+            print(f"  reusing {target}")
+            continue
+        manifest = prepare_pretraining_data(files, vocab, target, config, decontaminate=out / "data",
+                                            workers=ns.workers, progress=progress)
+        print(f"  {target.name}: {manifest['num_samples']:,} examples from {manifest['counts']['documents']:,} documents")
+    timings["examples"] = time.perf_counter() - t
+
+    t = _stage(4, total, f"pretraining: MLM + NSP for about {ns.minutes:g} minutes")
+    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, ns.model_size, progress)
+    timings["pretraining"] = time.perf_counter() - t
+
+    t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")
+    results = run_suite(Path(pre["export"]), out / "blurb", tasks=list(ns.tasks), budget="quick",
+                        data_dir=out / "data", max_steps=ns.finetune_steps, limit=ns.limit)
+    timings["fine-tuning"] = time.perf_counter() - t
+
+    summary = {"vocabulary": {k: stats[k] for k in ("vocab_size", "split_share", "mean_pieces_per_word")},
+               "pretraining": pre, "blurb": results["blurb"],
+               "tasks": {n: d.get("test") for n, d in results["datasets"].items()},
+               "seconds": {k: round(v, 1) for k, v in timings.items()},
+               "artifacts": {"data": str(out / "data"), "vocabulary": str(vocab), "examples": str(examples),
+                             "pretraining run": str(out / "pretrain"), "model": pre["export"],
+                             "report": str(out / "blurb" / "report.md"), "chart": str(out / "blurb" / "blurb.png")}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary)
+    return summary
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    v, p = s["vocabulary"], s["pretraining"]
+    print("\n" + "=" * 72)
+    print(f"vocabulary   {v['vocab_size']:,} tokens, {v['split_share']:.1%} of words split, "
+          f"{v['mean_pieces_per_word']:.2f} pieces/word")
+    if p["first_loss"] is not None:
+        print(f"pretraining  {p['steps']} steps, loss {p['first_loss']:.2f} -> {p['last_loss']:.2f}")
+    for e in p["evals"]:
+        print(f"   step {e['step']:>5}  held-out MLM loss {e['eval_mlm_loss']:.3f}  accuracy "
+              f"{e['eval_mlm_accuracy']:.3f}  NSP accuracy {e['eval_nsp_accuracy']:.3f}")
+    for name, test in s["tasks"].items():
+        print(f"task         {name:<14} test {'%.2f' % (100 * test['mean']) if test else 'not run'}")
+    if s["blurb"]:
+        print(f"BLURB        {100 * s['blurb']['score']:.2f} over the task types run (published PubMedBERT: 81.16 "
+              "on all 13 datasets; a CPU-minute model is not comparable)")
+    print("time         " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
+    for k, path in s["artifacts"].items():
+        print(f"  {k:<16} {path}")
+    print("=" * 72)
+    print(f"report: {s['artifacts']['report']}")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mirror", default=None, metavar="DIR_OR_URL",
+                        help="take the data from a folder or server laid out like the download cache")
+    parser.add_argument("--minutes", type=float, default=10.0, help="pretraining time budget")
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="where everything goes")
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="BLURB datasets to fine-tune on")
+    parser.add_argument("--vocab-size", type=int, default=16384, help="in-domain vocabulary size")
+    parser.add_argument("--model-size", choices=["tiny", "small"], default="small", help="model preset")
+    parser.add_argument("--dupe-factor", type=int, default=2, help="masking rounds over the corpus")
+    parser.add_argument("--corpus-files", type=int, default=None, help="use only the first N corpus files")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="cap on fine-tuning steps per task")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
+    parser.add_argument("--workers", type=int, default=2, help="processes for data preparation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.minutes <= 0:
+        raise ConfigError(f"--minutes must be positive, got {ns.minutes}")
+    run_quickstart(ns)
+    return 0
