@@ -1,0 +1,621 @@
+"""Using trained models: fill-mask, NER, sequence classification and embeddings (Python API + CLI).
+
+Four predictors, each loaded from a model directory (domainbert or Hugging Face BERT) and called on
+a list of texts:
+
+=================  ==============================  ===============================================
+predictor          head it needs                   result per text
+=================  ==============================  ===============================================
+:class:`FillMask`  masked-LM (``cls.predictions``) for each ``[MASK]``: its character span and
+                   from pretraining / export       the top-k tokens with softmax scores (the
+                                                   numbers transformers' ``fill-mask`` pipeline
+                                                   gives)
+:class:`Tagger`    token classification            entities: character ``start``/``end``, label,
+                   (``domainbert finetune``, NER)  text and score, BIO tags decoded to spans; text
+                                                   longer than the model reads is split into
+                                                   overlapping windows (never truncated)
+:class:`Classifier` sequence classification        single label (softmax), multi-label (sigmoid,
+                                                   > 0.5) or regression, per ``problem_type``
+:class:`Embedder`  any BERT encoder                mean-pooled (padding excluded) or [CLS] vectors,
+                                                   optionally L2-normalised
+=================  ==============================  ===============================================
+
+Each predictor sorts its inputs by length, runs batches padded only to their longest member
+(dynamic padding), under bf16 autocast where the hardware computes bf16 natively
+(:mod:`domainbert.precision`), and returns results in the input order. A checkpoint that lacks the
+head a predictor needs is refused with a one-line :class:`~domainbert.errors.CheckpointError`
+(weights a head would otherwise get at random are never used silently); bad input is an
+:class:`InputError` that names the text and the fix.
+
+NER decoding follows how ``domainbert finetune`` trains token models: the text is split into words
+by BERT's pre-tokenizer (whitespace and punctuation), the first sub-token of each word carries its
+tag, and a long text's windows are those of :func:`domainbert.finetune.word_windows`, each word being
+scored by the window where it has most context (:func:`domainbert.finetune.window_owners`). Tags are
+decoded leniently, as conlleval does: ``B-X`` starts an entity, ``I-X`` continues one of type X or
+starts one after anything else; untyped ``B``/``I`` (JNLPBA) give the label ``ENTITY``; IO schemes
+(EBM-PICO's ``I-PAR``) work the same way. An entity's score is the mean probability of its words'
+tags.
+
+Commands (input: files or stdin, one text per line or JSON lines with ``"text"``; output: JSON lines)::
+
+    domainbert fill-mask --model DIR [--top-k 5] [FILE ...]
+    domainbert ner       --model DIR [FILE ...]
+    domainbert classify  --model DIR [FILE ...]        # JSON lines may add "text_pair"
+    domainbert embed     --model DIR [--pooling mean|cls] [--normalize] [FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Sequence
+
+import torch
+
+from domainbert.errors import CheckpointError, DataError
+
+logger = logging.getLogger("domainbert")
+
+MASK = "[MASK]"
+POOLINGS = ("mean", "cls")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+
+class InputError(DataError, ValueError):
+    """A text a predictor cannot take (no [MASK] for fill-mask, too long to hold its mask ...)."""
+
+
+# ==================================================================================== loading
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence the loader's warning: each predictor checks ``loading_info`` and says what matters."""
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load(cls_name: str, model_dir: str | Path, what: str, needed_prefixes: tuple[str, ...],
+          fix: str) -> Any:
+    """Load ``cls_name`` from ``model_dir``; refuse it when weights under ``needed_prefixes`` are missing."""
+    from domainbert import modeling
+
+    model_dir = Path(model_dir)
+    heads = ("BertForTokenClassification", "BertForSequenceClassification")
+    if cls_name in heads:
+        from domainbert.configuration import BertConfig
+
+        saved = (BertConfig.load(model_dir).extra.get("architectures") or ["BertModel"])[0]
+        if saved != cls_name:
+            # Both heads are one Linear named ``classifier``: only the config tells them apart.
+            raise CheckpointError(f"{model_dir} is a {saved} checkpoint, not {cls_name}: it has no {what}; {fix}")
+    with _quiet_loading():
+        model = getattr(modeling, cls_name).from_pretrained(model_dir)
+    missing = [n for n in model.loading_info.missing if n.startswith(needed_prefixes)]
+    mismatched = [n for n in model.loading_info.mismatched if n.startswith(needed_prefixes)]
+    if missing or mismatched:
+        names = missing + mismatched
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise CheckpointError(f"{model_dir} has no {what} weights ({shown} missing): {what} would "
+                              f"use random weights; {fix}")
+    return model
+
+
+def _load_tokenizer(model_dir: str | Path) -> Any:
+    """The model's tokenizer, with BERT's special tokens matched whole in raw text.
+
+    A tokenizer read from a bare ``vocab.txt`` would split the text ``[MASK]`` into ``[``, ``mask``,
+    ``]``; declaring the special tokens (same ids) makes it one token, as transformers does.
+    """
+    from tokenizers import AddedToken
+
+    from domainbert.tokenization import SPECIAL_TOKENS, BertTokenizer
+
+    tokenizer = BertTokenizer.from_pretrained(model_dir)
+    tokenizer.backend.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS.values()])
+    return tokenizer
+
+
+@dataclass
+class _Batch:
+    """Padded model inputs of one length-sorted batch and the inputs' original indices."""
+
+    indices: list[int]
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    token_type_ids: torch.Tensor  # (B, T)
+
+
+class Predictor:
+    """What every predictor shares: model, tokenizer, device, precision, length-grouped batching."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_dir: Path, *, device: str | torch.device | None,
+                 precision: str, batch_size: int) -> None:
+        from domainbert.precision import resolve_precision
+
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.precision = resolve_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+        self.max_length = min(model.config.max_position_embeddings, tokenizer.model_max_length)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise CheckpointError(f"{model_dir}: the tokenizer has {tokenizer.vocab_size} tokens but the "
+                                  f"model only {model.config.vocab_size} embeddings; use the model's own vocab.txt")
+        # One forward pass at a time: the Rust tokenizer's truncation setting is shared state, and
+        # concurrent passes on one CPU only oversubscribe its cores (the server calls from threads).
+        self.lock = threading.Lock()
+
+    def _batches(self, rows: Sequence[tuple[list[int], list[int]]]) -> Iterator[_Batch]:
+        """Rows (ids, token types) sorted by length, cut into batches padded to their longest row."""
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+        pad = self.tokenizer.pad_token_id
+        for at in range(0, len(order), self.batch_size):
+            chunk = order[at:at + self.batch_size]
+            width = max(len(rows[i][0]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            types = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, i in enumerate(chunk):
+                n = len(rows[i][0])
+                ids[r, :n] = torch.tensor(rows[i][0])
+                types[r, :n] = torch.tensor(rows[i][1])
+                mask[r, :n] = 1
+            yield _Batch(chunk, ids.to(self.device), mask.to(self.device), types.to(self.device))
+
+    def _forward(self, batch: _Batch) -> Any:
+        from domainbert.precision import autocast
+
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            return self.model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise InputError("pass a list of texts, not one string: wrap it as [text]")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"text {i} is a {type(text).__name__}, not a string")
+
+
+# ==================================================================================== fill-mask
+class FillMask(Predictor):
+    """Top-k tokens for every ``[MASK]`` of a text, from a checkpoint with its masked-LM head."""
+
+    def __init__(self, model_dir: str | Path, *, device: str | torch.device | None = None,
+                 precision: str = "auto", batch_size: int = 32, top_k: int = 5) -> None:
+        model = _load("BertForMaskedLM", model_dir, "masked-LM head", ("cls.predictions",),
+                      "fill-mask needs a checkpoint saved with its pretraining heads (BertForPreTraining "
+                      "or BertForMaskedLM, e.g. from `domainbert export`), not a bare encoder or a "
+                      "fine-tuned task model")
+        super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
+                         precision=precision, batch_size=batch_size)
+        self.top_k = top_k
+
+    def __call__(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
+        """For each text: ``{"masks": [{"start", "end", "predictions": [{"token", "token_id", "score"}]}]}``.
+
+        ``start``/``end`` are the character span of the ``[MASK]`` in the text; predictions are sorted
+        by score (softmax over the whole vocabulary, as transformers' fill-mask pipeline).
+        """
+        _check_texts(texts)
+        k = self.top_k if top_k is None else top_k
+        if not 1 <= k <= self.model.config.vocab_size:
+            raise InputError(f"top_k must be between 1 and the vocabulary size {self.model.config.vocab_size}, got {k}")
+        mask_id = self.tokenizer.mask_token_id
+        with self.lock:
+            encodings = self.tokenizer.encode_batch(list(texts))
+            for i, enc in enumerate(encodings):
+                if mask_id not in enc.input_ids:
+                    raise InputError(f"text {i} has no {MASK}: write {MASK} where the word to predict goes")
+                if len(enc.input_ids) > self.max_length:
+                    raise InputError(f"text {i} is {len(enc.input_ids)} tokens long but the model reads at most "
+                                     f"{self.max_length}: shorten it around its {MASK}")
+            results: list[dict[str, Any]] = [{} for _ in texts]
+            for batch in self._batches([(e.input_ids, e.token_type_ids) for e in encodings]):
+                logits = self._forward(batch).logits  # (B, T, V)
+                where = batch.input_ids == mask_id  # (B, T)
+                probs = torch.softmax(logits[where].float(), dim=-1)  # (M, V), rows in row-major order
+                scores, ids = probs.topk(k, dim=-1)  # (M, k)
+                scores, ids = scores.cpu().tolist(), ids.cpu().tolist()
+                rows = where.nonzero().cpu().tolist()  # (M, 2): [batch row, position]
+                for (r, pos), top_scores, top_ids in zip(rows, scores, ids):
+                    enc = encodings[batch.indices[r]]
+                    start, end = enc.offsets[pos]
+                    tokens = self.tokenizer.convert_ids_to_tokens(top_ids)
+                    results[batch.indices[r]].setdefault("masks", []).append({
+                        "start": start, "end": end,
+                        "predictions": [{"token": t, "token_id": i, "score": s}
+                                        for t, i, s in zip(tokens, top_ids, top_scores)]})
+        return results
+
+
+# ==================================================================================== NER
+def _tag_type(tag: str) -> tuple[str, str]:
+    """``B-Disease`` → ("B", "Disease"); ``I`` → ("I", "ENTITY"); ``O`` → ("O", "")."""
+    if tag == "O":
+        return "O", ""
+    prefix, sep, kind = tag.partition("-")
+    if sep and prefix in ("B", "I", "E", "S"):
+        return prefix, kind or "ENTITY"
+    if tag in ("B", "I", "E", "S"):
+        return tag, "ENTITY"
+    return "I", tag  # a plain class name (IO scheme without prefixes)
+
+
+def decode_bio(tags: Sequence[str], scores: Sequence[float] | None = None) -> list[tuple[int, int, str, float]]:
+    """Entity spans ``(first word, last word + 1, label, mean score)`` from per-word BIO/IOBES tags.
+
+    Lenient as conlleval: ``I-X`` after ``O`` or after another type starts an entity; ``B-X`` always
+    starts one; ``S-X`` is a one-word entity and ``E-X`` ends one.
+    """
+    spans: list[tuple[int, int, str, float]] = []
+    scores = list(scores) if scores is not None else [1.0] * len(tags)
+    start, kind = -1, ""
+
+    def close(end: int) -> None:
+        nonlocal start, kind
+        if start >= 0:
+            spans.append((start, end, kind, sum(scores[start:end]) / (end - start)))
+        start, kind = -1, ""
+
+    for i, tag in enumerate(tags):
+        prefix, label = _tag_type(tag)
+        if prefix == "O":
+            close(i)
+        elif prefix in ("B", "S") or label != kind or start < 0:
+            close(i)
+            start, kind = i, label
+        if prefix in ("S", "E") and start >= 0:
+            close(i + 1)
+    close(len(tags))
+    return spans
+
+
+class Tagger(Predictor):
+    """Named entities in raw text, from a token-classification model (``domainbert finetune`` NER)."""
+
+    def __init__(self, model_dir: str | Path, *, device: str | torch.device | None = None,
+                 precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> None:
+        model = _load("BertForTokenClassification", model_dir, "token-classification head", ("classifier.",),
+                      "pass a model fine-tuned for NER, e.g. `domainbert finetune --task ncbi-disease` "
+                      "writes one to OUT/model")
+        if not model.config.id2label:
+            raise CheckpointError(f"{Path(model_dir) / 'config.json'} names no labels (id2label): a NER model "
+                                  "needs its tag names; fine-tune it with `domainbert finetune`")
+        super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
+                         precision=precision, batch_size=batch_size)
+        if max_length is not None:
+            if not 3 <= max_length <= self.max_length:
+                raise InputError(f"max_length must be between 3 and the model's {self.max_length}, got {max_length}")
+            self.max_length = max_length
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def __call__(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """For each text, its entities: ``{"start", "end", "label", "text", "score"}`` in text order."""
+        from domainbert.finetune import window_owners, word_windows
+
+        _check_texts(texts)
+        budget = self.max_length - 2  # room for [CLS] and [SEP]
+        overlap = budget // 4  # the same context overlap as fine-tuning's windows
+        tok = self.tokenizer
+        with self.lock:
+            encodings = tok.encode_batch(list(texts), add_special_tokens=False)
+            # words[t][j]: positions (in text t's encoding) of the sub-tokens of word j.
+            words: list[list[list[int]]] = []
+            rows: list[tuple[list[int], list[int]]] = []
+            scored: list[tuple[int, list[tuple[int, int]]]] = []  # per row: text, (position, word)
+            for t, enc in enumerate(encodings):
+                groups: dict[int, list[int]] = {}
+                for pos, word in enumerate(enc.word_ids):
+                    if word is not None:
+                        groups.setdefault(word, []).append(pos)
+                pieces = [groups[w] for w in sorted(groups)]
+                words.append(pieces)
+                if not pieces:
+                    continue
+                windows = word_windows([len(p) for p in pieces], budget, overlap)
+                owners = window_owners(len(pieces), windows)
+                for w, (start, end) in enumerate(windows):
+                    ids, targets = [tok.cls_token_id], []
+                    for j in range(start, end):
+                        if owners[j] == w:
+                            targets.append((len(ids), j))  # the word's first sub-token carries its tag
+                        ids.extend(enc.input_ids[p] for p in pieces[j][:budget])
+                    ids.append(tok.sep_token_id)
+                    rows.append((ids, [0] * len(ids)))
+                    scored.append((t, targets))
+            tags: list[list[tuple[int, float]]] = [[(-1, 0.0)] * len(p) for p in words]
+            for batch in self._batches(rows):
+                probs = torch.softmax(self._forward(batch).logits.float(), dim=-1)  # (B, T, L)
+                best_p, best = probs.max(dim=-1)  # (B, T)
+                best_p, best = best_p.cpu().tolist(), best.cpu().tolist()
+                for r, row in enumerate(batch.indices):
+                    t, targets = scored[row]
+                    for pos, word in targets:
+                        tags[t][word] = (best[r][pos], best_p[r][pos])
+        out: list[list[dict[str, Any]]] = []
+        for t, (text, enc) in enumerate(zip(texts, encodings)):
+            assert all(label >= 0 for label, _ in tags[t]), "every word is scored by exactly one window"
+            names = [self.labels[label] for label, _ in tags[t]]
+            entities = []
+            for first, last, label, score in decode_bio(names, [p for _, p in tags[t]]):
+                start = enc.offsets[words[t][first][0]][0]
+                end = enc.offsets[words[t][last - 1][-1]][1]
+                entities.append({"start": start, "end": end, "label": label,
+                                 "text": text[start:end], "score": score})
+            out.append(entities)
+        return out
+
+
+# ==================================================================================== classification
+class Classifier(Predictor):
+    """Labels (or a value) for a text or text pair, from a sequence-classification model."""
+
+    def __init__(self, model_dir: str | Path, *, device: str | torch.device | None = None,
+                 precision: str = "auto", batch_size: int = 32, threshold: float = 0.5) -> None:
+        model = _load("BertForSequenceClassification", model_dir, "sequence-classification head",
+                      ("classifier.", "bert.pooler."), "pass a model fine-tuned for classification, e.g. "
+                      "`domainbert finetune --task hoc` (or chemprot, biosses, pubmedqa) writes one to OUT/model")
+        super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
+                         precision=precision, batch_size=batch_size)
+        config = model.config
+        self.labels = ([config.id2label[i] for i in range(config.num_labels)] if config.id2label
+                       else [f"LABEL_{i}" for i in range(config.num_labels)])
+        self.problem_type = config.problem_type or (
+            "regression" if config.num_labels == 1 else "single_label_classification")
+        self.threshold = threshold
+
+    def __call__(self, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        """One result per text (texts longer than the model reads are truncated, the longer side first).
+
+        * single label: ``{"label", "score", "scores": {label: softmax probability}}``;
+        * multi-label: ``{"labels": [labels whose sigmoid > threshold], "scores": {label: sigmoid}}``;
+        * regression: ``{"value": float}`` (``{"values": {label: float}}`` with several outputs).
+        """
+        _check_texts(texts)
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise InputError(f"{len(texts)} texts but {len(text_pairs)} text pairs: give one pair (or null) per text")
+        with self.lock:
+            if text_pairs is None or all(p is None for p in text_pairs):
+                encodings = self.tokenizer.encode_batch(list(texts), max_length=self.max_length)
+            else:  # texts without a pair are encoded alone, in the same order
+                encodings = [self.tokenizer.encode(t, p, max_length=self.max_length)
+                             for t, p in zip(texts, text_pairs)]
+            results: list[dict[str, Any]] = [{} for _ in texts]
+            for batch in self._batches([(e.input_ids, e.token_type_ids) for e in encodings]):
+                logits = self._forward(batch).logits.float().cpu()  # (B, num_labels)
+                for r, i in enumerate(batch.indices):
+                    results[i] = self._result(logits[r])
+        return results
+
+    def _result(self, logits: torch.Tensor) -> dict[str, Any]:
+        if self.problem_type == "regression":
+            values = logits.tolist()
+            return {"value": values[0]} if len(values) == 1 else {"values": dict(zip(self.labels, values))}
+        if self.problem_type == "multi_label_classification":
+            probs = torch.sigmoid(logits).tolist()
+            return {"labels": [lab for lab, p in zip(self.labels, probs) if p > self.threshold],
+                    "scores": dict(zip(self.labels, probs))}
+        probs = torch.softmax(logits, dim=-1).tolist()
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return {"label": self.labels[best], "score": probs[best], "scores": dict(zip(self.labels, probs))}
+
+
+# ==================================================================================== embeddings
+class Embedder(Predictor):
+    """Sentence vectors from any BERT encoder: masked mean of the last layer, or the [CLS] vector."""
+
+    def __init__(self, model_dir: str | Path, *, device: str | torch.device | None = None,
+                 precision: str = "auto", batch_size: int = 32, pooling: str = "mean",
+                 normalize: bool = False) -> None:
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        model = _load("BertModel", model_dir, "encoder", ("embeddings.", "encoder."),
+                      "pass a complete BERT checkpoint directory")
+        super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
+                         precision=precision, batch_size=batch_size)
+        self.pooling = pooling
+        self.normalize = normalize
+        self.dim = model.config.hidden_size
+
+    def __call__(self, texts: Sequence[str], pooling: str | None = None,
+                 normalize: bool | None = None) -> torch.Tensor:
+        """A (N, H) float32 tensor on the CPU; texts longer than the model reads are truncated."""
+        _check_texts(texts)
+        pooling = pooling or self.pooling
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        normalize = self.normalize if normalize is None else normalize
+        out = torch.zeros((len(texts), self.dim), dtype=torch.float32)
+        with self.lock:
+            encodings = self.tokenizer.encode_batch(list(texts), max_length=self.max_length)
+            for batch in self._batches([(e.input_ids, e.token_type_ids) for e in encodings]):
+                hidden = self._forward(batch).last_hidden_state.float()  # (B, T, H)
+                if pooling == "cls":
+                    vectors = hidden[:, 0]  # (B, H)
+                else:  # padding excluded from the mean
+                    mask = batch.attention_mask.unsqueeze(-1).float()  # (B, T, 1)
+                    vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+                if normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                out[batch.indices] = vectors.cpu()
+        return out
+
+
+# ==================================================================================== command line
+@dataclass
+class InputRow:
+    """One input of the CLI: its line number, optional id and pair, and the text."""
+
+    line: int
+    text: str
+    id: Any = None
+    text_pair: str | None = None
+
+
+def read_inputs(paths: Sequence[str], stdin: IO[bytes] | None = None) -> Iterator[InputRow]:
+    """Texts from files (``-`` or none: stdin): one per line, or JSON objects with ``"text"``.
+
+    Blank lines are skipped (outputs carry the line number). A JSON line may add ``"id"`` (echoed)
+    and ``"text_pair"`` (for pair classifiers).
+    """
+    sources = list(paths) or ["-"]
+    for source in sources:
+        name = "<stdin>" if source == "-" else source
+        if source == "-":
+            fh: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
+        else:
+            try:
+                fh = open(source, "rb")
+            except OSError as exc:
+                raise DataError(f"cannot read input {source}: {exc.strerror}; pass an existing text or JSONL file") from None
+        try:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{name} line {number} is not UTF-8 (byte {exc.start}): convert the file, "
+                                    "e.g. `iconv -f latin1 -t utf-8`") from None
+                if not line.strip():
+                    continue
+                if line.lstrip().startswith("{"):
+                    yield _json_row(name, number, line)
+                else:
+                    yield InputRow(number, line)
+        finally:
+            if fh is not stdin and source != "-":
+                fh.close()
+
+
+def _json_row(name: str, number: int, line: str) -> InputRow:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name} line {number} starts with '{{' but is not valid JSON ({exc.msg}); "
+                        "write one JSON object per line, or plain text that does not start with '{'") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        raise DataError(f"{name} line {number}: a JSON line needs a string field \"text\"")
+    pair = obj.get("text_pair")
+    if pair is not None and not isinstance(pair, str):
+        raise DataError(f"{name} line {number}: \"text_pair\" must be a string")
+    return InputRow(number, obj["text"], obj.get("id"), pair)
+
+
+def _chunks(rows: Iterable[InputRow], size: int) -> Iterator[list[InputRow]]:
+    chunk: list[InputRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", metavar="FILE",
+                        help="input files (default: stdin): one text per line, or JSON lines with \"text\"")
+    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument("--output", type=Path, help="write JSON lines here instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="bf16 autocast where native (auto), or forced")
+
+
+def configure_fill_mask(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=5, help="tokens to list per [MASK]")
+
+
+def configure_ner(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+    parser.add_argument("--max-length", type=int,
+                        help="window length in sub-tokens (default: the model's maximum)")
+
+
+def configure_classify(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label: sigmoid above which a label is predicted")
+
+
+def configure_embed(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
+                        help="mean of the last layer over real tokens, or the [CLS] vector")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise each vector")
+
+
+def _run(args: argparse.Namespace, predictor: Any, predict: Any) -> int:
+    out: IO[str]
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        n = 0
+        # Chunks of many batches: sorting by length inside a chunk keeps padding low while the
+        # output streams (and memory stays bounded) on inputs of any size.
+        for chunk in _chunks(read_inputs(args.inputs), predictor.batch_size * 32):
+            try:
+                results = predict(chunk)
+            except InputError as exc:
+                raise InputError(_with_line(str(exc), chunk)) from None
+            for row, result in zip(chunk, results):
+                record = {"line": row.line, **({"id": row.id} if row.id is not None else {}), **result}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                n += 1
+        out.flush()
+    finally:
+        if args.output:
+            out.close()
+    print(f"domainbert: {n} input(s) done", file=sys.stderr)
+    return 0
+
+
+def _with_line(message: str, chunk: Sequence[InputRow]) -> str:
+    """``text 3 ...`` (index in the chunk) → ``input line N ...`` for the CLI's messages."""
+    if message.startswith("text "):
+        head, _, rest = message[len("text "):].partition(" ")
+        if head.isdigit() and int(head) < len(chunk):
+            return f"input line {chunk[int(head)].line} {rest}"
+    return message
+
+
+def run_fill_mask(args: argparse.Namespace) -> int:
+    predictor = FillMask(args.model, device=args.device, precision=args.precision,
+                         batch_size=args.batch_size, top_k=args.top_k)
+    return _run(args, predictor, lambda rows: predictor([r.text for r in rows]))
+
+
+def run_ner(args: argparse.Namespace) -> int:
+    predictor = Tagger(args.model, device=args.device, precision=args.precision,
+                       batch_size=args.batch_size, max_length=args.max_length)
+    return _run(args, predictor, lambda rows: [{"entities": e} for e in predictor([r.text for r in rows])])
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    predictor = Classifier(args.model, device=args.device, precision=args.precision,
+                           batch_size=args.batch_size, threshold=args.threshold)
+    return _run(args, predictor, lambda rows: predictor([r.text for r in rows], [r.text_pair for r in rows]))
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    predictor = Embedder(args.model, device=args.device, precision=args.precision,
+                         batch_size=args.batch_size, pooling=args.pooling, normalize=args.normalize)
+    return _run(args, predictor,
+                lambda rows: [{"embedding": v} for v in predictor([r.text for r in rows]).tolist()])
