@@ -411,23 +411,29 @@ def _masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, labels: torch.T
     return logits, loss
 
 
-class BertForPreTraining(BertPreTrainedModel):
+class _TiedMLMModel(BertPreTrainedModel):
+    """A model with an MLM head whose vocabulary projection is the word-embedding matrix (BERT's tying)."""
+
+    tied_weights: ClassVar[dict[str, str]] = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+    bert: BertModel
+    cls: nn.Module
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+
+class BertForPreTraining(_TiedMLMModel):
     """BERT with both pretraining objectives: masked LM + next sentence prediction.
 
     ``loss = mlm_loss + nsp_loss`` (Devlin et al. 2019, section 3.1); both parts are returned.
     """
-
-    tied_weights: ClassVar[dict[str, str]] = {
-        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config)
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
-
-    def tie_weights(self) -> None:
-        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
 
     def forward(
         self,
@@ -449,20 +455,14 @@ class BertForPreTraining(BertPreTrainedModel):
         return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
 
 
-class BertForMaskedLM(BertPreTrainedModel):
+class BertForMaskedLM(_TiedMLMModel):
     """BERT with the masked-LM head only (no pooler), e.g. for fill-mask."""
-
-    tied_weights: ClassVar[dict[str, str]] = {
-        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
-
-    def tie_weights(self) -> None:
-        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
 
     def forward(
         self,
