@@ -24,8 +24,8 @@ Predictions run in FastAPI's worker threads; each predictor serialises its forwa
 model on one set of cores gains nothing from running two at once).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI and pydantic read the annotations of the
+# request models and endpoints that create_app defines locally, which strings would hide.
 import argparse
 import logging
 from dataclasses import asdict, dataclass
@@ -330,7 +330,7 @@ def create_app(model: str | Path | None = None, ner_model: str | Path | None = N
         """Entities with character offsets; texts longer than the model reads are windowed."""
         return {"results": [{"entities": e} for e in need("ner")(req.texts)]}
 
-    @app.post("/classify", response_model=ClassifyResponse, responses=errors)
+    @app.post("/classify", response_model=ClassifyResponse, responses=errors, response_model_exclude_none=True)
     def classify(req: ClassifyRequest) -> dict[str, Any]:
         """Labels with scores (single/multi-label) or values (regression) per text or text pair."""
         predictor = need("classify")
