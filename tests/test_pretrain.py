@@ -147,3 +147,18 @@ def test_indivisible_batch_and_bad_settings_are_refused_with_the_fix():
         args(optimizer="sgd")
     with pytest.raises(ConfigError, match="warmup 30"):
         args(warmup=30)
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_like_the_eager_one(tmp_path):
+    def no_dropout() -> BertForPreTraining:  # compiled dropout draws its masks differently
+        torch.manual_seed(0)
+        return BertForPreTraining(BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+    eager = fit(no_dropout(), IndexedSource(), args(max_steps=3), tmp_path / "eager", progress=False)
+    compiled = fit(no_dropout(), IndexedSource(), args(max_steps=3, compile=True), tmp_path / "compiled",
+                   progress=False)
+    torch.testing.assert_close(torch.tensor([m.loss for m in compiled]), torch.tensor([m.loss for m in eager]),
+                               rtol=1e-4, atol=1e-4)
+    assert "bert.encoder.layer.0.attention.self.query.weight" in load_checkpoint(
+        checkpoint_dirs(tmp_path / "compiled")[-1])["model"]  # names unchanged by compiling

@@ -114,6 +114,8 @@ class PretrainArgs:
     """Score the held-out data every this many steps (0: never)."""
     eval_batches: int = 10
     """Micro-batches of held-out data per evaluation."""
+    compile: bool = False
+    """Compile the encoder with ``torch.compile`` (in place: checkpoint names are unchanged)."""
     world_size: int = field(default=1, repr=False)
     """Set from the torchrun environment, not by hand."""
 
@@ -381,6 +383,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
         set_rng_states(state["rng"][rank % len(state["rng"])])
         step, consumed = state["step"], state["consumed_samples"]
     precision = resolve_precision(args.precision, device)
+    if args.compile:
+        model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
     ddp_model: torch.nn.Module = model
     if args.world_size > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)
@@ -521,8 +525,11 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
     for f in fields(PretrainArgs):
         if f.name in ("world_size", "betas"):
             continue
-        kind = type(f.default) if f.default is not None else str
-        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, metavar=f.name.upper())
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            group.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper())
 
 
 def resolve_args(ns: argparse.Namespace, world_size: int) -> tuple[PretrainArgs, str, dict[str, Any]]:
