@@ -146,6 +146,26 @@ def test_pico_fine_tunes_with_its_macro_f1(tiny_model, shared_data, tmp_path):
     assert set(t for r in rows for t in r["prediction"]) <= {"O", "I-PAR", "I-INT", "I-OUT"}
 
 
+def test_user_multilabel_folder_in_hoc_layout_runs_from_the_cli(tiny_model, shared_data, tmp_path,
+                                                                 capsys):
+    folder = tmp_path / "my-hallmarks"
+    folder.mkdir()
+    for name in ("train", "dev", "test"):
+        for suffix in (".tsv", "_pmid.tsv"):
+            (folder / f"{name}{suffix}").symlink_to(shared_data / "hoc" / f"{name}{suffix}")
+    out = tmp_path / "out"
+    assert main(["finetune", "--task-type", "multilabel", "--data", str(folder), "--model",
+                 str(tiny_model), "--out", str(out), "--limit", "24", "--max-steps", "2",
+                 "--epochs", "1", "--max-seq-length", "64", "--precision", "fp32",
+                 "--device", "cpu"]) == 0
+    assert "my-hallmarks (hoc_f1): dev" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task_type"] == "multilabel" and metrics["examples"]["train"] == 24
+    (folder / "dev_pmid.tsv").unlink()
+    _fails(["finetune", "--task-type", "multilabel", "--data", str(folder), "--model", str(tiny_model),
+            "--out", str(out)], capsys, "dev_pmid.tsv", "HoC layout")
+
+
 def _reference_logits(out: Path, kind: str):
     transformers = pytest.importorskip("transformers")
     from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification

@@ -38,12 +38,17 @@ resumes where it stopped.
 Output directory::
 
     metrics.json                 selected setting, dev/test mean ± std and per seed, every run
-    dev_predictions.jsonl        predictions of the saved model's run (one JSON object a line)
+    dev_predictions.jsonl        {"id", "prediction", "gold"} per example, from the saved run
     test_predictions.jsonl
     model/                       the fine-tuned model of the best single run (by dev score):
                                  config.json (id2label, architectures) + model.safetensors +
-                                 tokenizer files, loadable by transformers' AutoModelFor...
+                                 tokenizer files (markers included), loadable by transformers'
+                                 AutoModelForTokenClassification / AutoModelForSequenceClassification
+    selection.json               which run the model and the predictions come from
     runs/<run id>/result.json    one per (lr, batch, epochs, seed)
+
+With ``--budget full`` the saved model is the best single run by dev score, which belongs to the
+selected setting only when that setting also holds the best seed; ``metrics.json`` names both.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import re
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -648,8 +653,17 @@ def record_for(args: FinetuneArgs) -> DatasetRecord:
         return get_record(args.task)
     assert args.data is not None and args.task_type is not None
     if args.task_type == "multilabel":
-        raise DataError("a user's multi-label set has no reader yet: use the HoC layout with --task hoc "
-                        "and --data-dir, or convert it to one of ner/relation/similarity/classification")
+        # BLURB's HoC layout (sentence file + PMID list per split) is the multi-label format read.
+        root = args.data.resolve()
+        hoc = get_record("hoc")
+        for names in hoc.files.values():
+            for name in names:
+                if not (root / name).is_file():
+                    raise DataError(f"{root}: no {name}; a multi-label set uses BLURB's HoC layout: "
+                                    "{train,dev,test}.tsv (labels<TAB>sentence<TAB>PMID_s<n>) and "
+                                    "{train,dev,test}_pmid.tsv")
+        return replace(hoc, name=root.name, display_name=root.name, folder=str(root),
+                       notes=("a user's multi-label set in BLURB's HoC layout",))
     return user_record(args.task_type, args.data, negative_label=args.negative_label)
 
 
@@ -726,7 +740,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert finetune``."""
     what = parser.add_argument_group("what to fine-tune on (one of the two)")
     what.add_argument("--task", help=f"a BLURB dataset: {', '.join(DATASETS)}")
-    what.add_argument("--task-type", choices=["ner", "relation", "similarity", "classification"],
+    what.add_argument("--task-type", choices=["ner", "relation", "similarity", "multilabel", "classification"],
                       help="your own dataset's task type (with --data)")
     what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
     what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
