@@ -74,6 +74,7 @@ from domainbert.blurb import (
 )
 from domainbert.errors import CheckpointError, ConfigError, DataError
 from domainbert.metrics import METRICS
+from domainbert.optim import get_lr, param_groups
 
 Budget = Literal["quick", "full"]
 Example = TokenExample | TextExample
@@ -369,24 +370,6 @@ def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> d
 
 
 # ==================================================================================== optimisation
-def param_groups(model: nn.Module, weight_decay: float = 0.01) -> list[dict[str, Any]]:
-    """AdamW groups: decay on weight matrices, none on biases and LayerNorm weights (as BERT)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def get_lr(step: int, total: int, peak: float, warmup_fraction: float = 0.1) -> float:
-    """Linear warmup over the first 10% of ``total`` steps, then linear decay to 0."""
-    warmup = max(1, int(total * warmup_fraction))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * max(0.0, (total - step) / max(1, total - warmup))
-
-
 # ==================================================================================== the task
 @dataclass
 class Task:
@@ -589,8 +572,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     total = steps_per_epoch * setting.epochs
     if args.max_steps is not None:
         total = min(total, args.max_steps)
-    optimizer = torch.optim.AdamW(param_groups(model), lr=setting.learning_rate,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(param_groups(model), lr=setting.learning_rate, fused=True)
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
     history: list[float] = []
     step = 0
