@@ -63,6 +63,8 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
     assert [r["step"] for r in train] == list(range(1, 31))
     assert [r["step"] for r in evals] == [10, 20, 30]
     assert {"mlm_accuracy", "nsp_accuracy", "lr", "tokens_per_s"} <= set(train[0])
+    measured = [r["step"] for r in train if r["mlm_accuracy"] is not None]
+    assert measured == [5, 10, 15, 20, 25, 30]  # accuracies on the recipe's logging steps
     assert {"eval_mlm_loss", "eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy"} <= set(evals[0])
     assert train[-1]["loss"] < train[0]["loss"]
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
