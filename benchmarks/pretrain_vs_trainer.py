@@ -3,7 +3,8 @@
 
 Two measurements, each running both systems in the same process, on the same samples:
 
-``throughput``: tokens/s of whole optimizer steps (data loading included) for the ``small`` and
+``throughput``: tokens/s of whole optimizer steps (data loading included; median over rounds in
+which the systems alternate, the first 2 steps of every run untimed) for the ``small`` and
 ``base`` shapes at sequence length 128 and the same global batch, AdamW, weight decay 0.01, warmup
 and learning rate. domainbert runs its default (``domainbert.pretrain.fit``: bf16 autocast where
 native, MLM head at the masked positions, dynamic padding); ``BertForPreTraining`` runs under the
@@ -129,7 +130,7 @@ def run_trainer(model, data: Path, args: PretrainArgs, bf16: bool, max_steps: in
         trainer.train()
 
 
-def throughput(work: Path, steps: int) -> None:
+def throughput(work: Path, steps: int, rounds: int) -> None:
     train, _ = prepare(work)
     ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
     real_len = mean_real_length(train)
@@ -143,16 +144,20 @@ def throughput(work: Path, steps: int) -> None:
                             warmup=0.1, precision="auto", save_every=10**6, log_every=10**6)
         torch.manual_seed(0)
         ours = BertForPreTraining(config)
-        with tempfile.TemporaryDirectory() as tmp:
-            hist = fit(ours, PretrainingDataset(train), args, Path(tmp), stop_after=steps + 2, progress=False)
-        ours_times = [m.step_seconds for m in hist[2:]]
-        results = {("domainbert", resolve_precision("auto", "cpu")): statistics.median(ours_times)}
-        for bf16 in (False, True):
-            torch.manual_seed(0)
-            theirs = transformers.BertForPreTraining(transformers.BertConfig(**config.to_dict()))
-            clock = StepClock()
-            run_trainer(theirs, train, args, bf16, steps + 2, clock)
-            results[("transformers Trainer", "bf16" if bf16 else "fp32")] = statistics.median(clock.times[2:])
+        torch.manual_seed(0)
+        theirs = {bf16: transformers.BertForPreTraining(transformers.BertConfig(**config.to_dict()))
+                  for bf16 in (False, True)}
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(rounds):  # the systems alternate, so that machine noise hits them alike
+            with tempfile.TemporaryDirectory() as tmp:
+                hist = fit(ours, PretrainingDataset(train), args, Path(tmp), stop_after=steps + 2, progress=False)
+            times.setdefault(("domainbert", resolve_precision("auto", "cpu")), []).extend(
+                m.step_seconds for m in hist[2:])
+            for bf16, model in theirs.items():
+                clock = StepClock()
+                run_trainer(model, train, args, bf16, steps + 2, clock)
+                times.setdefault(("transformers Trainer", "bf16" if bf16 else "fp32"), []).extend(clock.times[2:])
+        results = {key: statistics.median(values) for key, values in times.items()}
         base_time = results[("transformers Trainer", "fp32")]
         for (system, dtype), t in results.items():
             tps = batch * real_len / t
@@ -264,7 +269,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["throughput", "quality"])
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work")
-    parser.add_argument("--steps", type=int, default=8, help="throughput: timed steps per system")
+    parser.add_argument("--steps", type=int, default=4, help="throughput: timed steps per system per round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput: rounds, alternating the systems")
     parser.add_argument("--minutes", type=float, default=20.0, help="quality: training budget per system")
     parser.add_argument("--eval-every", type=float, default=120.0, help="quality: seconds between evaluations")
     parser.add_argument("--eval-batches", type=int, default=8, help="quality: held-out batches of 32")
@@ -272,7 +278,7 @@ def main() -> None:
     ns = parser.parse_args()
     ns.work.mkdir(parents=True, exist_ok=True)
     if ns.what == "throughput":
-        throughput(ns.work, ns.steps)
+        throughput(ns.work, ns.steps, ns.rounds)
     else:
         quality(ns.work, ns.minutes, ns.eval_every, ns.eval_batches, ns.plot)
 
