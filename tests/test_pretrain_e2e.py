@@ -82,6 +82,13 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
                                    rtol=0, atol=1e-5)
     assert isinstance(transformers.AutoModelForMaskedLM.from_pretrained(run / "export"), transformers.BertForMaskedLM)
 
+    # phase 2 continues from phase 1's export (here at the same length; the recipe's phase 2 uses 512)
+    phase2 = tmp_path / "phase2"
+    assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(phase2), "--recipe", TINY,
+                 "--model", str(run / "export"), "--max-steps", "2", "--eval-every", "0", "--no-progress"]) == 0
+    assert losses(phase2)[0] < train[0]["loss"] - 0.1  # it starts where phase 1 ended, not from scratch
+    assert json.loads((phase2 / "run_config.json").read_text())["model"] == str(run / "export")
+
     # `domainbert export` of an older step
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "step20"), "--step", "20"]) == 0
     assert (tmp_path / "step20" / "vocab.txt").is_file()
