@@ -155,11 +155,11 @@ def test_bad_settings_and_mismatched_data_are_refused_in_one_line(prepared, tmp_
         return err
 
     assert "not divisible by micro_batch_size 8" in refused("--recipe", TINY, "--global-batch-size", "20")
-    assert "--max-seq-len 128 but the model reads at most 64" in refused(
+    assert "max_position_embeddings 64 is below the data's max_seq_len 128" in refused(
         "--model", "tiny", "--max-steps", "2")  # the tiny preset has 64 positions; the data is 128 long
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: tiny\nlearning_rte: 0.1\n")
     assert "unknown option(s) learning_rte" in refused("--recipe", str(bad))
-    assert "vocabulary of 3000 tokens but the model has vocab_size 99" in refused(
+    assert "vocab_size 99 is below the data's 3000 ids" in refused(
         "--recipe", TINY, "--set", "vocab_size=99")
     assert not (tmp_path / "r" / "checkpoints").exists()

@@ -158,21 +158,14 @@ class PretrainArgs:
 # ==================================================================================== data
 def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSource:
     """The reader over ``domainbert data prepare``'s output, checked against the model first."""
-    from domainbert.pretraining_data import PretrainingDataset
+    from domainbert.pretraining_data import PretrainingDataset, check_manifest
 
     dataset = PretrainingDataset(data_dir, seed=seed)
-    params, vocab = dataset.manifest["params"], dataset.manifest["vocab"]
+    check_manifest(dataset.manifest, vocab_size=config.vocab_size,
+                   max_position_embeddings=config.max_position_embeddings,
+                   type_vocab_size=config.type_vocab_size)
     if dataset.num_samples == 0:
         raise DataError(f"{data_dir} holds no samples: prepare it from a larger corpus")
-    if params["max_seq_len"] > config.max_position_embeddings:
-        raise ConfigError(f"{data_dir} was prepared with --max-seq-len {params['max_seq_len']} but the model reads "
-                          f"at most {config.max_position_embeddings} positions: prepare it with --max-seq-len "
-                          f"{config.max_position_embeddings} or use a model with max_position_embeddings >= "
-                          f"{params['max_seq_len']}")
-    if int(vocab["size"]) > config.vocab_size:
-        raise ConfigError(f"{data_dir} was prepared with a vocabulary of {vocab['size']} tokens but the model has "
-                          f"vocab_size {config.vocab_size}: use the model built for that vocabulary, or prepare "
-                          "the data with the model's vocabulary")
     return dataset
 
 
