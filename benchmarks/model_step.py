@@ -15,12 +15,19 @@ and random NSP labels. Variants, alternated round by round so that machine noise
 Both models start from the same weights; before timing, the fp32 losses of the two are checked
 equal (dropout off). Inference = ``BertModel`` forward on the same batch shape, no grad.
 
+On a GPU (``--device cuda``) two more variants run: ``transformers-bf16`` (bf16 autocast, as the
+Trainer's ``bf16=True`` runs it; transformers' default SDPA attention) and, with ``--compile``,
+``domainbert+compile`` (the encoder under ``torch.compile``, as ``domainbert pretrain --compile``);
+"step GiB" is the GPU memory a training step allocates above what is resident before it
+(activations, gradients, temporaries; the weights and optimizer state of all variants stay resident).
+
 Achieved GFLOP/s counts the model's useful dense FLOPs (the MLM head at labelled positions only, for
 every variant), and is given as a share of a matrix-multiply ceiling measured here for the dtype the
 variant computes in. Run from the repository root:
 
     .venv/bin/python benchmarks/model_step.py                  # small b32x128 and base b8x128
     .venv/bin/python benchmarks/model_step.py --configs small --rounds 2
+    python benchmarks/model_step.py --device cuda --configs base --batch 128 --steps 10 --compile
 """
 
 from __future__ import annotations
@@ -52,21 +59,30 @@ def dense_flops_per_token(c: BertConfig, seq: int, labelled_share: float, traini
     return per_token * (3 if training else 1)
 
 
-def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock timings measure it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling(dtype: torch.dtype, device: torch.device, reps: int = 5) -> float:
     """Median GFLOP/s of an n^3 matrix multiply in ``dtype`` after a one-second warm-up."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 1.0:
         a @ b
+        sync(device)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         a @ b
+        sync(device)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def make_batch(c: BertConfig, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(c: BertConfig, batch: int, seq: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, c.vocab_size, (batch, seq), generator=g)
     types = torch.zeros(batch, seq, dtype=torch.long)
@@ -76,42 +92,57 @@ def make_batch(c: BertConfig, batch: int, seq: int, seed: int = 0) -> dict[str, 
     for row in range(batch):
         pos = torch.randperm(seq - 2, generator=g)[:n_pred] + 1
         labels[row, pos] = ids[row, pos]
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": torch.ones(batch, seq, dtype=torch.long),
-            "labels": labels, "next_sentence_label": torch.randint(0, 2, (batch,), generator=g)}
+    out = {"input_ids": ids, "token_type_ids": types, "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+           "labels": labels, "next_sentence_label": torch.randint(0, 2, (batch,), generator=g)}
+    return {k: v.to(device) for k, v in out.items()}
 
 
 class Variant:
-    def __init__(self, name: str, model: torch.nn.Module, precision: str, gather: bool) -> None:
-        self.name, self.model, self.precision, self.gather = name, model, precision, gather
+    def __init__(self, name: str, model: torch.nn.Module, precision: str, gather: bool,
+                 device: torch.device) -> None:
+        self.name, self.model, self.precision, self.gather, self.device = name, model, precision, gather, device
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+        # fused AdamW on GPUs, for every variant alike (domainbert pretrain uses it; so can the Trainer)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                                      {"params": rest, "weight_decay": 0.0}], lr=1e-4)
+                                      {"params": rest, "weight_decay": 0.0}], lr=1e-4,
+                                     fused=device.type == "cuda")
         self.step_times: list[float] = []
         self.infer_times: list[float] = []
+        self.peak_bytes = 0
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with autocast(self.precision, "cpu"):
+        with autocast(self.precision, self.device):
             if isinstance(self.model, BertForPreTraining):
                 return self.model(**batch, mlm_all_positions=not self.gather).loss
             return self.model(**batch).loss
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         self.model.train()
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            resident = torch.cuda.memory_allocated(self.device)  # every variant's weights and optimizer state
+        sync(self.device)
         t = time.perf_counter()
         loss = self.loss(batch)
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        sync(self.device)
+        if cuda:
+            self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device) - resident)
         return time.perf_counter() - t
 
     def infer(self, batch: dict[str, torch.Tensor]) -> float:
         encoder = self.model.bert
         encoder.eval()
         inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+        sync(self.device)
         t = time.perf_counter()
-        with torch.no_grad(), autocast(self.precision, "cpu"):
+        with torch.no_grad(), autocast(self.precision, self.device):
             encoder(**inputs)
+        sync(self.device)
         return time.perf_counter() - t
 
 
@@ -123,25 +154,41 @@ def check_loss_equal(hf: torch.nn.Module, ours: BertForPreTraining, batch: dict[
     return abs(a.item() - b.item())
 
 
-def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int,
-               ceilings: dict[str, float]) -> list[dict]:
-    batch_size = SHAPES[name]
+def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int, ceilings: dict[str, float],
+               device: torch.device, batch_size: int | None = None, compile_: bool = False,
+               warmup: int = 2) -> list[dict]:
+    batch_size = batch_size or SHAPES[name]
     config = BertConfig.preset(name)  # vocab 30,522 (BERT uncased), dropout 0.1 as in pretraining
+    if seq > config.max_position_embeddings:
+        raise SystemExit(f"--seq {seq} exceeds the {name} preset's {config.max_position_embeddings} positions")
     torch.manual_seed(0)
-    hf = transformers.BertForPreTraining(transformers.BertConfig(**config.to_dict()))
-    ours = BertForPreTraining(config)
-    missing, _ = ours.load_state_dict(hf.state_dict(), strict=False)
-    assert not missing, missing
-    ours_fp32 = BertForPreTraining(config)
-    ours_fp32.load_state_dict(hf.state_dict(), strict=False)
-    batch = make_batch(config, batch_size, seq)
+    hf_config = transformers.BertConfig(**config.to_dict())
+    hf = transformers.BertForPreTraining(hf_config)
+
+    def ours_copy() -> BertForPreTraining:
+        model = BertForPreTraining(config)
+        missing, _ = model.load_state_dict(hf.state_dict(), strict=False)
+        assert not missing, missing
+        return model.to(device)
+
+    ours, ours_fp32 = ours_copy(), ours_copy()
+    hf.to(device)
+    batch = make_batch(config, batch_size, seq, device)
     diff = check_loss_equal(hf, ours, batch)
-    default_precision = resolve_precision("auto", "cpu")
-    variants = [Variant("transformers", hf, "fp32", gather=False),
-                Variant("domainbert", ours, "auto", gather=True),
-                Variant("domainbert-fp32", ours_fp32, "fp32", gather=True)]
-    for v in variants:  # warm-up: first steps allocate and pick kernels
-        for _ in range(2):
+    default_precision = resolve_precision("auto", device)
+    variants = [Variant("transformers", hf, "fp32", gather=False, device=device),
+                Variant("domainbert", ours, "auto", gather=True, device=device),
+                Variant("domainbert-fp32", ours_fp32, "fp32", gather=True, device=device)]
+    if device.type == "cuda":
+        hf_bf16 = transformers.BertForPreTraining(hf_config)
+        hf_bf16.load_state_dict(hf.state_dict())
+        variants.insert(1, Variant("transformers-bf16", hf_bf16.to(device), "bf16", gather=False, device=device))
+    if compile_:
+        compiled = ours_copy()
+        compiled.bert.encoder.compile(dynamic=True)  # as `domainbert pretrain --compile` does
+        variants.append(Variant("domainbert+compile", compiled, "auto", gather=True, device=device))
+    for v in variants:  # warm-up: first steps allocate, pick kernels (and compile)
+        for _ in range(warmup):
             v.step(batch)
         v.infer(batch)
     for _ in range(rounds):
@@ -153,7 +200,7 @@ def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int,
     rows = []
     base_train = base_infer = None
     for v in variants:
-        dtype = resolve_precision(v.precision, "cpu")
+        dtype = resolve_precision(v.precision, device)
         t_step, t_inf = statistics.median(v.step_times), statistics.median(v.infer_times)
         train_tps, infer_tps = tokens / t_step, tokens / t_inf
         base_train = base_train or train_tps
@@ -164,8 +211,8 @@ def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int,
                          train_tps=train_tps, train_ratio=train_tps / base_train, train_gflops=gflops,
                          train_share=gflops / ceilings[dtype], infer_tps=infer_tps,
                          infer_ratio=infer_tps / base_infer, infer_share=infer_gflops / ceilings[dtype],
-                         fp32_loss_diff=diff if v.name != "transformers" else 0.0,
-                         default_precision=default_precision))
+                         fp32_loss_diff=diff if v.name.startswith("domainbert") else 0.0,
+                         peak_gib=v.peak_bytes / 2**30, default_precision=default_precision))
     return rows
 
 
@@ -173,26 +220,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="small,base")
     parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=None, help="batch size for every config (default: "
+                        + ", ".join(f"{k} {v}" for k, v in SHAPES.items()) + ")")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the variants")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     parser.add_argument("--infer-reps", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile'd domainbert variant")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA GPU is visible to torch here")
+        torch.cuda.set_device(device)
+    ceilings = {"fp32": matmul_ceiling(torch.float32, device), "bf16": matmul_ceiling(torch.bfloat16, device)}
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{torch.get_num_threads()} CPU threads")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
           f"matmul ceiling fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s, "
-          f"auto precision here: {resolve_precision('auto', 'cpu')}")
+          f"auto precision here: {resolve_precision('auto', device)}")
     rows = []
     for name in args.configs.split(","):
-        rows += run_config(name, args.seq, args.steps, args.rounds, args.infer_reps, ceilings)
+        rows += run_config(name, args.seq, args.steps, args.rounds, args.infer_reps, ceilings, device,
+                           args.batch, args.compile, args.warmup)
     print()
     print("| config | batch | variant | dtype | train tok/s | vs transformers | train GFLOP/s | share of ceiling "
-          "| infer tok/s | vs transformers | infer share | fp32 loss diff |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| infer tok/s | vs transformers | infer share | step GiB | fp32 loss diff |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        peak = f"{r['peak_gib']:.2f}" if device.type == "cuda" else "-"
         print(f"| {r['config']} | {r['batch']} | {r['variant']} | {r['dtype']} | {r['train_tps']:,.0f} | "
               f"{r['train_ratio']:.2f}x | {r['train_gflops']:.0f} | {r['train_share']:.0%} | {r['infer_tps']:,.0f} | "
-              f"{r['infer_ratio']:.2f}x | {r['infer_share']:.0%} | {r['fp32_loss_diff']:.1e} |")
+              f"{r['infer_ratio']:.2f}x | {r['infer_share']:.0%} | {peak} | {r['fp32_loss_diff']:.1e} |")
 
 
 if __name__ == "__main__":

@@ -282,17 +282,19 @@ def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[
 def _batch_sums(out: Any, batch: dict[str, torch.Tensor], accuracy: bool = True) -> torch.Tensor:
     """(loss, mlm loss, nsp loss, mlm hits, mlm count, nsp hits, nsp count) of one micro-batch.
 
-    Without ``accuracy`` the four counts are 0 (the argmaxes are skipped).
+    Without ``accuracy`` the four counts are 0 (the argmaxes are skipped). The sums stay on the
+    model's device (float64), so that a GPU step is not stopped once per micro-batch to copy them.
     """
-    sums = [out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(), 0.0, 0.0, 0.0, 0.0]
-    if accuracy:
-        selected = batch["labels"] != -100
-        labels = batch["labels"][selected]
-        logits = out.prediction_logits if out.prediction_logits.dim() == 2 else out.prediction_logits[selected]
-        nsp = batch["next_sentence_label"]
-        sums[3:] = [(logits.argmax(-1) == labels).sum().item(), labels.numel(),
-                    (out.seq_relationship_logits.argmax(-1) == nsp).sum().item(), nsp.numel()]
-    return torch.tensor(sums, dtype=torch.float64)
+    losses = torch.stack([out.loss.detach(), out.mlm_loss.detach(), out.nsp_loss.detach()]).double()
+    if not accuracy:
+        return torch.cat([losses, losses.new_zeros(4)])
+    selected = batch["labels"] != -100
+    labels = batch["labels"][selected]
+    logits = out.prediction_logits if out.prediction_logits.dim() == 2 else out.prediction_logits[selected]
+    nsp = batch["next_sentence_label"]
+    counts = torch.stack([(logits.argmax(-1) == labels).sum(), selected.sum(),
+                          (out.seq_relationship_logits.argmax(-1) == nsp).sum(), nsp.new_tensor(nsp.numel())])
+    return torch.cat([losses, counts.double()])
 
 
 @torch.no_grad()
@@ -301,14 +303,14 @@ def evaluate(model: BertForPreTraining, source: BatchSource, batches: int, micro
     """MLM loss, accuracy and perplexity, and NSP accuracy, on the first ``batches`` micro-batches."""
     was_training = model.training
     model.eval()
-    totals = torch.zeros(7, dtype=torch.float64)
+    totals = torch.zeros(7, dtype=torch.float64, device=device)
     it = source.micro_batches(micro_batch_size * world_size, micro_batch_size, 0, rank, world_size)
     for _ in range(batches):
         batch = _trim_padding(next(it), device)
         with autocast(precision, device):
             out = model(**batch)
         totals += _batch_sums(out, batch)
-    totals = distributed.all_reduce_mean(totals.to(device)).cpu()
+    totals = distributed.all_reduce_mean(totals).cpu()
     model.train(was_training)
     mlm_loss = totals[1].item() / batches
     return {"eval_loss": totals[0].item() / batches, "eval_mlm_loss": mlm_loss,
@@ -404,19 +406,20 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
-            totals = torch.zeros(7, dtype=torch.float64)  # see _batch_sums
+            totals = torch.zeros(7, dtype=torch.float64, device=device)  # see _batch_sums
             tokens = 0
             measure = (step + 1) % args.log_every == 0 or step + 1 == end
             for micro in range(args.accumulation):
-                batch = _trim_padding(next(batches), device)
+                host_batch = next(batches)
+                tokens += int(host_batch["attention_mask"].sum())
+                batch = _trim_padding(host_batch, device)
                 last = micro == args.accumulation - 1
                 with (ddp_model.no_sync() if args.world_size > 1 and not last else contextlib.nullcontext()):
                     with autocast(precision, device):
                         out = ddp_model(**batch)
                     (out.loss / args.accumulation).backward()
                 totals += _batch_sums(out, batch, accuracy=measure)
-                tokens += int(batch["attention_mask"].sum())
-            totals = distributed.all_reduce_mean(totals.to(device)).cpu()  # the global batch's figures
+            totals = distributed.all_reduce_mean(totals).cpu()  # the global batch's figures (one sync)
             loss = totals[0].item() / args.accumulation
             if not math.isfinite(loss):
                 good = checkpoint_dirs(run_dir)

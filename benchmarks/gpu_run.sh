@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The GPU session's one script: checks of the CUDA path and throughput beside transformers.
+#
+# Run from the repository root on a machine with one NVIDIA GPU, where python3 has torch (CUDA) and
+# transformers. It reads data prepared beforehand on any machine (it is too slow to prepare there
+# within a short lease):
+#   benchmarks/.work/{train,heldout}  from `python benchmarks/pretrain_vs_trainer.py prepare`
+#   benchmarks/.work/blurb/gad        a copy of the GAD folder of the BLURB data
+# Results go to $OUT (default gpu-results/): run.log (every step's output), gpu_check.json, the pretraining metrics.jsonl and
+# the fine-tuning metrics.json. Every step has its own time limit, so one hang costs one step only.
+#
+#   OUT=gpu-results bash benchmarks/gpu_run.sh
+set -uo pipefail
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+WORK=benchmarks/.work
+step() {  # step NAME SECONDS COMMAND...: run with a limit, append to $OUT/run.log, go on either way
+  local name=$1 limit=$2; shift 2
+  echo "=== $name ($(date +%T), limit ${limit}s): $*" | tee -a "$OUT/run.log"
+  timeout "$limit" "$@" >> "$OUT/run.log" 2>&1
+  echo "=== $name exit $? ($(date +%T))" | tee -a "$OUT/run.log"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.txt"
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+
+step gpu_check 120 python3 benchmarks/gpu_check.py --json "$OUT/gpu_check.json"
+step model_step_128 90 python3 benchmarks/model_step.py --device cuda --configs base --batch 128 --seq 128 \
+  --steps 10 --rounds 3 --warmup 3 --infer-reps 5
+step model_step_512 90 python3 benchmarks/model_step.py --device cuda --configs base --batch 32 --seq 512 \
+  --steps 10 --rounds 3 --warmup 3 --infer-reps 5
+# The real loop under torchrun on real prepared PubMed data: base shape, the PubMedBERT recipe's
+# settings except the batch (256 = one micro-batch) and a 150-step schedule.
+rm -rf /tmp/db-pretrain /tmp/db-export /tmp/db-finetune
+step pretrain 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
+  --recipe configs/pretrain/pubmedbert-base.yaml --data $WORK/train --eval-data $WORK/heldout \
+  --out /tmp/db-pretrain --max-steps 150 --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 \
+  --log-every 10 --eval-every 150 --eval-batches 4 --save-every 150 --no-progress
+cp /tmp/db-pretrain/metrics.jsonl "$OUT/pretrain_metrics.jsonl" 2>/dev/null
+step export 30 python3 -m domainbert export --run /tmp/db-pretrain --out /tmp/db-export
+step finetune_gad 60 python3 -m domainbert finetune --task gad --data-dir $WORK/blurb --model /tmp/db-export \
+  --out /tmp/db-finetune --budget quick --epochs 1
+cp /tmp/db-finetune/metrics.json "$OUT/finetune_metrics.json" 2>/dev/null
+# Last, since compiling can take minutes: the same table with a torch.compile'd variant added.
+step model_step_128_compile 150 python3 benchmarks/model_step.py --device cuda --configs base --batch 128 \
+  --seq 128 --steps 10 --rounds 3 --warmup 3 --infer-reps 5 --compile
+nvidia-smi --query-gpu=name,memory.used,temperature.gpu --format=csv >> "$OUT/nvidia-smi.txt"
+echo "=== done $(date +%T)"
+grep -E '^(\||PASS|FAIL|===|torch |pretraining|checkpoint|GAD|verifying)' "$OUT/run.log"
