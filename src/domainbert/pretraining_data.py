@@ -132,6 +132,11 @@ class PrepareConfig:
     """Store pairs unmasked and mask when loading, with a seed per epoch (RoBERTa-style)."""
     seed: int = 12345
     """Root of every random choice (the reference's ``random_seed`` default)."""
+    nsp_balance: bool = False
+    """Keep NSP at 50 % actual-next overall. The reference always draws a random B for a chunk of one
+    sentence, so on abstracts ~40 % of its pairs are actual-next. With this on, every two such forced
+    random pairs are evened out by turning the next coin-flipped random pair into an actual-next one
+    (the coin is still drawn, so the random stream is unchanged until then). Off: the reference."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -318,9 +323,23 @@ class DocumentPool:
         return pool
 
 
+class NspDebt:
+    """Forced random-next pairs not yet evened out (``PrepareConfig.nsp_balance``), per input file."""
+
+    def __init__(self) -> None:
+        self.owed = 0
+
+
 def create_instances_from_document(pool: DocumentPool, document_index: int, config: PrepareConfig,
-                                   spec: MaskingSpec, rng: random.Random) -> list[TrainingInstance]:
-    """The reference's pairing of one document; masks too unless ``config.dynamic_masking``."""
+                                   spec: MaskingSpec, rng: random.Random,
+                                   debt: NspDebt | None = None) -> list[TrainingInstance]:
+    """The reference's pairing of one document; masks too unless ``config.dynamic_masking``.
+
+    ``debt`` carries ``config.nsp_balance``'s count from one document to the next (one per file, so
+    the output stays independent of the number of worker processes).
+    """
+    if config.nsp_balance and debt is None:
+        debt = NspDebt()
     document = pool.document(document_index)
     max_num_tokens = config.max_seq_len - 3  # room for [CLS], [SEP], [SEP]
     # Usually fill the whole sequence (padding is wasted compute), but short_seq_prob of the time
@@ -347,8 +366,16 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
                 for j in range(a_end):
                     tokens_a.extend(current_chunk[j])
                 tokens_b: list[int] = []
-                if len(current_chunk) == 1 or rng.random() < 0.5:
-                    is_random_next = True
+                forced = len(current_chunk) == 1
+                is_random_next = forced or rng.random() < 0.5
+                if config.nsp_balance and debt is not None:
+                    # One flipped pair moves the count of actual-next up by one and random down by
+                    # one, so it evens out two forced random pairs.
+                    if forced:
+                        debt.owed += 1
+                    elif is_random_next and debt.owed >= 2:
+                        is_random_next, debt.owed = False, debt.owed - 2
+                if is_random_next:
                     target_b_length = target_seq_length - len(tokens_a)
                     # Try (up to 10 times) to draw a document other than this one.
                     random_document_index = document_index
@@ -365,14 +392,12 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
                     # The chunk's sentences that B did not use are "put back" for the next pair.
                     i -= len(current_chunk) - a_end
                 else:
-                    is_random_next = False
                     for j in range(a_end, len(current_chunk)):
                         tokens_b.extend(current_chunk[j])
                 truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 assert len(tokens_a) >= 1 and len(tokens_b) >= 1
                 tokens = [spec.cls_id, *tokens_a, spec.sep_id, *tokens_b, spec.sep_id]
-                instance = TrainingInstance(tokens, len(tokens_a) + 2, is_random_next,
-                                            forced_random=len(current_chunk) == 1)
+                instance = TrainingInstance(tokens, len(tokens_a) + 2, is_random_next, forced_random=forced)
                 if not config.dynamic_masking:
                     (instance.input_ids, instance.masked_positions,
                      instance.masked_labels) = create_masked_lm_predictions(
@@ -569,10 +594,11 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
     spec: MaskingSpec = w["spec"]
     buf = _ShardBuffer(config, _id_dtype(spec.vocab_size), tokenizer.pad_token_id)
     stats = {"random_next": 0, "random_next_forced": 0, "masked_tokens": 0, "tokens": 0}
+    debt = NspDebt()  # one per file: carried across documents and dupe rounds
     for dupe in range(config.dupe_factor):
         rng = random.Random(derive_seed(config.seed, task.index, path.name, dupe))
         for d in range(len(pool)):
-            for inst in create_instances_from_document(pool, d, config, spec, rng):
+            for inst in create_instances_from_document(pool, d, config, spec, rng, debt):
                 buf.append(inst)
                 stats["random_next"] += inst.is_random_next
                 stats["random_next_forced"] += inst.forced_random
@@ -1086,6 +1112,9 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic-masking", action="store_true",
                         help="store unmasked pairs; the reader masks anew each epoch")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    parser.add_argument("--nsp-balance", action="store_true",
+                        help="50%% actual-next pairs overall (the reference gives ~40%% on abstracts: it always "
+                             "draws a random B for one-sentence chunks)")
     parser.add_argument("--workers", type=int, default=1, help="processes (work is split by input file)")
     parser.add_argument("--min-words", type=int, default=f.min_words,
                         help="drop documents with fewer words (PubMedBERT: 128; 0 keeps all)")
@@ -1103,7 +1132,8 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     try:
         config = PrepareConfig(args.max_seq_len, args.max_predictions, args.masked_lm_prob, args.short_seq_prob,
-                               args.dupe_factor, args.whole_word_mask, args.dynamic_masking, args.seed)
+                               args.dupe_factor, args.whole_word_mask, args.dynamic_masking, args.seed,
+                               args.nsp_balance)
         corpus_filter = CorpusFilter(min_words=args.min_words, dedup_pmid=not args.no_dedup_pmid,
                                      dedup_text=not args.no_dedup_text,
                                      languages=tuple(args.languages) if args.languages else None)
