@@ -21,6 +21,8 @@ from domainbert.corpus import (
     SentenceSplitter,
     build_decontamination_set,
     filter_documents,
+    cross_file_duplicates,
+    FileDuplicates,
     iter_corpus,
     medline_deleted_pmids,
     normalize_text,
@@ -132,6 +134,49 @@ def test_delete_citation_honoured_across_files(tmp_path: Path) -> None:
     assert [d.pmid for d in docs] == ["111", "333", "444", "555"]
     assert docs[-1].title == "Re-added after its deletion."
     assert counts.dropped_deleted == 2 and counts.deleted_pmids == {"222", "555"}
+
+
+def _dedup_files(tmp_path: Path) -> list[Path]:
+    """A baseline file, and an update that revises PMID 111 and repeats 222's text under PMID 999."""
+    long = " ".join(["word"] * 20) + "."
+    baseline = tmp_path / "pubmed24n0001.xml"
+    baseline.write_text(_pubmed_xml(_article("111", "First version.", (None, "One " + long)),
+                                    _article("222", "Two.", (None, "Two " + long)),
+                                    _article("333", "Three.", (None, "Three " + long))))
+    update = tmp_path / "pubmed24n0002.xml"
+    update.write_text(_pubmed_xml(_article("111", "Revised version.", (None, "One, revised " + long)),
+                                  _article("999", "Two.", (None, "Two " + long)),
+                                  _article("444", "Four.", (None, "Four " + long))))
+    return [baseline, update]
+
+
+def test_duplicates_are_found_across_files(tmp_path: Path) -> None:
+    files = _dedup_files(tmp_path)
+    counts = CorpusCounts()
+    docs = list(iter_corpus(files, CorpusFilter(min_words=0), counts=counts))
+    # 111: the update's revision replaces the baseline's; 999 repeats 222's text, which came first.
+    assert [(d.pmid, d.title) for d in docs] == [("222", "Two."), ("333", "Three."), ("111", "Revised version."),
+                                                 ("444", "Four.")]
+    assert (counts.dropped_duplicate_pmid, counts.dropped_duplicate_text, counts.kept) == (1, 1, 4)
+    assert counts.records == 6
+    # Each filter can be turned off on its own.
+    kept = [d.pmid for d in iter_corpus(files, CorpusFilter(min_words=0, dedup_pmid=False))]
+    assert kept == ["111", "222", "333", "111", "444"]
+    kept = [d.pmid for d in iter_corpus(files, CorpusFilter(min_words=0, dedup_text=False))]
+    assert kept == ["222", "333", "111", "999", "444"]
+
+
+def test_cross_file_duplicates_leave_out_deleted_and_superseded_records() -> None:
+    # (PMID keys, text keys) per file. File 0: PMID 1 with text 7 (deleted by file 1's
+    # <DeleteCitation>), PMID 2 with text 8 (revised in file 2). Those two dead records must not
+    # shadow the later copies of their texts: file 1's text 7 and file 2's text 8 are the first
+    # live ones. File 3 repeats text 7 under PMID 10: a duplicate of file 1's.
+    keys = [([1, 2], [7, 8]), ([5], [7]), ([2, 6], [9, 8]), ([10], [7])]
+    dups = cross_file_duplicates(keys, {"1": 1}, CorpusFilter())
+    assert dups == [FileDuplicates(superseded_pmids=frozenset({2})), FileDuplicates(), FileDuplicates(),
+                    FileDuplicates(earlier_texts=frozenset({7}))]
+    off = CorpusFilter(dedup_pmid=False, dedup_text=False)
+    assert cross_file_duplicates(keys, {}, off) == [FileDuplicates()] * 4
 
 
 def test_xml_record_without_abstract_or_text_is_counted(tmp_path: Path) -> None:

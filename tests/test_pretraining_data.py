@@ -370,6 +370,25 @@ def test_one_and_two_workers_write_identical_bytes(tmp_path: Path, static_dir: P
     assert not list(out.glob(".*"))  # no temporary files left
 
 
+def test_duplicates_across_files_are_dropped_whatever_the_workers(tmp_path: Path, shared_data: Path,
+                                                                  vocab_dir: Path) -> None:
+    # medline16n0902.txt (BERT format, PMIDs in its sidecar) holds the same 526 abstracts as the
+    # MEDLINE XML file: the later file's version of each PMID wins, so the text file's shard is empty.
+    files = [shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt",
+             shared_data / "pubmed_corpus" / "medline16n0902.txt",
+             shared_data / "medline_xml" / "medline16n0902.xml.gz"]
+    config, keep_short = PrepareConfig(dupe_factor=1), CorpusFilter(min_words=0)
+    one = prepare_pretraining_data(files, vocab_dir, tmp_path / "w1", config, corpus_filter=keep_short,
+                                   workers=1, progress=False)
+    prepare_pretraining_data(files, vocab_dir, tmp_path / "w2", config, corpus_filter=keep_short, workers=2,
+                             progress=False)
+    assert tree_digest(tmp_path / "w1") == tree_digest(tmp_path / "w2")
+    assert one["corpus_counts"]["dropped_duplicate_pmid"] == 526
+    assert one["counts"]["documents"] == 692 + 526 and one["shards"][1]["num_samples"] == 0
+    reader = PretrainingDataset(tmp_path / "w1", shuffle=False)
+    assert sum(1 for _ in reader) == one["num_samples"] > 0
+
+
 def test_interrupted_run_is_completed_by_a_rerun(tmp_path: Path, static_dir: Path, corpus: list[Path],
                                                  vocab_dir: Path) -> None:
     out = tmp_path / "data"
@@ -540,11 +559,12 @@ def test_cli_writes_a_manifest_with_every_parameter(tmp_path: Path, corpus: list
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     assert _prepare_cli(corpus[:1], vocab_dir, out, "--max-seq-len", "64", "--max-predictions", "10",
-                        "--seed", "9", "--workers", "2") == 0
+                        "--seed", "9", "--workers", "2", "--nsp-balance") == 0
     assert "examples in 1 shard(s)" in capsys.readouterr().out
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["params"] == {"max_seq_len": 64, "max_predictions": 10, "masked_lm_prob": 0.15, "short_seq_prob": 0.1,
-                           "dupe_factor": 1, "whole_word_mask": False, "dynamic_masking": False, "seed": 9}
+                           "dupe_factor": 1, "whole_word_mask": False, "dynamic_masking": False, "seed": 9,
+                           "nsp_balance": True}
     assert set(m) >= {"config_checksum", "vocab", "counts", "corpus_counts", "shards", "num_samples"}
     assert m["shards"][0]["num_samples"] == m["num_samples"] > 0
     assert load_all(out)["input_ids"].shape[1] == 64

@@ -25,6 +25,8 @@ Filters (:class:`CorpusFilter`, applied by :func:`filter_documents`), each one c
 :class:`CorpusCounts` for the manifest a later stage writes: language, minimum length in words
 (PubMedBERT dropped abstracts under 128 words), test-set decontamination (by PMID and by normalised
 test sentence, see :func:`build_decontamination_set`), duplicates by PMID and by normalised-text hash.
+Duplicates are found across files too (:func:`cross_file_duplicates`): of a PMID the newest version
+is kept (an update file's revision replaces the baseline's), of a text the first copy.
 
 Bad input raises :class:`~domainbert.errors.DataError` with one line naming the file and the line or
 record (non-UTF-8 bytes, a truncated ``.gz``, malformed XML, a ``.pmids`` sidecar that does not
@@ -60,6 +62,9 @@ __all__ = [
     "read_corpus_file",
     "iter_corpus",
     "filter_documents",
+    "cross_file_duplicates",
+    "document_keys",
+    "FileDuplicates",
     "build_decontamination_set",
 ]
 
@@ -129,9 +134,10 @@ class CorpusCounts:
     dropped_test_text: int = 0
     """Documents containing a benchmark test sentence (normalised match)."""
     dropped_duplicate_pmid: int = 0
-    """Documents whose PMID was already kept."""
+    """Documents whose PMID was already kept in the same file, or that a later file revises."""
     dropped_duplicate_text: int = 0
-    """Documents whose normalised text was already kept (under another or no PMID)."""
+    """Documents whose normalised text was already kept (under another or no PMID), in the same
+    file or an earlier one."""
     kept: int = 0
     """Documents that passed every filter."""
     deleted_pmids: set[str] = field(default_factory=set)
@@ -599,10 +605,12 @@ class CorpusFilter:
     """Drop documents with fewer whitespace-separated words (title included). PubMedBERT dropped
     abstracts under 128 words; 0 keeps everything."""
     dedup_pmid: bool = True
-    """Keep only the first document with a given PMID."""
+    """One document per PMID. Across files the newest version wins (the last file that holds the
+    PMID: an update file's revision replaces the baseline's); within a file, the first."""
     dedup_text: bool = True
-    """Keep only the first document with a given normalised text (64-bit BLAKE2b of
-    :func:`normalize_text`; about 60 bytes of memory per kept document)."""
+    """One document per normalised text (64-bit BLAKE2b of :func:`normalize_text`): the first in
+    corpus order. About 60 bytes of memory per kept document of a file, plus 16 bytes per record of
+    the whole corpus for the cross-file pass (:func:`cross_file_duplicates`)."""
     languages: tuple[str, ...] | None = None
     """MEDLINE language codes to keep (e.g. ``("eng",)``); None keeps every language. Documents
     without a language (text, PubTator) always pass."""
@@ -652,13 +660,117 @@ def filter_documents(docs: Iterable[Document], config: CorpusFilter = CorpusFilt
                 continue
             seen_pmids.add(doc.pmid)
         if config.dedup_text:
-            key = int.from_bytes(hashlib.blake2b(normalize_text(doc.text).encode(), digest_size=8).digest(), "big")
+            key = text_key(doc)
             if key in seen_text:
                 counts.dropped_duplicate_text += 1
                 continue
             seen_text.add(key)
         counts.kept += 1
         yield doc
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def text_key(doc: Document) -> int:
+    """The duplicate-text key: a 64-bit hash of the normalised text (sentence splits do not change it)."""
+    return _hash64(normalize_text(doc.text))
+
+
+def pmid_key(pmid: str) -> int:
+    """A PMID as a 64-bit key: its number (PMIDs are decimal), else a hash of the string."""
+    return int(pmid) if pmid.isdigit() and len(pmid) <= 18 else _hash64(pmid)
+
+
+@dataclass(frozen=True)
+class FileDuplicates:
+    """What :func:`cross_file_duplicates` drops from one file (keys from :func:`pmid_key`/:func:`text_key`)."""
+
+    superseded_pmids: frozenset[int] = frozenset()
+    """PMIDs that a later file holds too: the newer version is kept, this file's is dropped."""
+    earlier_texts: frozenset[int] = frozenset()
+    """Texts an earlier file already holds (among documents not deleted or superseded)."""
+
+    def drops(self, doc: Document) -> str | None:
+        """``"pmid"`` or ``"text"`` when ``doc`` is dropped as a cross-file duplicate, else None."""
+        if self.superseded_pmids and doc.pmid is not None and pmid_key(doc.pmid) in self.superseded_pmids:
+            return "pmid"
+        if self.earlier_texts and text_key(doc) in self.earlier_texts:
+            return "text"
+        return None
+
+
+def count_cross_file_duplicate(duplicates: FileDuplicates, doc: Document, counts: CorpusCounts) -> bool:
+    """Whether ``duplicates`` drops ``doc``; a drop is counted as a duplicate PMID or text."""
+    reason = duplicates.drops(doc)
+    if reason == "pmid":
+        counts.dropped_duplicate_pmid += 1
+    elif reason == "text":
+        counts.dropped_duplicate_text += 1
+    return reason is not None
+
+
+def document_keys(path: str | Path) -> tuple[list[int | None], list[int]]:
+    """(PMID key or None, text key) of every document ``path`` yields, in order.
+
+    The first pass of cross-file deduplication. Sentences are not split (the keys do not depend on
+    the splits), so this costs parsing only, a small share of reading with pysbd.
+    """
+    pmids: list[int | None] = []
+    texts: list[int] = []
+    for doc in read_corpus_file(path, splitter=lambda text: [text], split_sentences=False):
+        pmids.append(None if doc.pmid is None else pmid_key(doc.pmid))
+        texts.append(text_key(doc))
+    return pmids, texts
+
+
+def cross_file_duplicates(keys: Sequence[tuple[Sequence[int | None], Sequence[int]]],
+                          deleted_in: dict[str, int], config: CorpusFilter) -> list[FileDuplicates]:
+    """Which documents of each file a later (PMID) or earlier (text) file makes duplicates.
+
+    ``keys[i]`` is :func:`document_keys` of file ``i`` (files in corpus order: baseline files first,
+    then updates in NLM's order); ``deleted_in`` maps a PMID to the last file whose
+    ``<DeleteCitation>`` names it. A PMID is kept from the last file that holds it; a text from the
+    first file that holds it among the documents neither deleted nor superseded. Duplicates inside
+    one file are left to :func:`filter_documents`. Whatever the number of worker processes that
+    later read the files, the same documents are dropped.
+    """
+    import numpy as np
+
+    n_files = len(keys)
+    out = [FileDuplicates() for _ in range(n_files)]
+    if n_files < 2 or not (config.dedup_pmid or config.dedup_text):
+        return out
+    sizes = [len(t) for _, t in keys]
+    file_of = np.repeat(np.arange(n_files, dtype=np.int32), sizes)  # (R,) file index of each record
+    has_pmid = np.fromiter((p is not None for ps, _ in keys for p in ps), bool, count=sum(sizes))
+    pmids = np.fromiter((p or 0 for ps, _ in keys for p in ps), np.uint64, count=sum(sizes))
+    texts = np.fromiter((t for _, ts in keys for t in ts), np.uint64, count=sum(sizes))
+    alive = np.ones(len(texts), bool)
+    deleted = {pmid_key(p): j for p, j in deleted_in.items()}
+    if deleted:
+        last_delete = np.fromiter((deleted.get(int(p), -1) for p in pmids), np.int64, count=len(pmids))
+        alive &= ~(has_pmid & (last_delete >= file_of))
+    superseded: list[set[int]] = [set() for _ in range(n_files)]
+    if config.dedup_pmid and has_pmid.any():
+        idx = np.flatnonzero(has_pmid)
+        uniq, inverse = np.unique(pmids[idx], return_inverse=True)
+        newest = np.full(len(uniq), -1, np.int64)
+        np.maximum.at(newest, inverse, file_of[idx])
+        old = idx[file_of[idx] < newest[inverse]]  # records of a PMID that a later file holds again
+        alive[old] = False
+        for r in old:
+            superseded[file_of[r]].add(int(pmids[r]))
+    earlier: list[set[int]] = [set() for _ in range(n_files)]
+    if config.dedup_text:
+        idx = np.flatnonzero(alive)
+        uniq, inverse = np.unique(texts[idx], return_inverse=True)
+        first = np.full(len(uniq), n_files, np.int64)
+        np.minimum.at(first, inverse, file_of[idx])
+        for r in idx[file_of[idx] > first[inverse]]:
+            earlier[file_of[r]].add(int(texts[r]))
+    return [FileDuplicates(frozenset(p), frozenset(t)) for p, t in zip(superseded, earlier)]
 
 
 def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter(), *,
@@ -669,7 +781,9 @@ def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter
     MEDLINE deletions are honoured across files: a ``<DeleteCitation>`` in file *j* drops that PMID
     from files ``0..j`` (earlier versions), while a later file may bring it back. Give baseline
     files first, then updates in NLM's order. Deleted PMIDs are collected by a cheap byte scan
-    (:func:`medline_deleted_pmids`) before the first document is read.
+    (:func:`medline_deleted_pmids`) before the first document is read; with several files and
+    deduplication on, a first pass (:func:`cross_file_duplicates`) also finds the PMIDs that a later
+    file revises and the texts that an earlier file holds.
     """
     counts = counts if counts is not None else CorpusCounts()
     files = [Path(p) for p in paths]
@@ -679,11 +793,16 @@ def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter
             for pmid in medline_deleted_pmids(p):
                 deleted_in[pmid] = i
 
+    duplicates = cross_file_duplicates([document_keys(p) for p in files] if len(files) > 1 else [],
+                                       deleted_in, config)
+
     def read_all() -> Iterator[Document]:
         for i, p in enumerate(files):
             for doc in read_corpus_file(p, splitter=splitter, counts=counts, split_sentences=split_sentences):
                 if doc.pmid is not None and deleted_in.get(doc.pmid, -1) >= i:
                     counts.dropped_deleted += 1
+                    continue
+                if duplicates and count_cross_file_duplicate(duplicates[i], doc, counts):
                     continue
                 yield doc
 

@@ -30,8 +30,10 @@ generator per duplication round, seeded from ``(seed, file position and name, du
 its own shard. Memory stays flat (one file's token ids, as numpy arrays), files run in parallel
 processes, and the output is byte-identical whatever the number of workers. Documents are not
 shuffled before pairing (the reader shuffles samples instead, which is what the reference's final
-instance shuffle is for), and duplicate filtering (``CorpusFilter.dedup_*``) works within a file;
-``<DeleteCitation>`` is honoured across files as in :func:`domainbert.corpus.iter_corpus`.
+instance shuffle is for). Deduplication (``CorpusFilter.dedup_*``) and ``<DeleteCitation>`` work
+across files, as in :func:`domainbert.corpus.iter_corpus`: a first pass reads every file's PMIDs
+and text hashes (parsing only, no sentence splitting), and each file's task then carries the few
+keys it must drop.
 
 Output directory (``domainbert data prepare``)::
 
@@ -64,6 +66,7 @@ prediction count or vocabulary (:func:`check_manifest`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -83,9 +86,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from domainbert.corpus import (CorpusCounts, CorpusFilter, DecontaminationSet, Document,
-                               build_decontamination_set, filter_documents, medline_deleted_pmids,
-                               read_corpus_file)
+from domainbert.corpus import (CorpusCounts, CorpusFilter, DecontaminationSet, Document, FileDuplicates,
+                               build_decontamination_set, count_cross_file_duplicate, cross_file_duplicates,
+                               document_keys, filter_documents, medline_deleted_pmids, read_corpus_file)
 from domainbert.errors import ConfigError, DataError, DomainBertError
 from domainbert.tokenization import BertTokenizer
 
@@ -504,6 +507,8 @@ class _FileTask:
     shard: str
     deleted_pmids: frozenset[str]
     """PMIDs that a ``<DeleteCitation>`` in this or a later file deletes (dropped from this file)."""
+    duplicates: FileDuplicates = FileDuplicates()
+    """PMIDs a later file revises and texts an earlier file holds (dropped from this file)."""
 
 
 # What each worker process holds (set by _init_worker; the in-process path sets it too).
@@ -563,6 +568,8 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
         for doc in it:
             if doc.pmid is not None and doc.pmid in task.deleted_pmids:
                 counts.dropped_deleted += 1
+                continue
+            if count_cross_file_duplicate(task.duplicates, doc, counts):
                 continue
             yield doc
 
@@ -631,6 +638,25 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
     return meta
 
 
+def _map(fn: Any, items: Sequence[Any], workers: int, progress: bool) -> list[Any]:
+    """``[fn(x) for x in items]`` (the duplicate-finding pass), over ``workers`` processes."""
+    from tqdm import tqdm
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(items), unit="file", desc="finding duplicates",
+                                       disable=not progress))
+        if workers > 1 and len(items) > 1:
+            results = stack.enter_context(ctx.Pool(min(workers, len(items)))).imap(fn, items)
+        else:
+            results = map(fn, items)
+        out = []
+        for r in results:
+            out.append(r)
+            bar.update(1)
+        return out
+
+
 def _config_checksum(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -660,6 +686,7 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         "corpus_filter": filter_dict, "split_sentences": split_sentences,
         "decontamination": None if decon is None else {"sources": decon.sources},
         "vocab_hash": vhash, "inputs": [{"name": f.name, "size": f.stat().st_size} for f in files],
+        "dedup_scope": "corpus",  # duplicates are found across files (earlier versions: within one)
     }
     checksum = _config_checksum(payload)
 
@@ -672,19 +699,23 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         raise DataError(f"{out} already holds pretraining data made with other settings (config checksum "
                         f"{existing.get('config_checksum', '?')[:12]} != {checksum[:12]}): pass another --out "
                         "or delete that folder")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):  # left by an interrupted run (one writer per folder at a time)
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-
+    # Both first passes read the inputs before anything is written (bad input leaves no folder).
     # <DeleteCitation> in file j deletes that PMID from files 0..j (as corpus.iter_corpus does).
     deleted_in: dict[str, int] = {}
     for i, p in enumerate(files):
         if p.name.lower().endswith((".xml", ".xml.gz")):
             for pmid in medline_deleted_pmids(p):
                 deleted_in[pmid] = i
-    tasks = [_FileTask(i, str(p), f"shard-{i:05d}",
-                       frozenset(pm for pm, j in deleted_in.items() if j >= i)) for i, p in enumerate(files)]
+    duplicates = [FileDuplicates()] * len(files)
+    if len(files) > 1 and (corpus_filter.dedup_pmid or corpus_filter.dedup_text):
+        duplicates = cross_file_duplicates(_map(document_keys, files, workers, progress), deleted_in, corpus_filter)
+    tasks = [_FileTask(i, str(p), f"shard-{i:05d}", frozenset(pm for pm, j in deleted_in.items() if j >= i),
+                     duplicates[i]) for i, p in enumerate(files)]
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp-*"):  # left by an interrupted run (one writer per folder at a time)
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
     init_args = (str(vocab_dir), config, corpus_filter, decon, split_sentences, str(out), checksum,
                  workers > 1)
     results: dict[int, dict[str, Any]] = {}
