@@ -224,6 +224,23 @@ def create_masked_lm_predictions(tokens: list[int], masked_lm_prob: float, max_p
 
     Positions come back ascending; labels are the original ids there.
     """
+    num_to_predict = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
+    if not whole_word_mask:
+        # Every candidate is one position, so the loop below takes the first num_to_predict of the
+        # shuffled candidates: the same choices and the same random draws, without its bookkeeping.
+        cls_id, sep_id = spec.cls_id, spec.sep_id
+        singles = [i for i, token in enumerate(tokens) if token != cls_id and token != sep_id]
+        rng.shuffle(singles)
+        output = list(tokens)
+        chosen = singles[:num_to_predict]
+        draw, mask_id, top = rng.random, spec.mask_id, spec.vocab_size - 1
+        for index in chosen:
+            if draw() < 0.8:
+                output[index] = mask_id
+            elif draw() >= 0.5:
+                output[index] = rng.randint(0, top)
+        chosen.sort()
+        return output, chosen, [tokens[p] for p in chosen]
     cand_indexes: list[list[int]] = []
     for i, token in enumerate(tokens):
         if token == spec.cls_id or token == spec.sep_id:
@@ -236,7 +253,6 @@ def create_masked_lm_predictions(tokens: list[int], masked_lm_prob: float, max_p
             cand_indexes.append([i])
     rng.shuffle(cand_indexes)
     output = list(tokens)
-    num_to_predict = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
     masked: list[tuple[int, int]] = []
     covered: set[int] = set()
     for index_set in cand_indexes:
