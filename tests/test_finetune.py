@@ -19,8 +19,8 @@ import torch
 from domainbert.blurb import get_record, load_split
 from domainbert.cli import main
 from domainbert.finetune import (
-    IGNORE, FinetuneArgs, featurize_tokens, finetune, markers_in, prepare_task, window_owners,
-    word_windows,
+    IGNORE, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, prepare_task, settings_for,
+    window_owners, word_windows,
 )
 
 
@@ -329,3 +329,18 @@ def test_cli_errors_are_one_line(tiny_model, shared_data, tmp_path, capsys):
             "--task", "gad", "--data-dir", str(shared_data)], capsys, "config.json")
     _fails(["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o5"), "--task", "gad",
             "--data", str(rel)], capsys, "either --task")
+
+
+def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
+    def quick(task: str, train_size: int, **kw: object) -> Setting:
+        args = FinetuneArgs(model=tmp_path, out=tmp_path / "o", task=task, **kw)  # type: ignore[arg-type]
+        (setting,) = settings_for(get_record(task), args, train_size)
+        return setting
+    # BIOSSES: 64 pairs at batch 16 = 4 steps an epoch; 3 epochs would be 12 updates, so it trains
+    # 25 epochs (100 steps), within its record's 30.
+    assert quick("biosses", 64).epochs == 25
+    assert quick("ncbi-disease", 5424).epochs == 3  # large sets: the usual cap
+    assert quick("biosses", 64, epochs=2).epochs == 2  # an explicit --epochs wins
+    assert quick("biosses", 8).epochs == get_record("biosses").finetune.epochs  # never past the record's
+    assert len(settings_for(get_record("gad"), FinetuneArgs(model=tmp_path, out=tmp_path, task="gad",
+                                                            budget="full"), 4261)) == 8  # the grid

@@ -648,3 +648,16 @@ def test_corpus_filters_reach_the_manifest(tmp_path: Path, shared_data: Path, vo
     assert cli_main(["data", "prepare", "--corpus", str(corpus), "--vocab", str(vocab_dir), "--out",
                      str(tmp_path / "none"), "--quiet", "--min-words", "100000"]) == 1
     assert "no pretraining examples" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 64, 65, 129, 1000])
+def test_inlined_shuffle_equals_random_shuffle(n: int) -> None:
+    from domainbert.pretraining_data import _fisher_yates, _shuffle
+
+    assert _shuffle is _fisher_yates  # this Python's shuffle is the one it restates
+    for seed in range(5):
+        ours, theirs = list(range(n)), list(range(n))
+        a, b = random.Random(seed), random.Random(seed)
+        _fisher_yates(ours, a)
+        b.shuffle(theirs)
+        assert ours == theirs and a.getstate() == b.getstate()

@@ -84,7 +84,10 @@ GRID_LEARNING_RATES = (1e-5, 2e-5, 3e-5, 5e-5)
 GRID_BATCH_SIZES = (16, 32)
 FULL_SEEDS = (42, 43, 44, 45, 46)
 QUICK_MAX_EPOCHS = 3
-"""``--budget quick`` trains at most this many epochs (the record's epochs otherwise)."""
+"""``--budget quick`` trains at most this many epochs (the record's epochs when fewer) ..."""
+QUICK_MIN_STEPS = 100
+"""... unless that is fewer optimizer steps than this: a small set (BIOSSES: 64 pairs, 4 steps an
+epoch) then trains more epochs, up to the record's, so that it gets past its first few updates."""
 
 #: Entity markers of BLURB's relation sets; any other ``@NAME$`` found in the data is added too.
 KNOWN_MARKERS = ("@GENE$", "@DISEASE$", "@CHEMICAL$", "@CHEM-GENE$", "@DRUG$", "@DRUG-DRUG$")
@@ -120,7 +123,8 @@ class FinetuneArgs:
     data_dir: Path | None = None
     """Where the BLURB data lives (default: the ``data download`` cache)."""
     budget: Budget = "quick"
-    """``quick``: one setting, one seed, at most QUICK_MAX_EPOCHS epochs; ``full``: grid × seeds."""
+    """``quick``: one setting, one seed, at most QUICK_MAX_EPOCHS epochs (more for a set too small
+    for QUICK_MIN_STEPS steps); ``full``: grid × seeds."""
     seeds: tuple[int, ...] = ()
     """Seeds (default: 42 for quick, 42..46 for full)."""
     learning_rate: float | None = None
@@ -182,13 +186,15 @@ class Setting:
         return f"lr{self.learning_rate:g}-bs{self.batch_size}-ep{self.epochs}-seed{seed}"
 
 
-def settings_for(record: DatasetRecord, args: FinetuneArgs) -> list[Setting]:
+def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int) -> list[Setting]:
     """The settings a budget trains: the record's one (quick) or BLURB's grid (full)."""
     defaults = record.finetune
     if args.budget == "quick":
-        epochs = args.epochs or min(defaults.epochs, QUICK_MAX_EPOCHS)
-        return [Setting(args.learning_rate or defaults.learning_rate,
-                        args.batch_size or defaults.batch_size, epochs)]
+        batch_size = args.batch_size or defaults.batch_size
+        steps_per_epoch = max(1, math.ceil(train_size / batch_size))
+        epochs = args.epochs or min(defaults.epochs,
+                                    max(QUICK_MAX_EPOCHS, math.ceil(QUICK_MIN_STEPS / steps_per_epoch)))
+        return [Setting(args.learning_rate or defaults.learning_rate, batch_size, epochs)]
     epochs = args.epochs or defaults.epochs
     return [Setting(lr, bs, epochs) for lr in GRID_LEARNING_RATES for bs in GRID_BATCH_SIZES]
 
@@ -670,7 +676,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     expected = fingerprint(task, args.model, args)
     results: list[RunResult] = []
     started = time.perf_counter()
-    for setting in settings_for(record, args):
+    for setting in settings_for(record, args, len(task.features["train"])):
         for seed in args.seeds:
             path = out / "runs" / setting.run_id(seed) / "result.json"
             if path.is_file():
@@ -731,7 +737,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
     parser.add_argument("--budget", choices=["quick", "full"], default="quick",
-                        help="quick: one setting, one seed, ≤3 epochs; full: BLURB's grid × 5 seeds")
+                        help="quick: one setting, one seed, ≤3 epochs (more, up to 100 steps, for tiny sets); "
+                             "full: BLURB's grid × 5 seeds")
     parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (quick only)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick only)")
