@@ -28,7 +28,6 @@ import traceback
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 import transformers
 
 from domainbert.configuration import BertConfig

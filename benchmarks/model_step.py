@@ -37,11 +37,10 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 import transformers
 
 from domainbert.configuration import BertConfig
-from domainbert.modeling import BertForPreTraining, BertModel
+from domainbert.modeling import BertForPreTraining
 from domainbert.precision import autocast, resolve_precision
 
 transformers.logging.set_verbosity_error()

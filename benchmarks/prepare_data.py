@@ -163,8 +163,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         for row in rows:
             row.pop("stdout", None)
-    print(f"| system | input | repeat | input MB | examples | wall s | CPU s | MB/s per core | "
-          f"peak tree RSS MiB | peak process RSS MiB |")
+    print("| system | input | repeat | input MB | examples | wall s | CPU s | MB/s per core | "
+          "peak tree RSS MiB | peak process RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         row["mb_per_s_per_core"] = row["input_mb"] / row["cpu_s"]

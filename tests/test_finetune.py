@@ -19,7 +19,7 @@ import torch
 from domainbert.blurb import get_record, load_split
 from domainbert.cli import main
 from domainbert.finetune import (
-    IGNORE, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, prepare_task, settings_for,
+    IGNORE, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, settings_for,
     window_owners, word_windows,
 )
 

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from domainbert.atomic import atomic_write
 from domainbert.configuration import CONFIG_NAME, PRESETS, BertConfig
 from domainbert.errors import CheckpointError, ConfigError
 from domainbert.modeling import MODEL_CLASSES, BertModel, BertPreTrainedModel
@@ -235,19 +236,6 @@ def load_model(directory: str | os.PathLike, **config_overrides: Any) -> BertPre
 
 
 # ==================================================================================== writing
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_pretrained(model: BertPreTrainedModel, directory: str | os.PathLike, tokenizer: Any = None) -> None:
     """Write ``config.json`` and ``model.safetensors`` (and the tokenizer's files, if given).
 
@@ -260,7 +248,7 @@ def save_pretrained(model: BertPreTrainedModel, directory: str | os.PathLike, to
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().to("cpu").contiguous()
              for name, tensor in model.state_dict().items() if name not in model.tied_weights}
-    _atomic_write(directory / SAFETENSORS_NAME,
+    atomic_write(directory / SAFETENSORS_NAME,
                   lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     config = BertConfig.from_dict(model.config.to_dict())
     config.extra["architectures"] = [type(model).__name__]

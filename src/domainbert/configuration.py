@@ -170,12 +170,9 @@ class BertConfig:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/config.json`` (atomically: a temporary file, then a rename)."""
-        path = Path(directory) / CONFIG_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{CONFIG_NAME}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from domainbert.atomic import atomic_write_json
+
+        return atomic_write_json(Path(directory) / CONFIG_NAME, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BertConfig:

@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import re
 import statistics
@@ -69,6 +68,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb import (
     DATASETS, DatasetRecord, TextExample, TokenExample, get_record, load_split, user_record,
 )
@@ -547,19 +547,10 @@ class RunResult:
     fingerprint: dict[str, Any]
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for example, pred, true in zip(task.examples[split], predictions, gold(task, split)):
-            fh.write(json.dumps({"id": example.id, "prediction": pred, "gold": true}) + "\n")
-    os.replace(tmp, path)
+    rows = zip(task.examples[split], predictions, gold(task, split))
+    atomic_write_text(path, "".join(json.dumps({"id": example.id, "prediction": pred, "gold": true}) + "\n"
+                                    for example, pred, true in rows))
 
 
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
@@ -693,8 +684,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                     model.save_pretrained(out / "model", tokenizer=task.tokenizer)
                 for split in ("dev", "test"):
                     _write_jsonl(out / f"{split}_predictions.jsonl", task, split, predictions[split])
-                _atomic_json(selection_path, {"run_id": result.run_id, "dev": result.dev})
-            _atomic_json(path, asdict(result))  # last: the run counts as done only when all is written
+                atomic_write_json(selection_path, {"run_id": result.run_id, "dev": result.dev})
+            atomic_write_json(path, asdict(result))  # last: the run counts as done only when all is written
             results.append(result)
             del model
     by_setting: dict[str, list[RunResult]] = {}
@@ -719,7 +710,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         "device": str(device), "wall_seconds": round(time.perf_counter() - started, 2),
         "notes": list(record.notes),
     }
-    _atomic_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 

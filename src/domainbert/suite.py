@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb import DATASETS, TASK_GROUPS, dataset_status, default_data_dir, get_record
 from domainbert.errors import DomainBertError
 from domainbert.finetune import FinetuneArgs, finetune
@@ -100,17 +99,11 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         "wall_seconds": round(time.perf_counter() - started, 1),
         "datasets": datasets, "blurb": summary,
     }
-    _write(out / "results.json", json.dumps(results, indent=2) + "\n")
-    _write(out / "report.md", render_report(results))
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", render_report(results))
     plot(results, out / "blurb.png")
     append_tsv(results, results_tsv or out.resolve().parent / "blurb_results.tsv")
     return results
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _pct(stats: dict[str, Any] | None) -> str:

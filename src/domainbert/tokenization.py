@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from domainbert.atomic import atomic_write_text
 from domainbert.errors import VocabError
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
@@ -288,9 +289,7 @@ class BertTokenizer:
             SPECIAL_TOKENS_MAP: json.dumps(SPECIAL_TOKENS, indent=2) + "\n",
         }
         for name, text in files.items():
-            tmp = directory / f".{name}.tmp-{os.getpid()}"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, directory / name)
+            atomic_write_text(directory / name, text)
 
 
 # ==================================================================================== command
