@@ -191,3 +191,19 @@ def test_cli_create_and_info(tmp_path, capsys):
     assert main(["model", "create", "--preset", "tiny", "--set", "hidden_size=30", "--out", str(tmp_path / "x")]) == 1
     assert "not divisible" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written for an impossible config
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    from domainbert.atomic import atomic_write, atomic_write_json
+
+    target = atomic_write_json(tmp_path / "deep" / "metrics.json", {"f1": 0.5})
+    assert json.loads(target.read_text()) == {"f1": 0.5}
+
+    def crash(tmp: Path) -> None:
+        tmp.write_text('{"f1": 0.')  # half of a new version, then the process dies
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, crash)
+    assert json.loads(target.read_text()) == {"f1": 0.5}  # the old file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]  # no temporary left
