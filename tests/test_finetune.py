@@ -19,7 +19,7 @@ import torch
 from domainbert.blurb import get_record, load_split
 from domainbert.cli import main
 from domainbert.finetune import (
-    IGNORE, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, settings_for,
+    IGNORE, length_grouped_batches, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, settings_for,
     window_owners, word_windows,
 )
 
@@ -344,3 +344,20 @@ def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
     assert quick("biosses", 8).epochs == get_record("biosses").finetune.epochs  # never past the record's
     assert len(settings_for(get_record("gad"), FinetuneArgs(model=tmp_path, out=tmp_path, task="gad",
                                                             budget="full"), 4261)) == 8  # the grid
+
+
+def test_random_batches_are_a_flag(tmp_path: Path) -> None:
+    from domainbert.cli import build_parser
+    from domainbert.finetune import args_from_namespace
+
+    argv = ["--task", "gad", "--model", str(tmp_path), "--out", str(tmp_path / "o")]
+    grouped = args_from_namespace(build_parser("finetune").parse_args(argv))
+    random_ = args_from_namespace(build_parser("finetune").parse_args([*argv, "--no-group-by-length"]))
+    assert grouped.group_by_length and not random_.group_by_length
+    # With pool=1 every batch is a plain random draw: membership no longer follows length.
+    lengths = list(range(1, 321))
+    batches = length_grouped_batches(lengths, 32, random.Random(0), pool=1)
+    assert sorted(i for b in batches for i in b) == list(range(320))
+    assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) > 200
+    grouped_batches = length_grouped_batches(lengths, 32, random.Random(0))
+    assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in grouped_batches) == 31

@@ -141,6 +141,10 @@ class FinetuneArgs:
     """Use only the first N examples of each split (smoke runs; the scores are then not BLURB's)."""
     eval_batch_size: int = 64
     """Examples per evaluation batch."""
+    group_by_length: bool = True
+    """Batch training examples of similar length (less padding: on NCBI-disease about 2.2x faster
+    training than random batches). False: random batches, as transformers' Trainer samples by
+    default (see benchmarks/RESULTS.md for what each gives)."""
     precision: str = "auto"
     """``auto`` (bf16 where native), ``bf16`` or ``fp32``."""
     device: str | None = None
@@ -580,7 +584,9 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         if step >= total:
             break
         model.train()
-        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng):
+        # pool=1: each batch is a random draw (sorting inside one batch changes nothing).
+        pool = 50 if args.group_by_length else 1
+        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, pool=pool):
             if step >= total:
                 break
             for group in optimizer.param_groups:
@@ -617,7 +623,8 @@ def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, An
     """What a stored run must match to be reused on resume."""
     sizes = {split: len(rows) for split, rows in task.examples.items()}
     return {"task": task.record.name, "model": str(Path(model_dir).resolve()), "sizes": sizes,
-            "max_length": task.max_length, "max_steps": args.max_steps, "precision": args.precision}
+            "max_length": task.max_length, "max_steps": args.max_steps, "precision": args.precision,
+            **({} if args.group_by_length else {"group_by_length": False})}
 
 
 # ==================================================================================== grid
@@ -741,6 +748,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+    parser.add_argument("--no-group-by-length", action="store_true",
+                        help="random training batches instead of length-grouped ones (slower: more padding)")
 
 
 def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
@@ -749,7 +758,8 @@ def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
         negative_label=ns.negative_label, data_dir=ns.data_dir, budget=ns.budget,
         seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
         max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
-        precision=ns.precision, device=ns.device, save_model=not ns.no_save_model)
+        precision=ns.precision, device=ns.device, save_model=not ns.no_save_model,
+        group_by_length=not ns.no_group_by_length)
 
 
 def run(ns: argparse.Namespace) -> int:
