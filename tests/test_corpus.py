@@ -21,8 +21,8 @@ from domainbert.corpus import (
     SentenceSplitter,
     build_decontamination_set,
     filter_documents,
-    cross_file_duplicates,
-    FileDuplicates,
+    cross_file_drops,
+    FileDrops,
     iter_corpus,
     medline_deleted_pmids,
     normalize_text,
@@ -166,17 +166,20 @@ def test_duplicates_are_found_across_files(tmp_path: Path) -> None:
     assert kept == ["222", "333", "111", "999", "444"]
 
 
-def test_cross_file_duplicates_leave_out_deleted_and_superseded_records() -> None:
+def test_cross_file_drops_leave_out_deleted_and_superseded_records() -> None:
     # (PMID keys, text keys) per file. File 0: PMID 1 with text 7 (deleted by file 1's
     # <DeleteCitation>), PMID 2 with text 8 (revised in file 2). Those two dead records must not
     # shadow the later copies of their texts: file 1's text 7 and file 2's text 8 are the first
     # live ones. File 3 repeats text 7 under PMID 10: a duplicate of file 1's.
     keys = [([1, 2], [7, 8]), ([5], [7]), ([2, 6], [9, 8]), ([10], [7])]
-    dups = cross_file_duplicates(keys, {"1": 1}, CorpusFilter())
-    assert dups == [FileDuplicates(superseded_pmids=frozenset({2})), FileDuplicates(), FileDuplicates(),
-                    FileDuplicates(earlier_texts=frozenset({7}))]
+    drops = cross_file_drops(keys, {"1": 1}, CorpusFilter())
+    assert drops == [FileDrops(deleted_pmids=frozenset({1}), superseded_pmids=frozenset({2})), FileDrops(),
+                     FileDrops(), FileDrops(earlier_texts=frozenset({7}))]
     off = CorpusFilter(dedup_pmid=False, dedup_text=False)
-    assert cross_file_duplicates(keys, {}, off) == [FileDuplicates()] * 4
+    assert cross_file_drops(keys, {}, off) == [FileDrops()] * 4
+    # A PMID both deleted and revised later counts once, as deleted.
+    assert cross_file_drops([([3], [1]), ([3], [2])], {"3": 0}, CorpusFilter())[0] == \
+        FileDrops(deleted_pmids=frozenset({3}))
 
 
 def test_xml_record_without_abstract_or_text_is_counted(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ Filters (:class:`CorpusFilter`, applied by :func:`filter_documents`), each one c
 :class:`CorpusCounts` for the manifest a later stage writes: language, minimum length in words
 (PubMedBERT dropped abstracts under 128 words), test-set decontamination (by PMID and by normalised
 test sentence, see :func:`build_decontamination_set`), duplicates by PMID and by normalised-text hash.
-Duplicates are found across files too (:func:`cross_file_duplicates`): of a PMID the newest version
+Duplicates are found across files too (:func:`corpus_drops`): of a PMID the newest version
 is kept (an update file's revision replaces the baseline's), of a text the first copy.
 
 Bad input raises :class:`~domainbert.errors.DataError` with one line naming the file and the line or
@@ -41,9 +41,9 @@ import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from xml.etree import ElementTree as ET
 
 from domainbert.errors import DataError
@@ -62,9 +62,10 @@ __all__ = [
     "read_corpus_file",
     "iter_corpus",
     "filter_documents",
-    "cross_file_duplicates",
+    "corpus_drops",
+    "cross_file_drops",
     "document_keys",
-    "FileDuplicates",
+    "FileDrops",
     "build_decontamination_set",
 ]
 
@@ -610,7 +611,7 @@ class CorpusFilter:
     dedup_text: bool = True
     """One document per normalised text (64-bit BLAKE2b of :func:`normalize_text`): the first in
     corpus order. About 60 bytes of memory per kept document of a file, plus 16 bytes per record of
-    the whole corpus for the cross-file pass (:func:`cross_file_duplicates`)."""
+    the whole corpus for the cross-file pass (:func:`corpus_drops`)."""
     languages: tuple[str, ...] | None = None
     """MEDLINE language codes to keep (e.g. ``("eng",)``); None keeps every language. Documents
     without a language (text, PubTator) always pass."""
@@ -684,38 +685,41 @@ def pmid_key(pmid: str) -> int:
 
 
 @dataclass(frozen=True)
-class FileDuplicates:
-    """What :func:`cross_file_duplicates` drops from one file (keys from :func:`pmid_key`/:func:`text_key`)."""
+class FileDrops:
+    """What one file loses before filtering, decided by a first pass over the whole corpus.
 
+    Keys come from :func:`pmid_key` and :func:`text_key`; each set holds only keys that occur in the
+    file, so it stays small however many files or deletions the corpus has.
+    """
+
+    deleted_pmids: frozenset[int] = frozenset()
+    """PMIDs that a ``<DeleteCitation>`` in this file or a later one deletes."""
     superseded_pmids: frozenset[int] = frozenset()
     """PMIDs that a later file holds too: the newer version is kept, this file's is dropped."""
     earlier_texts: frozenset[int] = frozenset()
     """Texts an earlier file already holds (among documents not deleted or superseded)."""
 
-    def drops(self, doc: Document) -> str | None:
-        """``"pmid"`` or ``"text"`` when ``doc`` is dropped as a cross-file duplicate, else None."""
-        if self.superseded_pmids and doc.pmid is not None and pmid_key(doc.pmid) in self.superseded_pmids:
-            return "pmid"
+    def drop(self, doc: Document, counts: CorpusCounts) -> bool:
+        """Whether ``doc`` is dropped; a drop is counted as deleted, duplicate PMID or duplicate text."""
+        if doc.pmid is not None and (self.deleted_pmids or self.superseded_pmids):
+            key = pmid_key(doc.pmid)
+            if key in self.deleted_pmids:
+                counts.dropped_deleted += 1
+                return True
+            if key in self.superseded_pmids:
+                counts.dropped_duplicate_pmid += 1
+                return True
         if self.earlier_texts and text_key(doc) in self.earlier_texts:
-            return "text"
-        return None
-
-
-def count_cross_file_duplicate(duplicates: FileDuplicates, doc: Document, counts: CorpusCounts) -> bool:
-    """Whether ``duplicates`` drops ``doc``; a drop is counted as a duplicate PMID or text."""
-    reason = duplicates.drops(doc)
-    if reason == "pmid":
-        counts.dropped_duplicate_pmid += 1
-    elif reason == "text":
-        counts.dropped_duplicate_text += 1
-    return reason is not None
+            counts.dropped_duplicate_text += 1
+            return True
+        return False
 
 
 def document_keys(path: str | Path) -> tuple[list[int | None], list[int]]:
     """(PMID key or None, text key) of every document ``path`` yields, in order.
 
-    The first pass of cross-file deduplication. Sentences are not split (the keys do not depend on
-    the splits), so this costs parsing only, a small share of reading with pysbd.
+    The first pass over a corpus. Sentences are not split (the keys do not depend on the splits),
+    so this costs parsing only, a small share of reading with pysbd.
     """
     pmids: list[int | None] = []
     texts: list[int] = []
@@ -725,52 +729,83 @@ def document_keys(path: str | Path) -> tuple[list[int | None], list[int]]:
     return pmids, texts
 
 
-def cross_file_duplicates(keys: Sequence[tuple[Sequence[int | None], Sequence[int]]],
-                          deleted_in: dict[str, int], config: CorpusFilter) -> list[FileDuplicates]:
-    """Which documents of each file a later (PMID) or earlier (text) file makes duplicates.
+def cross_file_drops(keys: Sequence[tuple[Sequence[int | None], Sequence[int]]],
+                     deleted_in: dict[str, int], config: CorpusFilter) -> list[FileDrops]:
+    """Each file's drops, from every file's :func:`document_keys` (files in corpus order: baseline
+    files first, then updates in NLM's order).
 
-    ``keys[i]`` is :func:`document_keys` of file ``i`` (files in corpus order: baseline files first,
-    then updates in NLM's order); ``deleted_in`` maps a PMID to the last file whose
-    ``<DeleteCitation>`` names it. A PMID is kept from the last file that holds it; a text from the
-    first file that holds it among the documents neither deleted nor superseded. Duplicates inside
-    one file are left to :func:`filter_documents`. Whatever the number of worker processes that
-    later read the files, the same documents are dropped.
+    ``deleted_in`` maps a PMID to the last file whose ``<DeleteCitation>`` names it: that deletes it
+    from that file and every earlier one (a later file may bring it back). With deduplication on, a
+    PMID is kept from the last file that holds it, and a text from the first file that holds it
+    among the documents neither deleted nor superseded. Duplicates inside one file are left to
+    :func:`filter_documents`. The result does not depend on how many processes read the files later.
     """
     import numpy as np
 
     n_files = len(keys)
-    out = [FileDuplicates() for _ in range(n_files)]
-    if n_files < 2 or not (config.dedup_pmid or config.dedup_text):
-        return out
     sizes = [len(t) for _, t in keys]
-    file_of = np.repeat(np.arange(n_files, dtype=np.int32), sizes)  # (R,) file index of each record
-    has_pmid = np.fromiter((p is not None for ps, _ in keys for p in ps), bool, count=sum(sizes))
-    pmids = np.fromiter((p or 0 for ps, _ in keys for p in ps), np.uint64, count=sum(sizes))
-    texts = np.fromiter((t for _, ts in keys for t in ts), np.uint64, count=sum(sizes))
-    alive = np.ones(len(texts), bool)
-    deleted = {pmid_key(p): j for p, j in deleted_in.items()}
-    if deleted:
-        last_delete = np.fromiter((deleted.get(int(p), -1) for p in pmids), np.int64, count=len(pmids))
-        alive &= ~(has_pmid & (last_delete >= file_of))
-    superseded: list[set[int]] = [set() for _ in range(n_files)]
+    total = sum(sizes)
+    file_of = np.repeat(np.arange(n_files, dtype=np.int64), sizes)  # (R,) file index of each record
+    has_pmid = np.fromiter((p is not None for ps, _ in keys for p in ps), bool, count=total)
+    pmids = np.fromiter((p or 0 for ps, _ in keys for p in ps), np.uint64, count=total)
+    texts = np.fromiter((t for _, ts in keys for t in ts), np.uint64, count=total)
+    deleted = np.zeros(total, bool)
+    if deleted_in:
+        by_key = {pmid_key(p): j for p, j in deleted_in.items()}
+        del_keys = np.fromiter(by_key, np.uint64, count=len(by_key))
+        order = np.argsort(del_keys)
+        del_keys = del_keys[order]
+        del_file = np.fromiter(by_key.values(), np.int64, count=len(by_key))[order]
+        at = np.minimum(np.searchsorted(del_keys, pmids), len(del_keys) - 1)
+        deleted = has_pmid & (del_keys[at] == pmids) & (del_file[at] >= file_of)
+    alive = ~deleted
+    superseded = np.zeros(total, bool)
     if config.dedup_pmid and has_pmid.any():
         idx = np.flatnonzero(has_pmid)
-        uniq, inverse = np.unique(pmids[idx], return_inverse=True)
-        newest = np.full(len(uniq), -1, np.int64)
+        _, inverse = np.unique(pmids[idx], return_inverse=True)
+        newest = np.full(inverse.max() + 1, -1, np.int64)
         np.maximum.at(newest, inverse, file_of[idx])
-        old = idx[file_of[idx] < newest[inverse]]  # records of a PMID that a later file holds again
-        alive[old] = False
-        for r in old:
-            superseded[file_of[r]].add(int(pmids[r]))
-    earlier: list[set[int]] = [set() for _ in range(n_files)]
-    if config.dedup_text:
+        superseded[idx[file_of[idx] < newest[inverse]]] = True  # a later file holds the PMID again
+        superseded &= alive
+        alive &= ~superseded
+    earlier = np.zeros(total, bool)
+    if config.dedup_text and alive.any():
         idx = np.flatnonzero(alive)
-        uniq, inverse = np.unique(texts[idx], return_inverse=True)
-        first = np.full(len(uniq), n_files, np.int64)
+        _, inverse = np.unique(texts[idx], return_inverse=True)
+        first = np.full(inverse.max() + 1, n_files, np.int64)
         np.minimum.at(first, inverse, file_of[idx])
-        for r in idx[file_of[idx] > first[inverse]]:
-            earlier[file_of[r]].add(int(texts[r]))
-    return [FileDuplicates(frozenset(p), frozenset(t)) for p, t in zip(superseded, earlier)]
+        earlier[idx[file_of[idx] > first[inverse]]] = True
+
+    def per_file(mask: np.ndarray, values: np.ndarray) -> list[frozenset[int]]:
+        sets: list[set[int]] = [set() for _ in range(n_files)]
+        for r in np.flatnonzero(mask):
+            sets[file_of[r]].add(int(values[r]))
+        return [frozenset(x) for x in sets]
+
+    return [FileDrops(*drops) for drops in zip(per_file(deleted, pmids), per_file(superseded, pmids),
+                                               per_file(earlier, texts))]
+
+
+def corpus_drops(files: Sequence[Path], config: CorpusFilter,
+                 map_files: Callable[[Callable[[Path], Any], Sequence[Path]], list[Any]] | None = None
+                 ) -> list[FileDrops]:
+    """The first pass over a corpus: each file's deleted citations and cross-file duplicates.
+
+    Deleted PMIDs are collected by a byte scan (:func:`medline_deleted_pmids`); when there are some,
+    or several files to deduplicate, every file's keys are read (:func:`document_keys`, through
+    ``map_files``, e.g. a process pool's ``map``) and resolved by :func:`cross_file_drops`.
+    """
+    deleted_in: dict[str, int] = {}  # PMID -> index of the last file that deletes it
+    for i, p in enumerate(files):
+        if _format_of(p) == "medline":
+            for pmid in medline_deleted_pmids(p):
+                deleted_in[pmid] = i
+    dedup = len(files) > 1 and (config.dedup_pmid or config.dedup_text)
+    if not (deleted_in or dedup):
+        return [FileDrops()] * len(files)
+    keys = (map_files or (lambda fn, xs: [fn(x) for x in xs]))(document_keys, files)
+    return cross_file_drops(keys, deleted_in, config if dedup else replace(config, dedup_pmid=False,
+                                                                                dedup_text=False))
 
 
 def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter(), *,
@@ -782,29 +817,18 @@ def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter
     from files ``0..j`` (earlier versions), while a later file may bring it back. Give baseline
     files first, then updates in NLM's order. Deleted PMIDs are collected by a cheap byte scan
     (:func:`medline_deleted_pmids`) before the first document is read; with several files and
-    deduplication on, a first pass (:func:`cross_file_duplicates`) also finds the PMIDs that a later
-    file revises and the texts that an earlier file holds.
+    deduplication on, a first pass (:func:`corpus_drops`) also finds the PMIDs that a later file
+    revises and the texts that an earlier file holds.
     """
     counts = counts if counts is not None else CorpusCounts()
     files = [Path(p) for p in paths]
-    deleted_in: dict[str, int] = {}  # PMID -> index of the last file that deletes it
-    for i, p in enumerate(files):
-        if _format_of(p) == "medline":
-            for pmid in medline_deleted_pmids(p):
-                deleted_in[pmid] = i
-
-    duplicates = cross_file_duplicates([document_keys(p) for p in files] if len(files) > 1 else [],
-                                       deleted_in, config)
+    drops = corpus_drops(files, config)
 
     def read_all() -> Iterator[Document]:
-        for i, p in enumerate(files):
+        for p, file_drops in zip(files, drops):
             for doc in read_corpus_file(p, splitter=splitter, counts=counts, split_sentences=split_sentences):
-                if doc.pmid is not None and deleted_in.get(doc.pmid, -1) >= i:
-                    counts.dropped_deleted += 1
-                    continue
-                if duplicates and count_cross_file_duplicate(duplicates[i], doc, counts):
-                    continue
-                yield doc
+                if not file_drops.drop(doc, counts):
+                    yield doc
 
     yield from filter_documents(read_all(), config, decontamination=decontamination, counts=counts)
 

@@ -379,7 +379,6 @@ def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> d
     return {k: v.to(device) for k, v in batch.items()}
 
 
-# ==================================================================================== optimisation
 # ==================================================================================== the task
 @dataclass
 class Task:
@@ -585,8 +584,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             break
         model.train()
         # pool=1: each batch is a random draw (sorting inside one batch changes nothing).
-        pool = 50 if args.group_by_length else 1
-        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, pool=pool):
+        pools = {} if args.group_by_length else {"pool": 1}
+        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, **pools):
             if step >= total:
                 break
             for group in optimizer.param_groups:

@@ -86,9 +86,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from domainbert.corpus import (CorpusCounts, CorpusFilter, DecontaminationSet, Document, FileDuplicates,
-                               build_decontamination_set, count_cross_file_duplicate, cross_file_duplicates,
-                               document_keys, filter_documents, medline_deleted_pmids, read_corpus_file)
+from domainbert.corpus import (CorpusCounts, CorpusFilter, DecontaminationSet, Document, FileDrops,
+                               build_decontamination_set, corpus_drops, filter_documents, read_corpus_file)
 from domainbert.errors import ConfigError, DataError, DomainBertError
 from domainbert.tokenization import BertTokenizer
 
@@ -554,10 +553,8 @@ class _FileTask:
     index: int
     path: str
     shard: str
-    deleted_pmids: frozenset[str]
-    """PMIDs that a ``<DeleteCitation>`` in this or a later file deletes (dropped from this file)."""
-    duplicates: FileDuplicates = FileDuplicates()
-    """PMIDs a later file revises and texts an earlier file holds (dropped from this file)."""
+    drops: FileDrops = FileDrops()
+    """Deleted citations, PMIDs a later file revises and texts an earlier file holds."""
 
 
 # What each worker process holds (set by _init_worker; the in-process path sets it too).
@@ -613,14 +610,6 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
     counts = CorpusCounts()
     docs = read_corpus_file(path, counts=counts, split_sentences=w["split_sentences"])
 
-    def not_deleted(it: Iterator[Document]) -> Iterator[Document]:
-        for doc in it:
-            if doc.pmid is not None and doc.pmid in task.deleted_pmids:
-                counts.dropped_deleted += 1
-                continue
-            if count_cross_file_duplicate(task.duplicates, doc, counts):
-                continue
-            yield doc
 
     pool = DocumentPool()
     batch: list[Document] = []
@@ -637,7 +626,7 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
             pool.add([encs[k + j].ids for j in range(len(doc.sentences))])
             k += len(doc.sentences)
 
-    for doc in filter_documents(not_deleted(docs), w["corpus_filter"],
+    for doc in filter_documents((d for d in docs if not task.drops.drop(d, counts)), w["corpus_filter"],
                                 decontamination=w["decontamination"], counts=counts):
         batch.append(doc)
         if len(batch) >= _DOCS_PER_ENCODE:
@@ -688,12 +677,12 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
 
 
 def _map(fn: Any, items: Sequence[Any], workers: int, progress: bool) -> list[Any]:
-    """``[fn(x) for x in items]`` (the duplicate-finding pass), over ``workers`` processes."""
+    """``[fn(x) for x in items]`` (the first pass: deletions and duplicates), over ``workers`` processes."""
     from tqdm import tqdm
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=len(items), unit="file", desc="finding duplicates",
+        bar = stack.enter_context(tqdm(total=len(items), unit="file", desc="first pass",
                                        disable=not progress))
         if workers > 1 and len(items) > 1:
             results = stack.enter_context(ctx.Pool(min(workers, len(items)))).imap(fn, items)
@@ -748,18 +737,9 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         raise DataError(f"{out} already holds pretraining data made with other settings (config checksum "
                         f"{existing.get('config_checksum', '?')[:12]} != {checksum[:12]}): pass another --out "
                         "or delete that folder")
-    # Both first passes read the inputs before anything is written (bad input leaves no folder).
-    # <DeleteCitation> in file j deletes that PMID from files 0..j (as corpus.iter_corpus does).
-    deleted_in: dict[str, int] = {}
-    for i, p in enumerate(files):
-        if p.name.lower().endswith((".xml", ".xml.gz")):
-            for pmid in medline_deleted_pmids(p):
-                deleted_in[pmid] = i
-    duplicates = [FileDuplicates()] * len(files)
-    if len(files) > 1 and (corpus_filter.dedup_pmid or corpus_filter.dedup_text):
-        duplicates = cross_file_duplicates(_map(document_keys, files, workers, progress), deleted_in, corpus_filter)
-    tasks = [_FileTask(i, str(p), f"shard-{i:05d}", frozenset(pm for pm, j in deleted_in.items() if j >= i),
-                     duplicates[i]) for i, p in enumerate(files)]
+    # The first pass reads the inputs before anything is written (bad input leaves no folder).
+    drops = corpus_drops(files, corpus_filter, lambda fn, items: _map(fn, items, workers, progress))
+    tasks = [_FileTask(i, str(p), f"shard-{i:05d}", drops[i]) for i, p in enumerate(files)]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp-*"):  # left by an interrupted run (one writer per folder at a time)
