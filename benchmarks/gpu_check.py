@@ -30,9 +30,9 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from domainbert.configuration import BertConfig
-from domainbert.modeling import BertForPreTraining
-from domainbert.precision import autocast
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertForPreTraining
+from domainbert.train.precision import autocast
 
 transformers.logging.set_verbosity_error()
 

@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-import domainbert.pretraining_data as pdata
-from domainbert.pretraining_data import MaskingSpec, create_masked_lm_predictions
+import domainbert.data.examples as pdata
+from domainbert.data.examples import MaskingSpec, create_masked_lm_predictions
 
 
 def examples(n: int, vocab: int) -> list[list[int]]:

@@ -39,9 +39,9 @@ import time
 import torch
 import transformers
 
-from domainbert.configuration import BertConfig
-from domainbert.modeling import BertForPreTraining
-from domainbert.precision import autocast, resolve_precision
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertForPreTraining
+from domainbert.train.precision import autocast, resolve_precision
 
 transformers.logging.set_verbosity_error()
 

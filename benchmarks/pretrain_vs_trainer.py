@@ -6,7 +6,7 @@ Two measurements, each running both systems in the same process, on the same sam
 ``throughput``: tokens/s of whole optimizer steps (data loading included; median over rounds in
 which the systems alternate, the first 2 steps of every run untimed) for the ``small`` and
 ``base`` shapes at sequence length 128 and the same global batch, AdamW, weight decay 0.01, warmup
-and learning rate. domainbert runs its default (``domainbert.pretrain.fit``: bf16 autocast where
+and learning rate. domainbert runs its default (``domainbert.train.pretrain.fit``: bf16 autocast where
 native, MLM head at the masked positions, dynamic padding); ``BertForPreTraining`` runs under the
 ``Trainer`` with its defaults (fp32) and, as a second row, with ``bf16=True``. Tokens/s counts the
 real (non-padding) tokens: global batch x the data's mean real length / median step time. "share"
@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_step import dense_flops_per_token, matmul_ceiling  # noqa: E402
 
 from domainbert.cli import main as cli  # noqa: E402
-from domainbert.configuration import BertConfig  # noqa: E402
-from domainbert.modeling import BertForPreTraining  # noqa: E402
-from domainbert.pretrain import PretrainArgs, fit, load_recipe  # noqa: E402
-from domainbert.pretraining_data import PretrainingDataset  # noqa: E402
-from domainbert.precision import autocast, resolve_precision  # noqa: E402
+from domainbert.model.configuration import BertConfig  # noqa: E402
+from domainbert.model.modeling import BertForPreTraining  # noqa: E402
+from domainbert.train.pretrain import PretrainArgs, fit, load_recipe  # noqa: E402
+from domainbert.data.loader import PretrainingDataset  # noqa: E402
+from domainbert.train.precision import autocast, resolve_precision  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 REPO = Path(__file__).resolve().parents[1]

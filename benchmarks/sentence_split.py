@@ -2,7 +2,7 @@
 
 Gold: the NCBI-disease and BC5CDR IOB files are sentence-split, tokenised copies of the abstracts
 in the PubTator files beside them. Each IOB sentence is aligned to its abstract in normalised space
-(lowercase letters and digits only, :func:`domainbert.corpus.normalize_text`, where tokenisation
+(lowercase letters and digits only, :func:`domainbert.data.corpus.normalize_text`, where tokenisation
 disappears), so a gold boundary is the normalised offset where a sentence starts. A predicted
 boundary is the same offset for each predicted sentence. Only boundaries *inside* an abstract are
 scored (title/abstract and document ends are given to every splitter); precision, recall and F1 of
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from domainbert.corpus import SentenceSplitter, normalize_text
+from domainbert.data.corpus import SentenceSplitter, normalize_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from domainbert.checkpoint import load_model, read_state_dict
+from domainbert.model.hf_io import read_state_dict
 from domainbert.cli import main
-from domainbert.configuration import BertConfig
+from domainbert.model.configuration import BertConfig
 from domainbert.errors import CheckpointError, ConfigError
-from domainbert.modeling import BertForPreTraining, BertForTokenClassification, BertModel
+from domainbert.model.modeling import BertForPreTraining, BertForTokenClassification, BertModel, load_model
 
 TINY = BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 

@@ -1,4 +1,4 @@
-"""Tests for domainbert.corpus: readers, sentence splitting, filters and decontamination.
+"""Tests for domainbert.data.corpus: readers, sentence splitting, filters and decontamination.
 
 Real files are read from ../shared/data (the ``shared_data`` fixture; counts from its SOURCES.md);
 every bad or synthetic input is built in ``tmp_path``. The slow parts (pysbd over the 604-citation
@@ -13,23 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from domainbert.corpus import (
+from domainbert.data.corpus import (
     CorpusCounts,
-    CorpusFilter,
-    DecontaminationSet,
     Document,
     SentenceSplitter,
-    build_decontamination_set,
-    filter_documents,
-    cross_file_drops,
-    FileDrops,
-    iter_corpus,
     medline_deleted_pmids,
     normalize_text,
     read_corpus_file,
     read_medline_xml,
     read_pubtator,
     read_text,
+)
+from domainbert.data.filters import (
+    CorpusFilter,
+    DecontaminationSet,
+    FileDrops,
+    build_decontamination_set,
+    cross_file_drops,
+    filter_documents,
+    iter_corpus,
 )
 from domainbert.errors import DataError
 

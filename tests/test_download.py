@@ -25,16 +25,15 @@ from pathlib import Path
 import pytest
 
 from domainbert import cli
-from domainbert.download import (
+from domainbert.data.download import MANIFEST_NAME, download
+from domainbert.data.sources import (
     BLURB,
     CORPUS,
-    MANIFEST_NAME,
     PUBMED_CACHE_DIR,
     RemoteFile,
     blurb_files,
     corpus_files,
     default_data_dir,
-    download,
     pubmed_baseline_files,
 )
 from domainbert.errors import ConfigError, DataError
@@ -408,7 +407,7 @@ def test_a_file_that_does_not_parse_is_deleted(server, tmp_path: Path) -> None:
 def test_a_full_disk_is_a_clear_error(server, tmp_path: Path, monkeypatch) -> None:
     base, state = server
     _make_pubmed(state.root / "baseline", range(1, 2))
-    import domainbert.download as dl
+    import domainbert.data.download as dl
 
     def no_space(fd: int) -> None:
         raise OSError(28, "No space left on device")

@@ -18,10 +18,10 @@ import torch
 
 from domainbert.blurb import get_record, load_split
 from domainbert.cli import main
-from domainbert.finetune import (
-    IGNORE, length_grouped_batches, FinetuneArgs, Setting, featurize_tokens, finetune, markers_in, settings_for,
-    window_owners, word_windows,
+from domainbert.blurb.featurize import (
+    IGNORE, featurize_tokens, length_grouped_batches, markers_in, window_owners, word_windows,
 )
+from domainbert.blurb.finetune import FinetuneArgs, Setting, finetune, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +33,9 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, minilm_dir) -> Path:
     """A random 2-layer BERT (hidden 32, intermediate 37) saved with MiniLM's vocabulary."""
-    from domainbert.configuration import BertConfig
-    from domainbert.modeling import BertModel
-    from domainbert.tokenization import BertTokenizer
+    from domainbert.model.configuration import BertConfig
+    from domainbert.model.modeling import BertModel
+    from domainbert.data.tokenization import BertTokenizer
 
     torch.manual_seed(0)
     tokenizer = BertTokenizer.from_pretrained(minilm_dir)
@@ -68,7 +68,7 @@ def test_word_windows_cover_every_word_once():
 
 
 def test_token_features_label_first_subtoken_and_window_long_sentences(shared_data, minilm_dir):
-    from domainbert.tokenization import BertTokenizer
+    from domainbert.data.tokenization import BertTokenizer
 
     tokenizer = BertTokenizer.from_pretrained(minilm_dir)
     examples = load_split("ncbi-disease", "train", shared_data)[:40]
@@ -95,7 +95,7 @@ def test_token_features_label_first_subtoken_and_window_long_sentences(shared_da
 
 
 def test_entity_markers_stay_whole_tokens(shared_data, minilm_dir):
-    from domainbert.tokenization import BertTokenizer
+    from domainbert.data.tokenization import BertTokenizer
 
     tokenizer = BertTokenizer.from_pretrained(minilm_dir)
     examples = load_split("gad", "train", shared_data)[:50]
@@ -168,8 +168,8 @@ def test_user_multilabel_folder_in_hoc_layout_runs_from_the_cli(tiny_model, shar
 
 def _reference_logits(out: Path, kind: str):
     transformers = pytest.importorskip("transformers")
-    from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification
-    from domainbert.tokenization import BertTokenizer
+    from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
+    from domainbert.data.tokenization import BertTokenizer
 
     auto = (transformers.AutoModelForTokenClassification if kind == "token"
             else transformers.AutoModelForSequenceClassification)
@@ -222,7 +222,7 @@ def test_beats_chance_when_overfitting_a_small_relation_set(tiny_model, shared_d
 # ------------------------------------------------------------------------------ resume
 def test_interrupted_grid_resumes_without_redoing_finished_runs(tiny_model, shared_data, tmp_path,
                                                                 monkeypatch):
-    import domainbert.finetune as ft
+    import domainbert.blurb.finetune as ft
 
     real = ft.train_run
     calls: list[str] = []
@@ -348,7 +348,7 @@ def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
 
 def test_random_batches_are_a_flag(tmp_path: Path) -> None:
     from domainbert.cli import build_parser
-    from domainbert.finetune import args_from_namespace
+    from domainbert.blurb.finetune import args_from_namespace
 
     argv = ["--task", "gad", "--model", str(tmp_path), "--out", str(tmp_path / "o")]
     grouped = args_from_namespace(build_parser("finetune").parse_args(argv))

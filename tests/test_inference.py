@@ -1,4 +1,4 @@
-"""Tests of domainbert.inference: fill-mask, NER, classification and embeddings, API and CLI.
+"""Tests of domainbert.serve.inference: fill-mask, NER, classification and embeddings, API and CLI.
 
 References nobody here wrote: transformers' ``fill-mask`` pipeline and its Auto models (same
 checkpoint directories), and transformers' MiniLM outputs mean-pooled by hand for embeddings. The
@@ -18,8 +18,8 @@ import torch
 
 from domainbert.cli import main
 from domainbert.errors import CheckpointError
-from domainbert.inference import (Classifier, Embedder, FillMask, InputError, Tagger, decode_bio,
-                                  read_inputs)
+from domainbert.serve.commands import read_inputs
+from domainbert.serve.inference import Classifier, Embedder, FillMask, InputError, Tagger, decode_bio
 from inference_models import (minilm_dir, rule_entities, save_rule_ner, save_tiny_classifier,
                               save_tiny_mlm)
 
@@ -134,8 +134,8 @@ def test_ner_matches_transformers_on_a_random_model(tmp_path: Path) -> None:
     """A random (context-dependent) model: our word tags = argmax of transformers' logits at first sub-tokens."""
     from transformers import AutoModelForTokenClassification
 
-    from domainbert.modeling import BertForTokenClassification
-    from domainbert.tokenization import BertTokenizer
+    from domainbert.model.modeling import BertForTokenClassification
+    from domainbert.data.tokenization import BertTokenizer
     from inference_models import NER_LABELS, tiny_config
 
     torch.manual_seed(3)

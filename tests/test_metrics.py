@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as sk_f1
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from domainbert.metrics import (
+from domainbert.blurb.metrics import (
     PICO_LABELS,
     accuracy,
     blurb_score,

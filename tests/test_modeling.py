@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainbert.configuration import PRESETS, BertConfig
+from domainbert.model.configuration import PRESETS, BertConfig
 from domainbert.errors import ConfigError
-from domainbert.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
+from domainbert.model.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
                                  BertForTokenClassification, BertModel)
 
 B, T = 13, 7

@@ -14,10 +14,10 @@ import pytest
 import torch
 import transformers
 
-from domainbert.configuration import BertConfig
-from domainbert.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
                                  BertForTokenClassification, BertModel)
-from domainbert.tokenization import BertTokenizer
+from domainbert.data.tokenization import BertTokenizer
 
 transformers.logging.set_verbosity_error()
 

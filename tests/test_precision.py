@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainbert import precision
+from domainbert.train import precision
 from domainbert.errors import ConfigError
 
 

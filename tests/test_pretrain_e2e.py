@@ -18,9 +18,10 @@ import transformers
 
 from conftest import REPO
 from domainbert.cli import main
-from domainbert.pretrain import PretrainArgs, checkpoint_dirs, load_recipe
+from domainbert.train.pretrain import PretrainArgs, checkpoint_dirs, load_recipe
 
-TINY = str(REPO / "configs" / "pretrain" / "tiny.yaml")
+RECIPES = REPO / "src" / "domainbert" / "train" / "recipes"
+TINY = str(RECIPES / "tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
 
     # the export loads in transformers, with its tokenizer, and gives domainbert's outputs
-    from domainbert.modeling import BertForPreTraining
+    from domainbert.model.modeling import BertForPreTraining
 
     ours = BertForPreTraining.from_pretrained(run / "export").eval()
     theirs = transformers.BertForPreTraining.from_pretrained(run / "export").eval()
@@ -135,7 +136,7 @@ def test_two_process_torchrun_matches_one_process_at_the_same_global_batch(prepa
     assert [c.name for c in checkpoint_dirs(tmp_path / "two")] == ["step-00000006"]  # rank 0 wrote it, once
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "pretrain").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_validates(recipe):
     data = load_recipe(recipe)
     args = PretrainArgs(**{k: v for k, v in data.items() if k not in ("model", "model_overrides")})

@@ -1,4 +1,4 @@
-"""Tests of ``domainbert.pretraining_data``: the BERT pretraining-example recipe, the shards, the reader.
+"""Tests of ``domainbert.data.shards``: the BERT pretraining-example recipe, the shards, the reader.
 
 The algorithm is checked three ways: against an independent transcription of google-research/bert's
 ``create_pretraining_data.py`` (on token strings, written here from the reference's description,
@@ -23,15 +23,15 @@ import pytest
 import torch
 
 from domainbert.cli import main as cli_main
-from domainbert.corpus import CorpusFilter
+from domainbert.data.examples import (DocumentPool, MaskingSpec, NspDebt, PrepareConfig,
+                                      create_instances_from_document, create_masked_lm_predictions,
+                                      truncate_seq_pair)
+from domainbert.data.filters import CorpusFilter
+from domainbert.data.loader import PretrainingDataset, _Permutation, collate_pretraining
+from domainbert.data.shards import MANIFEST_NAME, check_manifest, load_manifest, prepare_pretraining_data
 from domainbert.errors import ConfigError, DataError, VocabError
-from domainbert.pretraining_data import (MANIFEST_NAME, DocumentPool, MaskingSpec, PrepareConfig,
-                                         PretrainingDataset, _Permutation, check_manifest,
-                                         collate_pretraining, create_instances_from_document,
-                                         create_masked_lm_predictions, load_manifest, NspDebt,
-                                         prepare_pretraining_data, truncate_seq_pair)
-from domainbert.tokenization import BertTokenizer
-from domainbert.vocab import build_vocab
+from domainbert.data.tokenization import BertTokenizer
+from domainbert.data.vocab import build_vocab
 
 KEEP_ALL = CorpusFilter(min_words=0)
 
@@ -416,7 +416,7 @@ def test_interrupted_run_is_completed_by_a_rerun(tmp_path: Path, static_dir: Pat
 
 def test_run_killed_mid_way_keeps_finished_shards(tmp_path: Path, static_dir: Path, corpus: list[Path],
                                                   vocab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import domainbert.pretraining_data as pd
+    import domainbert.data.shards as pd
 
     real = pd._process_file
 
@@ -485,8 +485,8 @@ def test_resume_at_an_exact_offset_and_epoch_order(static_dir: Path) -> None:
 
 
 def test_batches_feed_bert_for_pretraining(static_dir: Path) -> None:
-    from domainbert.configuration import BertConfig
-    from domainbert.modeling import BertForPreTraining
+    from domainbert.model.configuration import BertConfig
+    from domainbert.model.modeling import BertForPreTraining
 
     manifest = load_manifest(static_dir)
     ds = PretrainingDataset(static_dir, batch_size=13, max_seq_len=128, max_predictions=20, vocab_size=3000)
@@ -606,7 +606,7 @@ def test_python_api_errors_are_typed(tmp_path: Path, corpus: list[Path], vocab_d
 
 
 def test_micro_batches_follow_the_trainers_global_order(static_dir: Path) -> None:
-    """``BatchSource`` for domainbert.pretrain: 2 ranks split each global batch of 1 rank; resume exact."""
+    """``BatchSource`` for domainbert.train.pretrain: 2 ranks split each global batch of 1 rank; resume exact."""
     ds = PretrainingDataset(static_dir, seed=1, with_index=True)
     n = ds.num_samples
     steps = n // 96 + 2  # crosses into epoch 1
@@ -652,7 +652,7 @@ def test_corpus_filters_reach_the_manifest(tmp_path: Path, shared_data: Path, vo
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 64, 65, 129, 1000])
 def test_inlined_shuffle_equals_random_shuffle(n: int) -> None:
-    from domainbert.pretraining_data import _fisher_yates, _shuffle
+    from domainbert.data.examples import _fisher_yates, _shuffle
 
     assert _shuffle is _fisher_yates  # this Python's shuffle is the one it restates
     for seed in range(5):

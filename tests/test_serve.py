@@ -1,4 +1,4 @@
-"""Tests of domainbert.serve against the real server: uvicorn on a free loopback port, in a thread.
+"""Tests of domainbert.serve.app against the real server: uvicorn on a free loopback port, in a thread.
 
 * the endpoints give what the Python API gives (fill-mask, NER, classify, embed) and /health;
 * bad input is a 4xx with a one-line ``message``: empty, whitespace-only and oversized texts, too
@@ -24,7 +24,7 @@ import httpx
 import pytest
 import torch
 
-from domainbert.serve import Limits, create_app
+from domainbert.serve.app import Limits, create_app
 from inference_models import rule_entities, save_rule_ner, save_tiny_classifier, save_tiny_mlm
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

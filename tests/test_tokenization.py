@@ -13,7 +13,7 @@ import pytest
 import transformers
 
 from domainbert.errors import VocabError
-from domainbert.tokenization import BertTokenizer
+from domainbert.data.tokenization import BertTokenizer
 
 try:  # transformers 5: the pure-Python tokenizer is the "legacy" one
     from transformers import BertTokenizerLegacy as SlowBertTokenizer

@@ -11,8 +11,8 @@ import pytest
 import transformers
 
 from domainbert.cli import main
-from domainbert.tokenization import BertTokenizer
-from domainbert.vocab import build_vocab
+from domainbert.data.tokenization import BertTokenizer
+from domainbert.data.vocab import build_vocab
 
 
 @pytest.fixture(scope="module")

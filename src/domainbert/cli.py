@@ -7,7 +7,9 @@ one-line help, and ``"module:function"`` references to
 * ``run(args) -> int | None``: does the work.
 
 Modules are imported only for the subcommand that runs, so ``domainbert --help`` is instant and
-does not import torch. A :class:`~domainbert.errors.DomainBertError` raised by ``run`` is printed
+does not import torch; this table is the one place in domainbert that imports lazily. A command
+whose module needs an optional extra that is not installed (``serve``: fastapi, uvicorn) fails with
+one line naming the extra. A :class:`~domainbert.errors.DomainBertError` raised by ``run`` is printed
 as one line (``domainbert <command>: error: ...``) with exit code 1; argument errors exit with 2.
 """
 
@@ -41,55 +43,66 @@ COMMANDS: dict[str, Command] = {
         "domainbert.quickstart:configure", "domainbert.quickstart:run"),
     "vocab build": Command(
         "train a WordPiece vocabulary on your corpus (BERT normalisation, streamed)",
-        "domainbert.vocab:configure_build", "domainbert.vocab:run_build"),
+        "domainbert.data.vocab:configure_build", "domainbert.data.vocab:run_build"),
     "vocab encode": Command(
         "tokenize text with a vocabulary directory and print the ids (one JSON line per input line)",
-        "domainbert.tokenization:configure_encode", "domainbert.tokenization:run_encode"),
+        "domainbert.data.tokenization:configure_encode", "domainbert.data.tokenization:run_encode"),
     "data download": Command(
         "fetch PubMed baseline files and the BLURB datasets (or take them from --mirror)",
-        "domainbert.download:configure_download", "domainbert.download:run_download"),
+        "domainbert.data.download:configure_download", "domainbert.data.download:run_download"),
     "data prepare": Command(
         "turn a corpus into sharded BERT pretraining examples (NSP pairs + masked LM) and a manifest",
-        "domainbert.pretraining_data:configure_prepare", "domainbert.pretraining_data:run_prepare"),
+        "domainbert.data.shards:configure_prepare", "domainbert.data.shards:run_prepare"),
     "model create": Command(
         "create a randomly initialised BERT of a preset or custom size and save it",
-        "domainbert.checkpoint:configure_create", "domainbert.checkpoint:run_create"),
+        "domainbert.model.commands:configure_create", "domainbert.model.commands:run_create"),
     "model info": Command(
         "load a model directory (domainbert or Hugging Face BERT) and report its config and weights",
-        "domainbert.checkpoint:configure_info", "domainbert.checkpoint:run_info"),
+        "domainbert.model.commands:configure_info", "domainbert.model.commands:run_info"),
     "pretrain": Command(
         "pretrain BERT from scratch on prepared data: MLM + NSP, resumable, torchrun-ready",
-        "domainbert.pretrain:configure_pretrain", "domainbert.pretrain:run_pretrain"),
+        "domainbert.train.pretrain:configure_pretrain", "domainbert.train.pretrain:run_pretrain"),
     "export": Command(
         "write a pretraining run's checkpoint as a Hugging Face model directory with its tokenizer",
-        "domainbert.pretrain:configure_export", "domainbert.pretrain:run_export"),
+        "domainbert.train.export:configure_export", "domainbert.train.export:run_export"),
     "finetune": Command(
         "fine-tune a BERT on one BLURB dataset (--task) or your own (--task-type + --data)",
-        "domainbert.finetune:configure", "domainbert.finetune:run"),
+        "domainbert.blurb.finetune:configure", "domainbert.blurb.finetune:run"),
     "blurb": Command(
         "fine-tune on the BLURB suite; write results.json, report.md, a chart and a TSV row",
-        "domainbert.suite:configure", "domainbert.suite:run"),
+        "domainbert.blurb.suite:configure", "domainbert.blurb.suite:run"),
     "fill-mask": Command(
         "predict the top-k tokens for each [MASK] in texts (JSON lines out)",
-        "domainbert.inference:configure_fill_mask", "domainbert.inference:run_fill_mask"),
+        "domainbert.serve.commands:configure_fill_mask", "domainbert.serve.commands:run_fill_mask"),
     "ner": Command(
         "find entities in raw text with a fine-tuned NER model: character offsets, label, score (JSON lines)",
-        "domainbert.inference:configure_ner", "domainbert.inference:run_ner"),
+        "domainbert.serve.commands:configure_ner", "domainbert.serve.commands:run_ner"),
     "classify": Command(
         "label texts (or text pairs) with a fine-tuned classifier: single/multi-label or regression",
-        "domainbert.inference:configure_classify", "domainbert.inference:run_classify"),
+        "domainbert.serve.commands:configure_classify", "domainbert.serve.commands:run_classify"),
     "embed": Command(
         "turn texts into vectors (mean-pooled or [CLS]) with any BERT encoder (JSON lines)",
-        "domainbert.inference:configure_embed", "domainbert.inference:run_embed"),
+        "domainbert.serve.commands:configure_embed", "domainbert.serve.commands:run_embed"),
     "serve": Command(
         "serve fill-mask, NER, classification and embeddings over HTTP, with a web page",
-        "domainbert.serve:configure", "domainbert.serve:run"),
+        "domainbert.serve.app:configure", "domainbert.serve.app:run"),
 }
+
+
+#: Third-party packages that only an optional extra installs, and that extra.
+EXTRAS = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "tensorboard": "tensorboard"}
 
 
 def _resolve(ref: str) -> Callable:
     module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in EXTRAS:
+            raise
+        raise DomainBertError(f"this command needs {missing}, from an optional extra: "
+                              f"pip install 'domainbert[{EXTRAS[missing]}]'") from None
 
 
 def _groups() -> dict[str, list[str]]:
@@ -162,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"domainbert: error: unknown command {' '.join(argv[:2])!r}; "
               f"choose one of: {known} (see `domainbert --help`)", file=sys.stderr)
         return 2
-    args = build_parser(name).parse_args(rest)  # exits 2 with argparse's message on bad arguments
     try:
+        args = build_parser(name).parse_args(rest)  # exits 2 with argparse's message on bad arguments
         code = _resolve(COMMANDS[name].run)(args)
     except DomainBertError as exc:
         print(f"domainbert {name}: error: {exc}", file=sys.stderr)

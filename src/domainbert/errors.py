@@ -27,3 +27,7 @@ class VocabError(DomainBertError):
 
 class DataError(DomainBertError):
     """An input data file that is missing or malformed (the message names the file and line)."""
+
+
+class TrainingError(DomainBertError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the run)."""

@@ -27,17 +27,36 @@ records what each stage took.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from domainbert.blurb.suite import run_suite
+from domainbert.data.download import download
+from domainbert.data.examples import PrepareConfig
+from domainbert.data.shards import load_manifest, prepare_pretraining_data
+from domainbert.data.sources import blurb_files, corpus_files, pubmed_baseline_files
+from domainbert.data.vocab import build_vocab
 from domainbert.errors import ConfigError
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertForPreTraining
+from domainbert.train import distributed
+from domainbert.train.export import export
+from domainbert.train.pretrain import (RECIPE_EXTRA, PretrainArgs, copy_tokenizer, fit, load_recipe, open_data,
+                                       verify_settings)
+from domainbert.train.state import checkpoint_dirs
 
 HELD_OUT_XML = "medline_xml/medline16n0902.xml.gz"
 HELD_OUT_TEXT = "medline16n0902.txt"  # the text copy of that file inside pubmed_corpus/
 DEFAULT_TASKS = ("ncbi-disease", "gad")
+RECIPE = "small-cpu"
+"""The pretraining recipe quickstart follows (its learning-rate schedule; the steps fit the minutes)."""
 
 
 def _stage(k: int, total: int, title: str) -> float:
@@ -47,8 +66,6 @@ def _stage(k: int, total: int, title: str) -> float:
 
 def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path], Path]:
     """Download BLURB and the corpus slice; return (training corpus files, held-out file)."""
-    from domainbert.download import blurb_files, corpus_files, download, pubmed_baseline_files
-
     files = blurb_files() + [f for f in corpus_files() if f.path == HELD_OUT_XML or mirror is not None]
     if mirror is None:
         files += pubmed_baseline_files(1, 1)
@@ -65,11 +82,6 @@ def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path
 
 def fitted_steps(model, source, args, minutes: float, device) -> int:
     """How many optimizer steps fit in ``minutes``, from three timed steps on a throw-away copy."""
-    import copy
-    import tempfile
-
-    from domainbert.pretrain import PretrainArgs, fit
-
     probe_args = PretrainArgs(**{**{f.name: getattr(args, f.name) for f in fields(PretrainArgs)},
                                  "max_steps": 100, "save_every": 1000})
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,18 +91,8 @@ def fitted_steps(model, source, args, minutes: float, device) -> int:
 
 
 def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool) -> dict[str, Any]:
-    import torch
-
-    from domainbert import distributed
-    from domainbert.configuration import BertConfig
-    from domainbert.modeling import BertForPreTraining
-    from domainbert.pretrain import (PretrainArgs, checkpoint_dirs, copy_tokenizer, export, fit, load_recipe,
-                                     open_data, verify_settings)
-    from domainbert.pretraining_data import load_manifest
-
-    repo_recipe = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "small-cpu.yaml"
-    recipe = load_recipe(repo_recipe) if repo_recipe.is_file() else {}
-    values = {k: v for k, v in recipe.items() if k not in ("model", "model_overrides")}
+    recipe = load_recipe(RECIPE)  # shipped with the package; missing is an error, never a silent default
+    values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
     if size == "tiny":  # CI and smoke runs: a 2-layer model, small batches
         values.update(global_batch_size=16, micro_batch_size=16, eval_batches=2)
     device = distributed.pick_device("auto")
@@ -131,10 +133,6 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
 
 
 def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
-    from domainbert.pretraining_data import PrepareConfig, prepare_pretraining_data
-    from domainbert.suite import run_suite
-    from domainbert.vocab import build_vocab
-
     out: Path = ns.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

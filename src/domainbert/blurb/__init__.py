@@ -1,12 +1,21 @@
-"""BLURB's 13 datasets: records, readers and loading (the data half of ``domainbert blurb``).
+"""BLURB, the benchmark: a model directory in, fine-tuned models, scores and a report out.
+
+Takes a BERT checkpoint (from :mod:`domainbert.train` or any Hugging Face BERT) and BLURB's 13
+datasets (or a user's dataset in a BLURB format), and gives out per-dataset metrics, predictions
+and models, ``results.json``, ``report.md``, a chart and a TSV row.
 
 - :mod:`~domainbert.blurb.registry`: :class:`DatasetRecord`, the :data:`DATASETS` registry,
-  :func:`load_split`, :func:`dataset_status`, :func:`user_record`.
-- :mod:`~domainbert.blurb.readers`: one reader per file format.
-- :mod:`~domainbert.blurb.chemprot`: the ChemProt release → BLURB's masked sentences.
-- :mod:`~domainbert.blurb.examples`: the :class:`TokenExample` / :class:`TextExample` records.
-
-Metrics and the BLURB score are in :mod:`domainbert.metrics`.
+  :func:`load_split`, :func:`dataset_status`, :func:`user_record`, :func:`test_text_files`.
+- :mod:`~domainbert.blurb.readers`: one reader per file format; :mod:`~domainbert.blurb.chemprot`:
+  the ChemProt release → BLURB's masked sentences; :mod:`~domainbert.blurb.examples`: the
+  :class:`TokenExample` / :class:`TextExample` records; :mod:`~domainbert.blurb.test_text`: the test
+  files' raw text, for decontamination.
+- :mod:`~domainbert.blurb.featurize`: examples → model inputs (windows, markers, batches), shared
+  with serving; :mod:`~domainbert.blurb.finetune`: the one fine-tuning loop, the grid and seeds
+  (``domainbert finetune``); :mod:`~domainbert.blurb.metrics`: BLURB's metrics, the one dispatch
+  from a record to its metric, the BLURB score.
+- :mod:`~domainbert.blurb.suite`: the whole suite (``domainbert blurb``);
+  :mod:`~domainbert.blurb.report`: its report, chart and TSV row.
 """
 
 from __future__ import annotations

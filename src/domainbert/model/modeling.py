@@ -3,7 +3,7 @@
 A reader can scroll from ``BertEmbeddings`` down to ``BertForSequenceClassification``. Every
 parameter has the name transformers' ``models/bert/modeling_bert.py`` gives it (``bert.encoder.
 layer.0.attention.self.query.weight``, ``cls.predictions.transform.dense.weight`` ...), so saving a
-checkpoint that transformers loads is a save, not a conversion (see ``checkpoint.py``), and the
+checkpoint that transformers loads is a save, not a conversion (see :mod:`domainbert.model.hf_io`), and the
 numerical outputs equal transformers' BERT (tests/test_parity_transformers.py).
 
 References: Devlin et al. 2019 (BERT); google-research/bert ``modeling.py``; transformers
@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domainbert.configuration import BertConfig
+from domainbert.model import hf_io
+from domainbert.model.configuration import BertConfig
 
 _ACTIVATIONS = {
     "gelu": F.gelu,  # the exact erf form, as in BERT
@@ -216,7 +218,7 @@ class BertPreTrainedModel(nn.Module):
     """What every model here shares: the config, BERT's weight init, and checkpoint I/O.
 
     ``save_pretrained`` / ``from_pretrained`` read and write Hugging Face BERT directories; the
-    work is in ``domainbert.checkpoint``.
+    work is in ``domainbert.model.hf_io``.
     """
 
     base_model_prefix: ClassVar[str] = "bert"
@@ -290,9 +292,7 @@ class BertPreTrainedModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike, tokenizer: Any = None) -> None:
         """Write ``config.json`` + ``model.safetensors`` (+ the tokenizer's files) to ``directory``."""
-        from domainbert.checkpoint import save_pretrained
-
-        save_pretrained(self, directory, tokenizer=tokenizer)
+        hf_io.save_pretrained(self, directory, tokenizer=tokenizer)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **config_overrides: Any):
@@ -302,9 +302,7 @@ class BertPreTrainedModel(nn.Module):
         (and logged), as are checkpoint weights this class does not use. ``config_overrides``
         replace config fields, e.g. ``id2label={0: "O", 1: "B", 2: "I"}`` for a new task head.
         """
-        from domainbert.checkpoint import load_pretrained
-
-        return load_pretrained(cls, directory, **config_overrides)
+        return hf_io.load_pretrained(cls, directory, **config_overrides)
 
 
 class BertModel(BertPreTrainedModel):
@@ -558,3 +556,12 @@ MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
     cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForMaskedLM,
                                   BertForTokenClassification, BertForSequenceClassification)
 }
+
+
+def load_model(directory: str | os.PathLike, **config_overrides: Any) -> BertPreTrainedModel:
+    """Load a checkpoint with the class its ``architectures`` names (``BertModel`` if none)."""
+    hf_io.find_weights(Path(directory))
+    config = BertConfig.load(Path(directory))
+    names = config.extra.get("architectures") or ["BertModel"]
+    cls = MODEL_CLASSES.get(names[0], BertModel)
+    return hf_io.load_pretrained(cls, directory, **config_overrides)

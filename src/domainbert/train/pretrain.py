@@ -1,5 +1,4 @@
-"""Joint MLM + NSP pretraining: the loop, read top to bottom, its exactly-resumable checkpoints,
-and the ``pretrain`` / ``export`` commands.
+"""Joint MLM + NSP pretraining: the loop, read top to bottom, its recipes and the ``pretrain`` command.
 
 The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
 
@@ -11,18 +10,20 @@ The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
    every ``eval_every`` steps the held-out data is scored; every ``save_every`` steps and at the end
    a checkpoint is written.
 
-A checkpoint (``checkpoints/step-NNNNNNNN/training_state.pt``) holds the model, the optimizer
-state, the step, the number of samples consumed (the data position), every RNG state of every rank
-(python, numpy, torch, CUDA) and the resolved arguments. It is written into a temporary directory,
-fsynced and renamed, so a ``kill -9`` at any moment leaves the previous checkpoint intact. Resuming
+A checkpoint (:mod:`domainbert.train.state`) holds the model, the optimizer state, the step, the
+number of samples consumed (the data position) and every RNG state of every rank. Resuming
 restores all of it and starts the data at the consumed-sample offset (it never replays batches): on
 the CPU in fp32 with one process, the losses after a resume are bit-identical to an uninterrupted
 run's (tests/test_pretrain.py).
 
-Data: a ``BatchSource`` yields micro-batches; ``pretraining_data.PretrainingDataset`` is the one
-that reads what ``domainbert data prepare`` wrote (``open_data``). Step s consumes samples [s*G, (s+1)*G) of the shuffled sample sequence (G = global
+Data: a ``BatchSource`` yields micro-batches; :class:`domainbert.data.loader.PretrainingDataset` is
+the one that reads what ``domainbert data prepare`` wrote (``open_data``), in the order its class
+docstring states: step s consumes samples [s*G, (s+1)*G) of the shuffled sample sequence (G = global
 batch); rank r takes the r-th of ``world_size`` equal slices, so N processes see exactly the
 batches of one process with N times the accumulation.
+
+Recipes are YAML files of ``PretrainArgs`` fields (and ``model``, ``model_overrides``), shipped in
+``domainbert/train/recipes/`` and found by name (``--recipe small-cpu``) or by path.
 
 Run directory::
 
@@ -31,7 +32,7 @@ Run directory::
     metrics.jsonl         one JSON object per step (and per evaluation, with "eval": true)
     tensorboard/          the same as TensorBoard events (when tensorboard is installed)
     checkpoints/step-*/   the last ``keep_last`` checkpoints
-    export/               the final model as a Hugging Face directory (also `domainbert export`)
+    export/               the final model as a Hugging Face directory (:mod:`domainbert.train.export`)
 """
 
 from __future__ import annotations
@@ -40,31 +41,36 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
+import yaml
+from tqdm import tqdm
 
-from domainbert import distributed
-from domainbert.configuration import BertConfig
-from domainbert.errors import ConfigError, DataError, DomainBertError
-from domainbert.modeling import BertForPreTraining
-from domainbert.optim import Lamb, get_lr, param_groups, warmup_steps
-from domainbert.precision import PRECISIONS, autocast, resolve_precision
+from domainbert.atomic import atomic_write_json
+from domainbert.data.loader import PretrainingDataset
+from domainbert.data.shards import check_manifest, load_manifest
+from domainbert.data.tokenization import BertTokenizer
+from domainbert.errors import ConfigError, DataError, TrainingError
+from domainbert.model.configuration import BertConfig, parse_overrides
+from domainbert.model.modeling import BertForPreTraining
+from domainbert.train import distributed
+from domainbert.train.export import export
+from domainbert.train.optim import Lamb, get_lr, param_groups, warmup_steps
+from domainbert.train.precision import PRECISIONS, autocast, resolve_precision
+from domainbert.train.state import (checkpoint_dirs, gather_rng_states, load_checkpoint, save_checkpoint,
+                                    set_rng_states)
 
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "training_state.pt"
+__all__ = ["PretrainArgs", "BatchSource", "fit", "evaluate", "verify_settings", "open_data", "load_recipe",
+           "recipe_path", "RECIPES", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
+
 RUN_CONFIG = "run_config.json"
-
-
-class TrainingError(DomainBertError):
-    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the run)."""
 
 
 class BatchSource(Protocol):
@@ -158,8 +164,6 @@ class PretrainArgs:
 # ==================================================================================== data
 def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSource:
     """The reader over ``domainbert data prepare``'s output, checked against the model first."""
-    from domainbert.pretraining_data import PretrainingDataset, check_manifest
-
     dataset = PretrainingDataset(data_dir, seed=seed)
     check_manifest(dataset.manifest, vocab_size=config.vocab_size,
                    max_position_embeddings=config.max_position_embeddings,
@@ -167,84 +171,6 @@ def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSourc
     if dataset.num_samples == 0:
         raise DataError(f"{data_dir} holds no samples: prepare it from a larger corpus")
     return dataset
-
-
-# ==================================================================================== RNG states
-def rng_states() -> dict[str, Any]:
-    """Every random state the run touches, in types ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    py = states["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def gather_rng_states() -> list[dict[str, Any]]:
-    """The RNG states of every rank, in rank order (a collective call under DDP)."""
-    mine = rng_states()
-    if not torch.distributed.is_initialized():
-        return [mine]
-    everyone: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(everyone, mine)
-    return everyone
-
-
-# ==================================================================================== checkpoints
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary directories are not complete)."""
-    root = run_dir / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file())
-
-
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    consumed_samples: int, args: PretrainArgs, rng: list[dict[str, Any]]) -> Path:
-    """Write ``checkpoints/step-NNNNNNNN`` atomically (temporary dir, fsync, rename); keep the last K."""
-    root = run_dir / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    state = {"step": step, "consumed_samples": consumed_samples, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "rng": rng, "args": args.to_dict(),
-             "config": model.config.to_dict()}
-    torch.save(state, tmp / STATE_FILE)
-    with open(tmp / STATE_FILE, "rb") as fh:
-        os.fsync(fh.fileno())
-    if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    dir_fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself reaches the disk
-    finally:
-        os.close(dir_fd)
-    for old in checkpoint_dirs(run_dir)[:-args.keep_last]:
-        shutil.rmtree(old)
-    for stale in root.glob(".tmp-step-*"):  # left by a process killed while saving
-        if stale != tmp:
-            shutil.rmtree(stale, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged file: name it and the way out
-        raise TrainingError(f"checkpoint {path} cannot be read ({type(exc).__name__}): delete that directory "
-                            "to resume from the checkpoint before it") from None
 
 
 # ==================================================================================== the loop
@@ -365,8 +291,6 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     called with each step's metrics and ends the run (with a checkpoint) when it returns True;
     benchmarks use it to evaluate over wall-clock time.
     """
-    from tqdm import tqdm
-
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = rank == 0
@@ -452,7 +376,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             if step % args.save_every == 0 or step == end:
                 rng = gather_rng_states()  # every rank takes part; rank 0 writes
                 if main_process:
-                    save_checkpoint(run_dir, step, model, optimizer, consumed, args, rng)
+                    save_checkpoint(run_dir, step, model, optimizer, consumed, args.to_dict(), rng, args.keep_last)
                 distributed.barrier()
     finally:
         bar.close()
@@ -488,16 +412,32 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
 
 
 # ==================================================================================== commands
-#: The options a recipe (configs/pretrain/*.yaml) may set besides the PretrainArgs fields.
+#: The options a recipe may set besides the PretrainArgs fields.
 RECIPE_EXTRA = {"model", "model_overrides"}
 
+_RECIPE_DIR = resources.files("domainbert.train").joinpath("recipes")
+#: The shipped recipes, by name (``domainbert/train/recipes/<name>.yaml``).
+RECIPES: tuple[str, ...] = tuple(sorted(p.name[:-len(".yaml")] for p in _RECIPE_DIR.iterdir()
+                                        if p.name.endswith(".yaml")))
 
-def load_recipe(path: Path) -> dict[str, Any]:
-    """Read a YAML recipe; unknown keys are refused with the list of known ones."""
-    import yaml
 
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} not found: see configs/pretrain/ for the shipped ones")
+def recipe_path(recipe: str | Path) -> Path:
+    """A shipped recipe's file by name (``small-cpu``), or ``recipe`` itself when it is a file.
+
+    Neither is an error naming the shipped recipes: a recipe is never silently replaced by defaults.
+    """
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    if str(recipe) in RECIPES:
+        return Path(str(_RECIPE_DIR.joinpath(f"{recipe}.yaml")))
+    raise ConfigError(f"recipe {recipe} not found: pass a YAML file or one of the shipped recipes "
+                      f"({', '.join(RECIPES)})")
+
+
+def load_recipe(recipe: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe (a shipped one by name, or a file); unknown keys are refused with the known ones."""
+    path = recipe_path(recipe)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -519,7 +459,8 @@ def load_recipe(path: Path) -> dict[str, Any]:
 def configure_pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="directory written by `domainbert data prepare`")
     parser.add_argument("--out", type=Path, required=True, help="run directory (resumed when it has checkpoints)")
-    parser.add_argument("--recipe", type=Path, help="YAML recipe (configs/pretrain/*.yaml); flags override it")
+    parser.add_argument("--recipe", help=f"a shipped recipe ({', '.join(RECIPES)}) or a YAML file; flags "
+                        "override it")
     parser.add_argument("--model", help="preset (tiny, small, base, large) or a model directory to continue from "
                         "(default: the recipe's, else small)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -551,20 +492,12 @@ def resolve_args(ns: argparse.Namespace, world_size: int) -> tuple[PretrainArgs,
             values[f.name] = flag
     args = PretrainArgs(**values, world_size=world_size)
     model = ns.model or recipe.get("model") or "small"
-    from domainbert.checkpoint import parse_overrides
-
     overrides = {**(recipe.get("model_overrides") or {}), **parse_overrides(getattr(ns, "overrides", []))}
-    unknown = set(overrides) - set(BertConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown model config field(s) {', '.join(sorted(unknown))} in --set")
     return args, model, overrides
 
 
 def copy_tokenizer(data_dir: Path, run_dir: Path) -> Path:
     """Keep the data's vocabulary in the run, so that export never depends on the data directory."""
-    from domainbert.pretraining_data import load_manifest
-    from domainbert.tokenization import BertTokenizer
-
     target = run_dir / "tokenizer"
     if not (target / "vocab.txt").is_file():
         vocab_dir = Path(load_manifest(data_dir)["vocab"]["dir"])
@@ -573,8 +506,6 @@ def copy_tokenizer(data_dir: Path, run_dir: Path) -> Path:
 
 
 def run_pretrain(ns: argparse.Namespace) -> int:
-    from domainbert.pretraining_data import load_manifest
-
     dist_info = distributed.setup(ns.device)
     try:
         args, model_spec, overrides = resolve_args(ns, dist_info.world_size)
@@ -596,7 +527,7 @@ def run_pretrain(ns: argparse.Namespace) -> int:
                           "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
                           "eval_data": str(ns.eval_data) if ns.eval_data else None,
                           "precision": resolve_precision(args.precision, dist_info.device)}
-            (ns.out / RUN_CONFIG).write_text(json.dumps(run_config, indent=2) + "\n", encoding="utf-8")
+            atomic_write_json(ns.out / RUN_CONFIG, run_config)
             print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
                   f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
                   f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
@@ -614,41 +545,4 @@ def run_pretrain(ns: argparse.Namespace) -> int:
                   + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}, NSP {last.nsp_loss:.3f})" if last else ""))
     finally:
         distributed.teardown()
-    return 0
-
-
-def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
-    """Write a run's checkpoint (the newest, or ``step``) as a Hugging Face directory with its tokenizer."""
-    from domainbert.tokenization import BertTokenizer
-
-    found = checkpoint_dirs(run_dir)
-    if step is not None:
-        found = [c for c in found if c.name == f"step-{step:08d}"]
-    if not found:
-        what = f"no checkpoint for step {step}" if step is not None else "no checkpoint"
-        raise TrainingError(f"{run_dir} has {what}: run `domainbert pretrain --out {run_dir}` first")
-    state = load_checkpoint(found[-1])
-    model = BertForPreTraining(BertConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
-    tokenizer = BertTokenizer.from_pretrained(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else None
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, tokenizer=tokenizer)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
-
-
-def configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", type=Path, required=True, help="pretraining run directory")
-    parser.add_argument("--out", type=Path, required=True, help="Hugging Face directory to write")
-    parser.add_argument("--step", type=int, help="which checkpoint (default: the newest)")
-
-
-def run_export(ns: argparse.Namespace) -> int:
-    out = export(ns.run, ns.out, ns.step)
-    print(f"wrote {out}: config.json, model.safetensors and the tokenizer files (loads with "
-          "transformers' AutoModel / BertForPreTraining and `domainbert` alike)")
     return 0

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
 
 from domainbert.errors import DataError, VocabError
-from domainbert.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
+from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
 
 #: Special tokens in the order they take ids 0..4 (PubMedBERT's vocabulary orders them the same way).
 SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -1,7 +1,8 @@
 """The HTTP service: fill-mask, NER, classification and embeddings over JSON, with a small web page.
 
 ``domainbert serve --model DIR [--ner-model DIR] [--classify-model DIR]`` runs :func:`create_app`
-under uvicorn. The app holds the predictors of :mod:`domainbert.inference`:
+under uvicorn (the ``serve`` extra: ``pip install 'domainbert[serve]'``; the command line says so
+when it is missing). The app holds the predictors of :mod:`domainbert.serve.inference`:
 
 ==================  =========================================================  ======================
 endpoint            body → response                                            model
@@ -27,13 +28,23 @@ model on one set of cores gains nothing from running two at once).
 # No ``from __future__ import annotations`` here: FastAPI and pydantic read the annotations of the
 # request models and endpoints that create_app defines locally, which strings would hide.
 import argparse
+import json
 import logging
+import socket
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from domainbert import __version__
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
+from domainbert.serve.inference import Classifier, Embedder, FillMask, InputError, Tagger
 
 logger = logging.getLogger("domainbert")
 
@@ -74,8 +85,6 @@ def load_models(model: str | Path | None = None, ner_model: str | Path | None = 
                 classify_model: str | Path | None = None, *, device: str | None = None,
                 precision: str = "auto", batch_size: int = 32) -> Models:
     """Load the predictors; ``--model`` serves embeddings, and fill-mask when it has its MLM head."""
-    from domainbert.inference import Classifier, Embedder, FillMask, Tagger
-
     opts: dict[str, Any] = dict(device=device, precision=precision, batch_size=batch_size)
     models = Models()
     if model is not None:
@@ -95,8 +104,8 @@ def load_models(model: str | Path | None = None, ner_model: str | Path | None = 
 
 
 def page_html() -> str:
-    """The web page served at ``/`` (``serve_page.html`` beside this module)."""
-    return resources.files("domainbert").joinpath("serve_page.html").read_text(encoding="utf-8")
+    """The web page served at ``/`` (``page.html`` beside this module)."""
+    return resources.files("domainbert.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
 class _BodyGuard:
@@ -152,8 +161,6 @@ class _BodyGuard:
 
 
 async def _send_error(send: Any, status: int, message: str) -> None:
-    import json
-
     payload = json.dumps({"message": message, "detail": message}).encode("utf-8")
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
@@ -166,14 +173,6 @@ def create_app(model: str | Path | None = None, ner_model: str | Path | None = N
                device: str | None = None, precision: str = "auto", batch_size: int = 32,
                models: Models | None = None) -> Any:
     """The FastAPI app serving the given model directories (or already loaded ``models``)."""
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-    from domainbert import __version__
-    from domainbert.inference import InputError
-
     limits = limits or Limits()
     if models is None:
         models = load_models(model, ner_model, classify_model, device=device, precision=precision,
@@ -366,10 +365,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        raise DomainBertError("the service needs fastapi and uvicorn: pip install 'domainbert[serve]'") from None
     if args.model is None and args.ner_model is None and args.classify_model is None:
         raise ConfigError("no model to serve: pass --model DIR (and/or --ner-model DIR, --classify-model DIR)")
     _check_port(args.host, args.port)
@@ -387,8 +382,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_port(host: str, port: int) -> None:
     """Fail with a one-line message (not uvicorn's exit) when the address cannot be bound."""
-    import socket
-
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,4 +1,4 @@
-"""Reading and writing Hugging Face BERT checkpoint directories, and the ``model`` commands.
+"""Reading and writing Hugging Face BERT checkpoint directories (config, weights, tokenizer files).
 
 A checkpoint directory holds ``config.json`` and the weights, as transformers writes them:
 
@@ -19,21 +19,24 @@ task head) are initialised; weights this model does not use are skipped; both ar
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from domainbert.atomic import atomic_write
-from domainbert.configuration import CONFIG_NAME, PRESETS, BertConfig
 from domainbert.errors import CheckpointError, ConfigError
-from domainbert.modeling import MODEL_CLASSES, BertModel, BertPreTrainedModel
+from domainbert.model.configuration import CONFIG_NAME, BertConfig
+
+if TYPE_CHECKING:  # modeling imports this module; the name is for annotations only
+    from domainbert.model.modeling import BertPreTrainedModel
 
 logger = logging.getLogger("domainbert")
 
@@ -46,7 +49,7 @@ WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX, BIN_NAME, BIN_INDEX)
 #: Checkpoint entries that are buffers or aliases, not weights of their own.
 _IGNORED_SUFFIXES = ("embeddings.position_ids",)
 
-M = TypeVar("M", bound=BertPreTrainedModel)
+M = TypeVar("M", bound="BertPreTrainedModel")
 
 
 @dataclass
@@ -94,9 +97,6 @@ def find_weights(directory: Path) -> Path:
 
 def _read_one(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -150,9 +150,10 @@ def _align_prefix(state: dict[str, torch.Tensor], model: BertPreTrainedModel) ->
     """Add or strip the ``bert.`` prefix so that the checkpoint's names match the model's."""
     has_prefix = any(k.startswith("bert.") for k in state)
     base_parts = ("embeddings.", "encoder.", "pooler.")
-    if isinstance(model, BertModel) and has_prefix:  # a head model's checkpoint into the bare encoder
+    bare = not model.base_model_prefix  # the encoder itself ("" prefix), not a head model around it
+    if bare and has_prefix:  # a head model's checkpoint into the bare encoder
         return {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state.items()}
-    if not isinstance(model, BertModel) and not has_prefix:  # a bare encoder's checkpoint into a head model
+    if not bare and not has_prefix:  # a bare encoder's checkpoint into a head model
         return {f"bert.{k}" if k.startswith(base_parts) else k: v for k, v in state.items()}
     return state
 
@@ -226,15 +227,6 @@ def _shape_error(directory: Path, name: str, got: tuple, want: tuple, config: Be
             "does not belong to these weights; restore the checkpoint's own config.json")
 
 
-def load_model(directory: str | os.PathLike, **config_overrides: Any) -> BertPreTrainedModel:
-    """Load with the class the checkpoint's ``architectures`` names (``BertModel`` if none)."""
-    find_weights(Path(directory))
-    config = BertConfig.load(Path(directory))
-    names = config.extra.get("architectures") or ["BertModel"]
-    cls = MODEL_CLASSES.get(names[0], BertModel)
-    return load_pretrained(cls, directory, **config_overrides)
-
-
 # ==================================================================================== writing
 def save_pretrained(model: BertPreTrainedModel, directory: str | os.PathLike, tokenizer: Any = None) -> None:
     """Write ``config.json`` and ``model.safetensors`` (and the tokenizer's files, if given).
@@ -242,8 +234,6 @@ def save_pretrained(model: BertPreTrainedModel, directory: str | os.PathLike, to
     Tied weights are written once (transformers re-ties the MLM decoder when it loads). Each file is
     written atomically, so an interrupted save never leaves a half-written checkpoint.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().to("cpu").contiguous()
@@ -259,94 +249,3 @@ def save_pretrained(model: BertPreTrainedModel, directory: str | os.PathLike, to
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
-
-
-# ==================================================================================== commands
-def configure_create(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size")
-    parser.add_argument("--vocab", type=Path, help="vocabulary directory (from `domainbert vocab build`); "
-                        "sets vocab_size and is copied into the model directory")
-    parser.add_argument("--head", choices=["pretraining", "mlm", "base"], default="pretraining",
-                        help="which model class to create")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a config field, e.g. --set num_hidden_layers=6 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weight init")
-    parser.add_argument("--out", type=Path, required=True, help="directory to write")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} is not FIELD=VALUE: write e.g. --set hidden_size=384")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def run_create(args: argparse.Namespace) -> int:
-    from domainbert.modeling import BertForMaskedLM, BertForPreTraining
-
-    overrides = parse_overrides(args.overrides)
-    tokenizer = None
-    if args.vocab is not None:
-        from domainbert.tokenization import BertTokenizer
-
-        tokenizer = BertTokenizer.from_pretrained(args.vocab)
-        overrides.setdefault("vocab_size", tokenizer.vocab_size)
-        overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
-    unknown = set(overrides) - set(BertConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(sorted(unknown))}: choose from "
-                          f"{', '.join(f for f in BertConfig.__dataclass_fields__ if f != 'extra')}")
-    config = BertConfig.preset(args.preset, **overrides)
-    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise ConfigError(f"the vocabulary has {tokenizer.vocab_size} tokens but vocab_size is "
-                          f"{config.vocab_size}: drop --set vocab_size or make it at least {tokenizer.vocab_size}")
-    torch.manual_seed(args.seed)
-    cls = {"pretraining": BertForPreTraining, "mlm": BertForMaskedLM, "base": BertModel}[args.head]
-    model = cls(config)
-    model.save_pretrained(args.out, tokenizer=tokenizer)
-    print(f"wrote {args.out}: {cls.__name__} ({args.preset}), {model.num_parameters():,} parameters, "
-          f"{config.num_hidden_layers} layers x {config.hidden_size} hidden, vocab {config.vocab_size}"
-          + ("" if tokenizer else "; no tokenizer attached (pass --vocab DIR)"))
-    return 0
-
-
-def configure_info(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model directory (domainbert or Hugging Face BERT)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-
-
-def run_info(args: argparse.Namespace) -> int:
-    logging.getLogger("domainbert").setLevel(logging.ERROR)  # the loading info is printed below
-    model = load_model(args.model)
-    info: LoadingInfo = model.loading_info  # type: ignore[attr-defined]
-    c = model.config
-    vocab = args.model / "vocab.txt"
-    report = {
-        "directory": str(args.model),
-        "class": type(model).__name__,
-        "parameters": model.num_parameters(),
-        "config": {k: v for k, v in c.to_dict().items() if k not in ("id2label", "label2id")},
-        "labels": list(c.id2label.values()) if c.id2label else None,
-        "vocab_txt_lines": sum(1 for _ in vocab.open("rb")) if vocab.is_file() else None,
-        "weights_initialised": info.missing,
-        "weights_unused": info.unexpected,
-        "weights_reinitialised": info.mismatched,
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"{report['directory']}: {report['class']}, {report['parameters']:,} parameters")
-    print(f"  {c.num_hidden_layers} layers, hidden {c.hidden_size}, {c.num_attention_heads} heads, "
-          f"intermediate {c.intermediate_size}, max length {c.max_position_embeddings}, "
-          f"vocab_size {c.vocab_size}" + (f" ({report['vocab_txt_lines']} in vocab.txt)"
-                                          if report["vocab_txt_lines"] is not None else " (no vocab.txt)"))
-    if report["labels"]:
-        print(f"  labels: {', '.join(report['labels'])}")
-    print(f"  weights: {info.summary()}")
-    return 0

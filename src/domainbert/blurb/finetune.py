@@ -25,7 +25,7 @@ classification BertForSequenceClassification,       question + context as a pair
 
 Training follows BERT's fine-tuning recipe as BLURB used it (Gu et al. 2021, §4.3): AdamW with
 weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then linear decay to 0,
-gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.precision`),
+gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
 batches grouped by length with dynamic padding. Each epoch is scored on dev; a run keeps its best
 epoch. ``--budget quick`` trains one setting with one seed (the record's defaults, epochs capped);
 ``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5, 3e-5, 5e-5} × batch {16, 32}) over several
@@ -57,24 +57,30 @@ import argparse
 import json
 import math
 import random
-import re
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from tqdm.auto import tqdm
+
 from domainbert.atomic import atomic_write_json, atomic_write_text
-from domainbert.blurb import (
-    DATASETS, DatasetRecord, TextExample, TokenExample, get_record, load_split, user_record,
-)
+from domainbert.blurb.examples import TextExample, TokenExample
+from domainbert.blurb.featurize import (Feature, collate, featurize_texts, featurize_tokens,
+                                        length_grouped_batches, markers_in)
+from domainbert.blurb.metrics import score
+from domainbert.blurb.registry import DATASETS, DatasetRecord, get_record, load_split, user_record
+from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
-from domainbert.metrics import METRICS
-from domainbert.optim import get_lr, param_groups
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
+from domainbert.train.optim import get_lr, param_groups
+from domainbert.train.precision import autocast, resolve_precision
 
 Budget = Literal["quick", "full"]
 Example = TokenExample | TextExample
@@ -89,10 +95,6 @@ QUICK_MIN_STEPS = 100
 """... unless that is fewer optimizer steps than this: a small set (BIOSSES: 64 pairs, 4 steps an
 epoch) then trains more epochs, up to the record's, so that it gets past its first few updates."""
 
-#: Entity markers of BLURB's relation sets; any other ``@NAME$`` found in the data is added too.
-KNOWN_MARKERS = ("@GENE$", "@DISEASE$", "@CHEMICAL$", "@CHEM-GENE$", "@DRUG$", "@DRUG-DRUG$")
-MARKER_RE = re.compile(r"@[A-Za-z][A-Za-z0-9_-]*\$")
-
 TOKEN_TASKS = ("ner", "pico")
 #: task type → problem type of BertForSequenceClassification (token tasks have none).
 HEADS: dict[str, str | None] = {
@@ -100,7 +102,6 @@ HEADS: dict[str, str | None] = {
     "similarity": "regression", "multilabel": "multi_label_classification",
     "classification": "single_label_classification",
 }
-IGNORE = -100
 
 
 # ==================================================================================== arguments
@@ -203,182 +204,6 @@ def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int) -> 
     return [Setting(lr, bs, epochs) for lr in GRID_LEARNING_RATES for bs in GRID_BATCH_SIZES]
 
 
-# ==================================================================================== featurizing
-@dataclass
-class Feature:
-    """One model input: ids and the targets of a window (token tasks) or an example (sequence tasks)."""
-
-    input_ids: list[int]
-    token_type_ids: list[int]
-    labels: list[int] | list[float] | int | float
-    """Token tasks: one id per token (-100 = not scored); otherwise a class id, a score, or a
-    multi-hot list."""
-    example: int
-    """Index of the example this feature came from."""
-    word_index: list[int] = field(default_factory=list)
-    """Token tasks: for each token, the word whose tag it predicts (-1 when none)."""
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def word_windows(lengths: Sequence[int], budget: int, overlap: int) -> list[tuple[int, int]]:
-    """Split words of sub-token ``lengths`` into ``[start, end)`` windows of at most ``budget`` sub-tokens.
-
-    Consecutive windows share about ``overlap`` sub-tokens of context. Every window advances by at
-    least one word, so the windows cover every word. A single word longer than ``budget`` gets a
-    window of its own (its sub-tokens past the budget are cut; the word keeps its first sub-token,
-    which is the one scored).
-    """
-    if budget < 1:
-        raise ValueError(f"window budget must be positive, got {budget}")
-    n = len(lengths)
-    windows: list[tuple[int, int]] = []
-    start = 0
-    while start < n:
-        end, used = start, 0
-        while end < n and (end == start or used + min(lengths[end], budget) <= budget):
-            used += min(lengths[end], budget)
-            end += 1
-        windows.append((start, end))
-        if end == n:
-            break
-        # Step back from the end to keep ``overlap`` sub-tokens of left context for the next
-        # window, leaving it room for word ``end`` so that every window reaches further.
-        nxt, kept = end, 0
-        room = budget - min(lengths[end], budget)
-        while nxt - 1 > start and kept + lengths[nxt - 1] <= min(overlap, room):
-            nxt -= 1
-            kept += lengths[nxt]
-        start = max(nxt, start + 1)
-    return windows
-
-
-def window_owners(n_words: int, windows: Sequence[tuple[int, int]]) -> list[int]:
-    """For each word, the window that scores it: the one where it is farthest from both edges."""
-    owners = [-1] * n_words
-    best = [-1] * n_words
-    for w, (start, end) in enumerate(windows):
-        for i in range(start, end):
-            margin = min(i - start, end - 1 - i)
-            if margin > best[i]:
-                best[i], owners[i] = margin, w
-    assert -1 not in owners, "every word lies in some window"
-    return owners
-
-
-def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id: dict[str, int],
-                     max_length: int) -> list[Feature]:
-    """Token classification features: first sub-token labelled, long inputs windowed (never cut)."""
-    budget = max_length - 2  # room for [CLS] and [SEP]
-    overlap = budget // 4
-    unk = tokenizer.unk_token_id
-    features: list[Feature] = []
-    # Encode every word of every sentence in one Rust call: the sub-tokens of word j are the
-    # tokens whose word id is j. A word the normaliser empties (a lone control character) still
-    # needs a position to carry its tag: it gets [UNK].
-    encodings = tokenizer.encode_batch([list(e.tokens) for e in examples], is_split_into_words=True,
-                                       add_special_tokens=False)
-    for index, (example, enc) in enumerate(zip(examples, encodings)):
-        pieces: list[list[int]] = [[] for _ in example.tokens]
-        for token_id, word in zip(enc.input_ids, enc.word_ids):
-            if word is not None:
-                pieces[word].append(token_id)
-        pieces = [p or [unk] for p in pieces]
-        windows = word_windows([len(p) for p in pieces], budget, overlap)
-        owners = window_owners(len(pieces), windows)
-        for w, (start, end) in enumerate(windows):
-            ids = [tokenizer.cls_token_id]
-            labels = [IGNORE]
-            word_index = [-1]
-            for i in range(start, end):
-                word_ids = pieces[i][:budget]
-                scored = owners[i] == w
-                ids.extend(word_ids)
-                labels.append(label2id[example.tags[i]] if scored else IGNORE)
-                labels.extend([IGNORE] * (len(word_ids) - 1))
-                word_index.append(i if scored else -1)
-                word_index.extend([-1] * (len(word_ids) - 1))
-            ids.append(tokenizer.sep_token_id)
-            labels.append(IGNORE)
-            word_index.append(-1)
-            assert len(ids) <= max_length, (example.id, len(ids), max_length)
-            features.append(Feature(ids, [0] * len(ids), labels, index, word_index))
-    return features
-
-
-def featurize_texts(tokenizer: Any, record: DatasetRecord, examples: Sequence[TextExample],
-                    label2id: dict[str, int], max_length: int) -> list[Feature]:
-    """Sequence-level features: single texts or pairs, truncated longest-first as BERT does."""
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair or "" for e in examples] if "text_pair" in record.text_fields else None
-    encodings = tokenizer.encode_batch(texts, pairs, max_length=max_length)
-    features = []
-    for index, (example, enc) in enumerate(zip(examples, encodings)):
-        labels: Any
-        if record.task_type == "similarity":
-            labels = float(example.label)  # type: ignore[arg-type]
-        elif record.task_type == "multilabel":
-            labels = [0.0] * len(label2id)
-            for name in example.label:  # type: ignore[union-attr]
-                labels[label2id[name]] = 1.0
-        else:
-            labels = label2id[str(example.label)]
-        features.append(Feature(enc.input_ids, enc.token_type_ids, labels, index))
-    return features
-
-
-def markers_in(examples: Sequence[Example]) -> list[str]:
-    """The ``@TYPE$`` entity markers that occur in relation examples (sorted), plus BLURB's known ones."""
-    found = set(KNOWN_MARKERS)
-    for example in examples:
-        if isinstance(example, TextExample):
-            found.update(MARKER_RE.findall(example.text))
-    return sorted(found)
-
-
-# ==================================================================================== batching
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
-                           pool: int = 50) -> list[list[int]]:
-    """Shuffled batches of similar length: shuffle, sort within pools of ``pool`` batches, shuffle batches.
-
-    Like transformers' LengthGroupedSampler, this keeps randomness across epochs while cutting
-    the padding of each batch (dynamic padding pads only to the batch's longest member).
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches: list[list[int]] = []
-    step = batch_size * pool
-    for at in range(0, len(order), step):
-        chunk = sorted(order[at:at + step], key=lambda i: lengths[i], reverse=True)
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest member and make tensors (labels padded with -100 for tokens)."""
-    width = max(len(f) for f in features)
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(features), width), dtype=torch.long)
-    mask = torch.zeros((len(features), width), dtype=torch.long)
-    for row, f in enumerate(features):
-        ids[row, :len(f)] = torch.tensor(f.input_ids)
-        types[row, :len(f)] = torch.tensor(f.token_type_ids)
-        mask[row, :len(f)] = 1
-    first = features[0].labels
-    if isinstance(first, list) and isinstance(first[0], int):  # token labels
-        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
-        for row, f in enumerate(features):
-            labels[row, :len(f)] = torch.tensor(f.labels)
-    elif isinstance(first, (list, float)):
-        labels = torch.tensor([f.labels for f in features], dtype=torch.float)
-    else:
-        labels = torch.tensor([f.labels for f in features], dtype=torch.long)
-    batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
-    return {k: v.to(device) for k, v in batch.items()}
-
-
 # ==================================================================================== the task
 @dataclass
 class Task:
@@ -410,8 +235,6 @@ def _labels_of(record: DatasetRecord, examples: dict[str, list[Example]]) -> lis
 
 def load_tokenizer(model_dir: Path) -> Any:
     """The model's tokenizer; a vocabulary without BERT's special tokens is a VocabError."""
-    from domainbert.tokenization import BertTokenizer
-
     if not model_dir.is_dir():
         raise CheckpointError(f"model directory {model_dir} does not exist: pass a BERT checkpoint "
                               "directory (config.json, weights and vocab.txt)")
@@ -449,9 +272,6 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
 
 def build_model(task: Task, model_dir: Path) -> nn.Module:
     """The pretrained encoder with a new head for ``task`` (embeddings resized for markers)."""
-    from domainbert.configuration import BertConfig
-    from domainbert.modeling import BertForSequenceClassification, BertForTokenClassification
-
     config = BertConfig.load(model_dir)
     if task.tokenizer.vocab_size > config.vocab_size and not task.markers:
         raise CheckpointError(f"{model_dir}: the vocabulary has {task.tokenizer.vocab_size} tokens but the "
@@ -475,8 +295,6 @@ def predict(model: nn.Module, task: Task, split: str, device: torch.device, prec
     Token tasks: a tag per word, each word taken from the window that scores it. Relation and QA:
     a class name. Similarity: a float. Multilabel: a sorted tuple of class names.
     """
-    from domainbert.precision import autocast
-
     model.eval()
     features = task.features[split]
     order = sorted(range(len(features)), key=lambda i: len(features[i]))
@@ -518,21 +336,6 @@ def gold(task: Task, split: str) -> list[Any]:
     return [e.label for e in task.examples[split]]  # type: ignore[union-attr]
 
 
-def score(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
-    """The record's BLURB metric (works for user records too: the negative class comes from the record)."""
-    function = METRICS[record.metric]
-    if record.metric == "relation_micro_f1":
-        return function(y_true, y_pred, negative=record.negative_label)
-    if record.metric == "hoc_f1":
-        return function(y_true, y_pred, labels=record.labels)
-    if record.metric == "pearson":
-        try:
-            return function(y_true, y_pred)
-        except ValueError:  # constant predictions (an untrained head): no correlation, score 0
-            return 0.0
-    return function(y_true, y_pred)
-
-
 # ==================================================================================== one run
 @dataclass
 class RunResult:
@@ -559,10 +362,6 @@ def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any])
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
               device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
     """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
-    from tqdm.auto import tqdm
-
-    from domainbert.precision import autocast
-
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_model(task, model_dir).to(device)
@@ -654,8 +453,6 @@ def record_for(args: FinetuneArgs) -> DatasetRecord:
 
 def finetune(args: FinetuneArgs) -> dict[str, Any]:
     """Run a budget's settings × seeds (skipping finished runs), select on dev, write the outputs."""
-    from domainbert.configuration import BertConfig
-
     record = record_for(args)
     if not (args.model / "config.json").is_file():
         raise CheckpointError(f"{args.model} has no config.json: pass a BERT checkpoint directory "
@@ -664,8 +461,6 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     task = prepare_task(record, args.model, args.data_dir, args.max_seq_length, args.limit,
                         model_max_positions=config.max_position_embeddings)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    from domainbert.precision import resolve_precision
-
     precision = resolve_precision(args.precision, device)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Using trained models: fill-mask, NER, sequence classification and embeddings (Python API + CLI).
+"""Using trained models: fill-mask, NER, sequence classification and embeddings (the Python API).
 
 Four predictors, each loaded from a model directory (domainbert or Hugging Face BERT) and called on
 a list of texts:
@@ -22,43 +22,43 @@ predictor          head it needs                   result per text
 
 Each predictor sorts its inputs by length, runs batches padded only to their longest member
 (dynamic padding), under bf16 autocast where the hardware computes bf16 natively
-(:mod:`domainbert.precision`), and returns results in the input order. A checkpoint that lacks the
+(:mod:`domainbert.train.precision`), and returns results in the input order. A checkpoint that lacks the
 head a predictor needs is refused with a one-line :class:`~domainbert.errors.CheckpointError`
 (weights a head would otherwise get at random are never used silently); bad input is an
 :class:`InputError` that names the text and the fix.
 
 NER decoding follows how ``domainbert finetune`` trains token models: the text is split into words
 by BERT's pre-tokenizer (whitespace and punctuation), the first sub-token of each word carries its
-tag, and a long text's windows are those of :func:`domainbert.finetune.word_windows`, each word being
-scored by the window where it has most context (:func:`domainbert.finetune.window_owners`). Tags are
+tag, and a long text's windows are those of :func:`domainbert.blurb.finetune.word_windows`, each word being
+scored by the window where it has most context (:func:`domainbert.blurb.finetune.window_owners`). Tags are
 decoded leniently, as conlleval does: ``B-X`` starts an entity, ``I-X`` continues one of type X or
 starts one after anything else; untyped ``B``/``I`` (JNLPBA) give the label ``ENTITY``; IO schemes
 (EBM-PICO's ``I-PAR``) work the same way. An entity's score is the mean probability of its words'
 tags.
 
-Commands (input: files or stdin, one text per line or JSON lines with ``"text"``; output: JSON lines)::
-
-    domainbert fill-mask --model DIR [--top-k 5] [FILE ...]
-    domainbert ner       --model DIR [FILE ...]
-    domainbert classify  --model DIR [FILE ...]        # JSON lines may add "text_pair"
-    domainbert embed     --model DIR [--pooling mean|cls] [--normalize] [FILE ...]
+The commands ``fill-mask``, ``ner``, ``classify`` and ``embed`` are :mod:`domainbert.serve.commands`;
+the HTTP service is :mod:`domainbert.serve.app`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
-import sys
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
+from tokenizers import AddedToken
 
+from domainbert.blurb.featurize import window_owners, word_windows
+from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer
 from domainbert.errors import CheckpointError, DataError
+from domainbert.model import modeling
+from domainbert.model.configuration import BertConfig
+from domainbert.train.precision import autocast, resolve_precision
 
 logger = logging.getLogger("domainbert")
 
@@ -90,13 +90,9 @@ def _default_device() -> torch.device:
 def _load(cls_name: str, model_dir: str | Path, what: str, needed_prefixes: tuple[str, ...],
           fix: str) -> Any:
     """Load ``cls_name`` from ``model_dir``; refuse it when weights under ``needed_prefixes`` are missing."""
-    from domainbert import modeling
-
     model_dir = Path(model_dir)
     heads = ("BertForTokenClassification", "BertForSequenceClassification")
     if cls_name in heads:
-        from domainbert.configuration import BertConfig
-
         saved = (BertConfig.load(model_dir).extra.get("architectures") or ["BertModel"])[0]
         if saved != cls_name:
             # Both heads are one Linear named ``classifier``: only the config tells them apart.
@@ -119,10 +115,6 @@ def _load_tokenizer(model_dir: str | Path) -> Any:
     A tokenizer read from a bare ``vocab.txt`` would split the text ``[MASK]`` into ``[``, ``mask``,
     ``]``; declaring the special tokens (same ids) makes it one token, as transformers does.
     """
-    from tokenizers import AddedToken
-
-    from domainbert.tokenization import SPECIAL_TOKENS, BertTokenizer
-
     tokenizer = BertTokenizer.from_pretrained(model_dir)
     tokenizer.backend.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS.values()])
@@ -144,8 +136,6 @@ class Predictor:
 
     def __init__(self, model: Any, tokenizer: Any, model_dir: Path, *, device: str | torch.device | None,
                  precision: str, batch_size: int) -> None:
-        from domainbert.precision import resolve_precision
-
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else _default_device()
@@ -180,8 +170,6 @@ class Predictor:
             yield _Batch(chunk, ids.to(self.device), mask.to(self.device), types.to(self.device))
 
     def _forward(self, batch: _Batch) -> Any:
-        from domainbert.precision import autocast
-
         with torch.inference_mode(), autocast(self.precision, self.device):
             return self.model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
 
@@ -309,8 +297,6 @@ class Tagger(Predictor):
 
     def __call__(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """For each text, its entities: ``{"start", "end", "label", "text", "score"}`` in text order."""
-        from domainbert.finetune import window_owners, word_windows
-
         _check_texts(texts)
         budget = self.max_length - 2  # room for [CLS] and [SEP]
         overlap = budget // 4  # the same context overlap as fine-tuning's windows
@@ -457,165 +443,3 @@ class Embedder(Predictor):
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 out[batch.indices] = vectors.cpu()
         return out
-
-
-# ==================================================================================== command line
-@dataclass
-class InputRow:
-    """One input of the CLI: its line number, optional id and pair, and the text."""
-
-    line: int
-    text: str
-    id: Any = None
-    text_pair: str | None = None
-
-
-def read_inputs(paths: Sequence[str], stdin: IO[bytes] | None = None) -> Iterator[InputRow]:
-    """Texts from files (``-`` or none: stdin): one per line, or JSON objects with ``"text"``.
-
-    Blank lines are skipped (outputs carry the line number). A JSON line may add ``"id"`` (echoed)
-    and ``"text_pair"`` (for pair classifiers).
-    """
-    sources = list(paths) or ["-"]
-    for source in sources:
-        name = "<stdin>" if source == "-" else source
-        if source == "-":
-            fh: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
-        else:
-            try:
-                fh = open(source, "rb")
-            except OSError as exc:
-                raise DataError(f"cannot read input {source}: {exc.strerror}; pass an existing text or JSONL file") from None
-        try:
-            for number, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{name} line {number} is not UTF-8 (byte {exc.start}): convert the file, "
-                                    "e.g. `iconv -f latin1 -t utf-8`") from None
-                if not line.strip():
-                    continue
-                if line.lstrip().startswith("{"):
-                    yield _json_row(name, number, line)
-                else:
-                    yield InputRow(number, line)
-        finally:
-            if fh is not stdin and source != "-":
-                fh.close()
-
-
-def _json_row(name: str, number: int, line: str) -> InputRow:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name} line {number} starts with '{{' but is not valid JSON ({exc.msg}); "
-                        "write one JSON object per line, or plain text that does not start with '{'") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        raise DataError(f"{name} line {number}: a JSON line needs a string field \"text\"")
-    pair = obj.get("text_pair")
-    if pair is not None and not isinstance(pair, str):
-        raise DataError(f"{name} line {number}: \"text_pair\" must be a string")
-    return InputRow(number, obj["text"], obj.get("id"), pair)
-
-
-def _chunks(rows: Iterable[InputRow], size: int) -> Iterator[list[InputRow]]:
-    chunk: list[InputRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="*", metavar="FILE",
-                        help="input files (default: stdin): one text per line, or JSON lines with \"text\"")
-    parser.add_argument("--model", type=Path, required=True, help="model directory")
-    parser.add_argument("--output", type=Path, help="write JSON lines here instead of stdout")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                        help="bf16 autocast where native (auto), or forced")
-
-
-def configure_fill_mask(parser: argparse.ArgumentParser) -> None:
-    _common_arguments(parser)
-    parser.add_argument("--top-k", type=int, default=5, help="tokens to list per [MASK]")
-
-
-def configure_ner(parser: argparse.ArgumentParser) -> None:
-    _common_arguments(parser)
-    parser.add_argument("--max-length", type=int,
-                        help="window length in sub-tokens (default: the model's maximum)")
-
-
-def configure_classify(parser: argparse.ArgumentParser) -> None:
-    _common_arguments(parser)
-    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label: sigmoid above which a label is predicted")
-
-
-def configure_embed(parser: argparse.ArgumentParser) -> None:
-    _common_arguments(parser)
-    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
-                        help="mean of the last layer over real tokens, or the [CLS] vector")
-    parser.add_argument("--normalize", action="store_true", help="L2-normalise each vector")
-
-
-def _run(args: argparse.Namespace, predictor: Any, predict: Any) -> int:
-    out: IO[str]
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        n = 0
-        # Chunks of many batches: sorting by length inside a chunk keeps padding low while the
-        # output streams (and memory stays bounded) on inputs of any size.
-        for chunk in _chunks(read_inputs(args.inputs), predictor.batch_size * 32):
-            try:
-                results = predict(chunk)
-            except InputError as exc:
-                raise InputError(_with_line(str(exc), chunk)) from None
-            for row, result in zip(chunk, results):
-                record = {"line": row.line, **({"id": row.id} if row.id is not None else {}), **result}
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                n += 1
-        out.flush()
-    finally:
-        if args.output:
-            out.close()
-    print(f"domainbert: {n} input(s) done", file=sys.stderr)
-    return 0
-
-
-def _with_line(message: str, chunk: Sequence[InputRow]) -> str:
-    """``text 3 ...`` (index in the chunk) → ``input line N ...`` for the CLI's messages."""
-    if message.startswith("text "):
-        head, _, rest = message[len("text "):].partition(" ")
-        if head.isdigit() and int(head) < len(chunk):
-            return f"input line {chunk[int(head)].line} {rest}"
-    return message
-
-
-def run_fill_mask(args: argparse.Namespace) -> int:
-    predictor = FillMask(args.model, device=args.device, precision=args.precision,
-                         batch_size=args.batch_size, top_k=args.top_k)
-    return _run(args, predictor, lambda rows: predictor([r.text for r in rows]))
-
-
-def run_ner(args: argparse.Namespace) -> int:
-    predictor = Tagger(args.model, device=args.device, precision=args.precision,
-                       batch_size=args.batch_size, max_length=args.max_length)
-    return _run(args, predictor, lambda rows: [{"entities": e} for e in predictor([r.text for r in rows])])
-
-
-def run_classify(args: argparse.Namespace) -> int:
-    predictor = Classifier(args.model, device=args.device, precision=args.precision,
-                           batch_size=args.batch_size, threshold=args.threshold)
-    return _run(args, predictor, lambda rows: predictor([r.text for r in rows], [r.text_pair for r in rows]))
-
-
-def run_embed(args: argparse.Namespace) -> int:
-    predictor = Embedder(args.model, device=args.device, precision=args.precision,
-                         batch_size=args.batch_size, pooling=args.pooling, normalize=args.normalize)
-    return _run(args, predictor,
-                lambda rows: [{"embedding": v} for v in predictor([r.text for r in rows]).tolist()])

@@ -1,0 +1,144 @@
+"""BLURB results -> what a reader sees: ``report.md``, the bar chart and a row of the cumulative TSV.
+
+The report puts the user's per-dataset and per-task-type test scores and the BLURB score beside the
+published totals, and marks every missing, partial or failed dataset with its reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from domainbert.atomic import atomic_write
+from domainbert.blurb.registry import DATASETS, TASK_GROUPS
+
+#: Published BLURB scores (Gu et al. 2021, "Domain-Specific Language Model Pretraining for
+#: Biomedical Natural Language Processing", BLURB score row). Only the totals are quoted: the
+#: per-dataset rows could not be checked against the paper's table from here, so none is shown.
+PUBLISHED_TOTALS: dict[str, float] = {
+    "PubMedBERT (base, uncased, abstracts)": 81.16,
+    "BioBERT": 80.34,
+    "BERT-base (uncased)": 76.11,
+}
+PUBLISHED_SOURCE = "Gu et al. 2021 (BLURB score; totals only)"
+
+TSV_COLUMNS = ["date", "model", "budget", "blurb_score", "complete", *DATASETS]
+
+
+def _pct(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "—"
+    text = f"{100 * stats['mean']:.2f}"
+    return text + (f" ± {100 * stats['std']:.2f} (n={stats['n']})" if stats.get("n", 1) > 1 else "")
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """``report.md``: per dataset, per task type, the BLURB score, published totals, gaps marked."""
+    lines = [f"# BLURB results: {Path(results['model']).name}", "",
+             f"- model: `{results['model']}`", f"- budget: `{results['budget']}`, "
+             f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
+             f"- data: `{results['data_dir']}`"]
+    caveats = []
+    if results["budget"] != "full":
+        caveats.append("`--budget quick` (one setting, one seed, capped epochs) — not BLURB's grid")
+    if results.get("limit"):
+        caveats.append(f"only the first {results['limit']} examples of each split")
+    if results.get("max_steps"):
+        caveats.append(f"at most {results['max_steps']} optimizer steps per run")
+    if caveats:
+        lines += ["", "**Not comparable to published BLURB numbers:** " + "; ".join(caveats) + "."]
+    lines += ["", "## Per dataset (test, selected on dev)", "",
+              "| Dataset | Task type | Metric | Status | Dev | Test | Setting |",
+              "|---|---|---|---|---|---|---|"]
+    gaps = []
+    for name, d in results["datasets"].items():
+        setting = d.get("selected")
+        shown = (f"lr {setting['learning_rate']:g}, batch {setting['batch_size']}, "
+                 f"{setting['epochs']} ep") if setting else "—"
+        status = d["status"]
+        if status != "complete":
+            gaps.append(f"- **{d['display_name']}** ({status}): {d.get('reason', '')}"
+                        + "".join(f"; {n}" for n in d["notes"] if "not " in n and "shipped" in n
+                                  or "not present" in n))
+        lines.append(f"| {d['display_name']} | {d['group']} | {d['metric']} | {status} | "
+                     f"{_pct(d.get('dev'))} | {_pct(d.get('test'))} | {shown} |")
+    summary = results["blurb"]
+    lines += ["", "## Per task type", "", "| Task type | Datasets run | Score |", "|---|---|---|"]
+    for task_type, group in TASK_GROUPS.items():
+        run = [d["display_name"] for d in results["datasets"].values()
+               if d["task_type"] == task_type and "test" in d]
+        value = summary["per_type"].get(task_type) if summary else None
+        lines.append(f"| {group} | {', '.join(run) or '—'} | "
+                     f"{'—' if value is None else f'{100 * value:.2f}'} |")
+    lines += ["", "## BLURB score", "", "| Model | BLURB score |", "|---|---|"]
+    if summary:
+        mark = "" if summary["complete"] else " (partial: see below)"
+        lines.append(f"| **this model** | **{100 * summary['score']:.2f}**{mark} |")
+    else:
+        lines.append("| **this model** | — (no dataset could be run) |")
+    lines += [f"| {m} (published) | {v:.2f} |" for m, v in PUBLISHED_TOTALS.items()]
+    lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Per-dataset published rows are not shown "
+              "because they could not be checked against the paper's table here."]
+    if summary and not summary["complete"]:
+        missing = [TASK_GROUPS[t] for t in summary["missing_types"]]  # type: ignore[index]
+        lines += ["", "This score averages only the task types and datasets that were run"
+                  + (f" (no score for: {', '.join(missing)})" if missing else "")
+                  + "; BLURB's score needs all 13 datasets."]
+    if gaps:
+        lines += ["", "## Missing or partial datasets", "", *gaps]
+    lines += ["", "## Notes per dataset", ""]
+    for d in results["datasets"].values():
+        for note in d["notes"]:
+            lines.append(f"- {d['display_name']}: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """A bar chart of the test scores, per-type means and the BLURB score, published totals as lines."""
+    ran = [(d["display_name"], d["test"]) for d in results["datasets"].values() if "test" in d]
+    summary = results["blurb"]
+    labels = [n for n, _ in ran]
+    values = [100 * t["mean"] for _, t in ran]
+    errors = [100 * t["std"] for _, t in ran]
+    colors = ["tab:blue"] * len(ran)
+    if summary:
+        for task_type, value in summary["per_type"].items():
+            labels.append(f"[{TASK_GROUPS[task_type]}]")  # type: ignore[index]
+            values.append(100 * value)
+            errors.append(0.0)
+            colors.append("tab:green")
+        labels.append("BLURB score")
+        values.append(100 * summary["score"])
+        errors.append(0.0)
+        colors.append("tab:red")
+    fig = Figure(figsize=(max(6.0, 0.6 * len(labels) + 2), 4.5))  # no pyplot: no global backend state
+    ax = fig.subplots()
+    ax.bar(range(len(labels)), values, yerr=errors, color=colors, capsize=3)
+    for (name, value), style in zip(PUBLISHED_TOTALS.items(), ("--", "-.", ":")):
+        ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=f"{name}: {value:.2f}")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("test score (×100)")
+    ax.set_title(f"BLURB: {Path(results['model']).name} ({results['budget']})")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), fsync=False)
+
+
+def append_tsv(results: dict[str, Any], path: Path) -> None:
+    """Append one row (date, model, budget, BLURB score, test score per dataset) to ``path``."""
+    summary = results["blurb"]
+    row = {"date": results["date"], "model": results["model"], "budget": results["budget"],
+           "blurb_score": f"{100 * summary['score']:.2f}" if summary else "",
+           "complete": str(bool(summary and summary["complete"])).lower()}
+    for name in DATASETS:
+        d = results["datasets"].get(name, {})
+        row[name] = f"{100 * d['test']['mean']:.2f}" if "test" in d else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8") as fh:
+        if new:
+            fh.write("\t".join(TSV_COLUMNS) + "\n")
+        fh.write("\t".join(row[c].replace("\t", " ") for c in TSV_COLUMNS) + "\n")

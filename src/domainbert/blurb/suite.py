@@ -1,0 +1,131 @@
+"""``domainbert blurb``: fine-tune one model on the BLURB suite and report it beside the published rows.
+
+For each requested dataset the suite checks which split files exist (``dataset_status``), fine-tunes
+the complete ones with :func:`domainbert.blurb.finetune.finetune` (into ``<out>/<dataset>/``, so an
+interrupted suite resumes per dataset and per run), and writes:
+
+``results.json``
+    per dataset: status (complete / partial / missing / failed), the selected setting, dev and test
+    mean ± std and per seed, the notes of its record; and the BLURB score over what was run.
+``report.md`` (:mod:`domainbert.blurb.report` renders it, the chart and the TSV row)
+    a per-dataset table, a per-task-type table and the BLURB score, with the published totals of
+    Gu et al. (2021) beside it, and every missing, partial or failed dataset marked with its reason.
+``blurb.png``
+    a bar chart of the same (test score per dataset, per task type, BLURB score; published totals
+    as lines).
+a cumulative TSV
+    one row appended per suite run (default ``<out>/../blurb_results.tsv``).
+
+The BLURB score is the mean over the six task types of the mean of each type's datasets
+(:func:`domainbert.blurb.metrics.blurb_score`). When a type has no dataset run, the score is over the types
+present and the report says it is not comparable to the published numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+from domainbert.atomic import atomic_write_json, atomic_write_text
+from domainbert.blurb.finetune import FinetuneArgs, finetune
+from domainbert.blurb.metrics import blurb_score
+from domainbert.blurb.registry import DATASETS, dataset_status, get_record
+from domainbert.blurb.report import append_tsv, plot, render_report
+from domainbert.data.sources import default_data_dir
+from domainbert.errors import DomainBertError
+
+def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
+              data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
+              limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,
+              precision: str = "auto", device: str | None = None, save_models: bool = False,
+              results_tsv: Path | None = None) -> dict[str, Any]:
+    """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
+    names = [get_record(t).name for t in (tasks or list(DATASETS))]
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    datasets: dict[str, dict[str, Any]] = {}
+    for name in names:
+        record = get_record(name)
+        status = dataset_status(name, root)
+        entry: dict[str, Any] = {"display_name": record.display_name, "task_type": record.task_type,
+                                 "group": record.group, "metric": record.metric,
+                                 "notes": list(record.notes), "status": status.state,
+                                 "missing_files": [str(p) for p in status.missing_files]}
+        if status.state != "complete":
+            entry["reason"] = (", ".join(
+                str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else str(p)
+                for p in status.missing_files) + " not found")
+            datasets[name] = entry
+            continue
+        args = FinetuneArgs(model=model, out=out / name, task=name, data_dir=root, budget=budget,  # type: ignore[arg-type]
+                            seeds=seeds, epochs=epochs, max_steps=max_steps, limit=limit,
+                            max_seq_length=max_seq_length, precision=precision, device=device,
+                            save_model=save_models)
+        try:
+            metrics = finetune(args)
+        except DomainBertError as exc:  # bad data in one dataset: report it, run the others
+            entry.update(status="failed", reason=str(exc))
+            datasets[name] = entry
+            continue
+        entry.update(selected=metrics["selected"], dev=metrics["dev"], test=metrics["test"],
+                     wall_seconds=metrics["wall_seconds"], examples=metrics["examples"],
+                     precision=metrics["precision"], device=metrics["device"])
+        datasets[name] = entry
+    scores = {n: d["test"]["mean"] for n, d in datasets.items() if "test" in d}
+    summary: dict[str, Any] | None = None
+    if scores:
+        bs = blurb_score(scores)
+        summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
+                   "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
+    results = {
+        "model": str(model), "budget": budget, "data_dir": str(root),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "datasets": datasets, "blurb": summary,
+    }
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", render_report(results))
+    plot(results, out / "blurb.png")
+    append_tsv(results, results_tsv or out.resolve().parent / "blurb_results.tsv")
+    return results
+
+
+# ==================================================================================== command
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``domainbert blurb``."""
+    parser.add_argument("--model", type=Path, required=True, help="BERT checkpoint directory")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+    parser.add_argument("--tasks", nargs="+", default=None, help=f"datasets (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--budget", choices=["quick", "full"], default="quick")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="BLURB data directory (default: the `data download` cache)")
+    parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs for every dataset")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
+    parser.add_argument("--max-seq-length", type=int, default=None, help="cap on sub-words per input")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--save-models", action="store_true", help="also write each fine-tuned model")
+    parser.add_argument("--results-tsv", type=Path, default=None,
+                        help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
+
+
+def run(ns: argparse.Namespace) -> int:
+    """``domainbert blurb``: run the suite, print the BLURB score; exit 1 if a dataset failed."""
+    results = run_suite(ns.model, ns.out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
+                        ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
+                        ns.save_models, ns.results_tsv)
+    summary = results["blurb"]
+    score = f"{100 * summary['score']:.2f}" if summary else "—"
+    print(f"BLURB score {score} ({'complete' if summary and summary['complete'] else 'partial'}); "
+          f"wrote {ns.out / 'report.md'}")
+    failed = [n for n, d in results["datasets"].items() if d["status"] == "failed"]
+    for name in failed:
+        print(f"domainbert blurb: error: {name}: {results['datasets'][name]['reason']}")
+    return 1 if failed else 0

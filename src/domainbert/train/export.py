@@ -1,0 +1,49 @@
+"""``domainbert export``: a pretraining checkpoint -> a Hugging Face model directory with its tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from domainbert.data.tokenization import BertTokenizer
+from domainbert.errors import TrainingError
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertForPreTraining
+from domainbert.train.state import checkpoint_dirs, load_checkpoint
+
+
+def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    """Write a run's checkpoint (the newest, or ``step``) as a Hugging Face directory with its tokenizer."""
+    found = checkpoint_dirs(run_dir)
+    if step is not None:
+        found = [c for c in found if c.name == f"step-{step:08d}"]
+    if not found:
+        what = f"no checkpoint for step {step}" if step is not None else "no checkpoint"
+        raise TrainingError(f"{run_dir} has {what}: run `domainbert pretrain --out {run_dir}` first")
+    state = load_checkpoint(found[-1])
+    model = BertForPreTraining(BertConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    tokenizer = BertTokenizer.from_pretrained(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else None
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, tokenizer=tokenizer)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="pretraining run directory")
+    parser.add_argument("--out", type=Path, required=True, help="Hugging Face directory to write")
+    parser.add_argument("--step", type=int, help="which checkpoint (default: the newest)")
+
+
+def run_export(ns: argparse.Namespace) -> int:
+    out = export(ns.run, ns.out, ns.step)
+    print(f"wrote {out}: config.json, model.safetensors and the tokenizer files (loads with "
+          "transformers' AutoModel / BertForPreTraining and `domainbert` alike)")
+    return 0
