@@ -661,3 +661,17 @@ def test_inlined_shuffle_equals_random_shuffle(n: int) -> None:
         _fisher_yates(ours, a)
         b.shuffle(theirs)
         assert ours == theirs and a.getstate() == b.getstate()
+
+
+def test_one_iteration_contract_for_both_readers(static_dir: Path) -> None:
+    """Iteration is the trainer's reader with a global batch of one sample per rank; both honour the
+    constructor's rank, world size, epoch and start sample."""
+    kw = dict(rank=1, world_size=2, seed=3, with_index=True)
+    iterated = _indices(PretrainingDataset(static_dir, **kw))
+    trainer = PretrainingDataset(static_dir, **kw).micro_batches(2, 1)  # G = W = 2, rank 1's slice
+    assert [int(next(trainer)["index"][0]) for _ in range(50)] == iterated[:50]
+    resumed = PretrainingDataset(static_dir, start_sample=96 * 5, epoch=1, **kw)
+    explicit = PretrainingDataset(static_dir, seed=3, with_index=True)
+    start = 1 * explicit.num_samples + 96 * 5
+    a, b = resumed.micro_batches(96, 16), explicit.micro_batches(96, 16, start, 1, 2)
+    assert [next(a)["index"].tolist() for _ in range(4)] == [next(b)["index"].tolist() for _ in range(4)]

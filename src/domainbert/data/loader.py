@@ -76,18 +76,33 @@ class _Permutation:
 class PretrainingDataset(IterableDataset):
     """Streams a prepared directory as model inputs, shuffled by seed and epoch, split by rank/worker.
 
-    Each item is a dict of tensors (``batch_size=None``: one sample, shapes ``(L,)``; otherwise a
-    batch, ``(B, L)``): ``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels`` (the
-    original id at masked positions, -100 elsewhere: what ``BertForPreTraining.forward(labels=...)``
-    takes) and ``next_sentence_label`` (0 = B follows A, 1 = random).
+    Each item is a dict of tensors (one sample, shapes ``(L,)``, or a batch, ``(B, L)``):
+    ``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels`` (the original id at masked
+    positions, -100 elsewhere: what ``BertForPreTraining.forward(labels=...)`` takes) and
+    ``next_sentence_label`` (0 = B follows A, 1 = random).
 
-    Order: epoch ``e`` visits the samples in the order of a permutation keyed by ``(seed, e)``.
-    Position ``p`` of that order belongs to rank ``p % world_size``; the ``N % world_size`` last
-    positions are dropped so that every rank gets the same count. Within a rank, DataLoader worker
-    ``w`` of ``W`` takes the rank's batches ``w, w + W, ...`` (or samples, without ``batch_size``),
-    so ``DataLoader(ds, batch_size=None, num_workers=W)`` yields the rank's stream in order.
-    ``start_sample`` skips the first samples of the epoch (counted over all ranks: a resumed run
-    passes ``step * global_batch_size``) so nothing is replayed.
+    **The iteration contract** (the one place it is written down):
+
+    1. *Order.* The samples form one endless sequence: epoch 0's permutation of all ``N`` samples
+       (keyed by ``(seed, epoch)``; the identity with ``shuffle=False``), then epoch 1's, and so on.
+       Position ``p`` holds sample ``perm[p // N](p % N)``, read with epoch ``p // N``'s dynamic masks.
+    2. *Split.* The sequence is consumed in global batches of ``G`` samples; rank ``r`` of ``W``
+       takes the ``r``-th of ``W`` equal contiguous slices of each global batch, so ``W`` ranks
+       together read exactly what one rank would.
+    3. *Start.* Reading starts at position ``epoch * N + start_sample`` (``start_sample`` counted over
+       all ranks: a resumed run passes ``step * G``), so nothing is replayed.
+
+    Two readers follow it, and take the constructor's ``rank``, ``world_size``, ``epoch`` and
+    ``start_sample`` unless told otherwise:
+
+    - :meth:`micro_batches` (the trainer, ``domainbert.train.pretrain.BatchSource``): ``G`` is the
+      global batch; endless; the rank's slice of each global batch cut into micro-batches.
+    - iteration (``for item in dataset``, a ``DataLoader``): ``G = W``, one sample per rank per step
+      (so rank ``r`` reads the positions ``≡ r`` mod ``W``) through one epoch; the ``N % W`` last
+      positions are dropped so that every rank gets the same count; items are samples, or
+      ``batch_size`` batches of the rank's stream; DataLoader worker ``w`` of ``K`` takes the rank's
+      items ``w, w + K, ...``, so ``DataLoader(ds, batch_size=None, num_workers=K)`` yields the rank's
+      stream in order.
 
     Memory: shards are memory-mapped; the permutation is computed, not stored.
     """
@@ -121,6 +136,7 @@ class PretrainingDataset(IterableDataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (shards + 1,)
         self._arrays: list[dict[str, np.ndarray]] | None = None
         self._spec: MaskingSpec | None = None
+        self._perms: dict[int, _Permutation] = {}  # the current epoch's permutation, computed once
         self.with_index = with_index
         """Also yield ``index`` (the sample's position over all shards), for tests and debugging."""
 
@@ -145,11 +161,22 @@ class PretrainingDataset(IterableDataset):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def global_indices(self, local: np.ndarray) -> np.ndarray:
-        """Rank-local positions -> sample indices over all shards (the epoch's shuffled order)."""
-        positions = local.astype(np.int64) * self.world_size + self.rank
-        if not self.shuffle:
-            return positions
-        return _Permutation(self.num_samples, derive_seed("order", self.seed, self.epoch))(positions)
+        """Iteration's rank-local positions -> sample indices over all shards (the epoch's order)."""
+        return self._samples_at(self.epoch * self.num_samples + local.astype(np.int64) * self.world_size
+                                + self.rank)[0]
+
+    def _samples_at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the endless sequence (contract point 1) -> (sample indices, epochs)."""
+        n = self.num_samples
+        epochs = positions // n
+        indices = positions - epochs * n
+        if self.shuffle:
+            for e in np.unique(epochs).tolist():
+                if e not in self._perms:
+                    self._perms = {e: _Permutation(n, derive_seed("order", self.seed, e))}  # one epoch kept
+                at = epochs == e
+                indices[at] = self._perms[e](indices[at])
+        return indices, epochs
 
     def _worker_blocks(self) -> list[np.ndarray]:
         info = get_worker_info()
@@ -238,22 +265,24 @@ class PretrainingDataset(IterableDataset):
                 yield collate_pretraining([self.sample(i) for i in indices.tolist()])
 
 
-    def micro_batches(self, global_batch_size: int, micro_batch_size: int, start_sample: int,
-                      rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        """``domainbert.train.pretrain.BatchSource``: endless micro-batches for ``rank``, in the trainer's order.
+    def micro_batches(self, global_batch_size: int, micro_batch_size: int, start_sample: int | None = None,
+                      rank: int | None = None, world_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """The trainer's reader (see the class docstring): endless micro-batches of ``rank``'s slice of
+        each global batch, from position ``start_sample`` of the endless sequence.
 
-        The global sequence is epoch 0's shuffled order, then epoch 1's, and so on (no sample dropped);
-        optimizer step ``s`` takes positions ``[s*G, (s+1)*G)`` of it, rank ``r`` the ``r``-th of
-        ``world_size`` equal contiguous slices, cut into micro-batches in order. ``start_sample``
-        (a multiple of G when resuming) skips what was consumed. This ignores the ``rank``,
-        ``world_size``, ``epoch`` and ``start_sample`` given to the constructor.
+        ``start_sample``, ``rank`` and ``world_size`` default to the constructor's (``start_sample`` to
+        ``epoch * N + start_sample``). A start inside a global batch reads only the rest of it.
         """
+        rank = self.rank if rank is None else rank
+        world_size = self.world_size if world_size is None else world_size
+        if start_sample is None:
+            start_sample = self.epoch * self.num_samples + self.start_sample
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} / world_size {world_size}: need 0 <= rank < world_size")
         if global_batch_size % (micro_batch_size * world_size):
             raise ConfigError(f"global batch {global_batch_size} is not a multiple of micro batch "
                               f"{micro_batch_size} x world size {world_size}")
-        n = self.num_samples
         per_rank = global_batch_size // world_size
-        perms: dict[int, _Permutation] = {}
         step_start = start_sample - start_sample % global_batch_size
         skip = start_sample - step_start  # a start inside a step: only the rest of its samples
         while True:
@@ -263,15 +292,9 @@ class PretrainingDataset(IterableDataset):
                 positions = positions[positions >= step_start + skip]
                 if not len(positions):
                     continue
-                epochs = positions // n
-                samples = []
-                for e in np.unique(epochs).tolist():
-                    if self.shuffle and e not in perms:
-                        perms = {e: _Permutation(n, derive_seed("order", self.seed, e))}
-                    pos = positions[epochs == e] - e * n
-                    idx = perms[e](pos) if self.shuffle else pos
-                    samples += [self.sample(i, epoch=e) for i in idx.tolist()]
-                yield collate_pretraining(samples)
+                indices, epochs = self._samples_at(positions)
+                yield collate_pretraining([self.sample(i, epoch=e)
+                                           for i, e in zip(indices.tolist(), epochs.tolist())])
             step_start += global_batch_size
             skip = 0
 
