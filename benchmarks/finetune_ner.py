@@ -47,8 +47,15 @@ def run_trainer(data: Path, bf16: bool, seed: int) -> dict:
     import numpy as np
     from datasets import Dataset
     from seqeval.metrics import f1_score
-    from transformers import (AutoConfig, AutoModelForTokenClassification, AutoTokenizer,
-                              DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed)
+    from transformers import (
+        AutoConfig,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from domainbert.blurb.readers import read_conll
 
@@ -168,7 +175,8 @@ def main() -> None:
         mine = [x for x in rows if x["system"] == system]
         f1[system] = [x["test_f1"] for x in mine]
         dev = [x["dev_f1"] for x in mine]
-        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        def sd(v: list[float]) -> float:
+            return statistics.stdev(v) if len(v) > 1 else 0.0
         print(f"| {system} | {len(mine)} | {statistics.mean(x['wall_s'] for x in mine):.1f} | "
               + ", ".join(f"{v:.4f}" for v in f1[system])
               + f" | {statistics.mean(f1[system]):.4f} ± {sd(f1[system]):.4f} | "

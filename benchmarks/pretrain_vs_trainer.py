@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_step import dense_flops_per_token, matmul_ceiling  # noqa: E402
 
 from domainbert.cli import main as cli  # noqa: E402
+from domainbert.data.loader import PretrainingDataset  # noqa: E402
 from domainbert.model.configuration import BertConfig  # noqa: E402
 from domainbert.model.modeling import BertForPreTraining  # noqa: E402
-from domainbert.train.pretrain import PretrainArgs, fit, load_recipe  # noqa: E402
-from domainbert.data.loader import PretrainingDataset  # noqa: E402
 from domainbert.train.precision import autocast, resolve_precision  # noqa: E402
+from domainbert.train.pretrain import PretrainArgs, fit, load_recipe  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +63,12 @@ def prepare(work: Path) -> tuple[Path, Path]:
     corpus = SHARED / "pubmed_corpus"
     train_files = [str(p) for p in sorted(corpus.glob("*.txt")) if p.name != HELD_OUT]
     if not (work / "vocab" / "vocab.txt").is_file():
-        assert cli(["vocab", "build", "--corpus", *train_files, "--vocab-size", "30522", "--out", str(work / "vocab")]) == 0
+        assert cli(["vocab", "build", "--corpus", *train_files, "--vocab-size", "30522",
+                    "--out", str(work / "vocab")]) == 0
     for name, files in (("train", train_files), ("heldout", [str(corpus / HELD_OUT)])):
         if not (work / name / "manifest.json").is_file():
-            assert cli(["data", "prepare", "--corpus", *files, "--vocab", str(work / "vocab"), "--out", str(work / name),
+            assert cli(["data", "prepare", "--corpus", *files, "--vocab", str(work / "vocab"),
+                        "--out", str(work / name),
                         "--dupe-factor", "2", "--min-words", "0", "--workers", "2", "--quiet"]) == 0
     return work / "train", work / "heldout"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from domainbert.data.tokenization import BertTokenizer
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification
-from domainbert.data.tokenization import BertTokenizer
 
 NER_LABELS = ["O", "B-Disease", "I-Disease"]
 B_WORDS = ("breast", "diabetes", "heart", "asthma", "lung", "leukemia", "renal")

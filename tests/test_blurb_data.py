@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from domainbert.blurb import DATASETS, TASK_GROUPS, TextExample, TokenExample, dataset_status, load_split
-from domainbert.blurb import get_record, user_record
+from domainbert.blurb import (
+    DATASETS,
+    TASK_GROUPS,
+    TextExample,
+    TokenExample,
+    dataset_status,
+    get_record,
+    load_split,
+    user_record,
+)
 from domainbert.blurb.chemprot import convert_chemprot, raw_files, write_relation_tsv
-from domainbert.blurb.readers import read_conll, read_hoc_sentences, read_relation_tsv, pubmedqa_splits
+from domainbert.blurb.readers import pubmedqa_splits, read_conll, read_hoc_sentences, read_relation_tsv
 from domainbert.errors import DataError
 
 # (sentences, mentions = B* tags) per split, from shared/data/SOURCES.md

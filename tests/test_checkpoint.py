@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from domainbert.model.hf_io import read_state_dict
 from domainbert.cli import main
-from domainbert.model.configuration import BertConfig
 from domainbert.errors import CheckpointError, ConfigError
+from domainbert.model.configuration import BertConfig
+from domainbert.model.hf_io import read_state_dict
 from domainbert.model.modeling import BertForPreTraining, BertForTokenClassification, BertModel, load_model
 
 TINY = BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

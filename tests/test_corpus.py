@@ -60,7 +60,8 @@ def _article(pmid: str, title: str, *sections: tuple[str | None, str]) -> str:
 
 
 def _pubmed_xml(*records: str) -> str:
-    return '<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n' + "\n".join(records) + "\n</PubmedArticleSet>\n"
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n' + "\n".join(records)
+            + "\n</PubmedArticleSet>\n")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,11 +17,16 @@ import pytest
 import torch
 
 from domainbert.blurb import get_record, load_split
-from domainbert.cli import main
 from domainbert.blurb.featurize import (
-    IGNORE, featurize_tokens, length_grouped_batches, markers_in, window_owners, word_windows,
+    IGNORE,
+    featurize_tokens,
+    length_grouped_batches,
+    markers_in,
+    window_owners,
+    word_windows,
 )
 from domainbert.blurb.finetune import FinetuneArgs, Setting, finetune, settings_for
+from domainbert.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +38,9 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, minilm_dir) -> Path:
     """A random 2-layer BERT (hidden 32, intermediate 37) saved with MiniLM's vocabulary."""
+    from domainbert.data.tokenization import BertTokenizer
     from domainbert.model.configuration import BertConfig
     from domainbert.model.modeling import BertModel
-    from domainbert.data.tokenization import BertTokenizer
 
     torch.manual_seed(0)
     tokenizer = BertTokenizer.from_pretrained(minilm_dir)
@@ -168,8 +173,8 @@ def test_user_multilabel_folder_in_hoc_layout_runs_from_the_cli(tiny_model, shar
 
 def _reference_logits(out: Path, kind: str):
     transformers = pytest.importorskip("transformers")
-    from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
     from domainbert.data.tokenization import BertTokenizer
+    from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
 
     auto = (transformers.AutoModelForTokenClassification if kind == "token"
             else transformers.AutoModelForSequenceClassification)
@@ -347,8 +352,8 @@ def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
 
 
 def test_random_batches_are_a_flag(tmp_path: Path) -> None:
-    from domainbert.cli import build_parser
     from domainbert.blurb.finetune import args_from_namespace
+    from domainbert.cli import build_parser
 
     argv = ["--task", "gad", "--model", str(tmp_path), "--out", str(tmp_path / "o")]
     grouped = args_from_namespace(build_parser("finetune").parse_args(argv))

@@ -20,8 +20,7 @@ from domainbert.cli import main
 from domainbert.errors import CheckpointError
 from domainbert.serve.commands import read_inputs
 from domainbert.serve.inference import Classifier, Embedder, FillMask, InputError, Tagger, decode_bio
-from inference_models import (minilm_dir, rule_entities, save_rule_ner, save_tiny_classifier,
-                              save_tiny_mlm)
+from inference_models import minilm_dir, rule_entities, save_rule_ner, save_tiny_classifier, save_tiny_mlm
 
 TEXTS = ["Aspirin reduces the risk of [MASK] infarction.",
          "The [MASK] gene is mutated in many [MASK] cancers.",
@@ -134,8 +133,8 @@ def test_ner_matches_transformers_on_a_random_model(tmp_path: Path) -> None:
     """A random (context-dependent) model: our word tags = argmax of transformers' logits at first sub-tokens."""
     from transformers import AutoModelForTokenClassification
 
-    from domainbert.model.modeling import BertForTokenClassification
     from domainbert.data.tokenization import BertTokenizer
+    from domainbert.model.modeling import BertForTokenClassification
     from inference_models import NER_LABELS, tiny_config
 
     torch.manual_seed(3)
@@ -156,7 +155,8 @@ def test_ner_matches_transformers_on_a_random_model(tmp_path: Path) -> None:
     expected = []
     for start, end, label, score in decode_bio(tags, scores):
         s, e = enc.offsets[first[start]][0], enc.offsets[[p for p, w in enumerate(enc.word_ids) if w == end - 1][-1]][1]
-        expected.append({"start": s, "end": e, "label": label, "text": text[s:e], "score": pytest.approx(score, abs=1e-5)})
+        expected.append({"start": s, "end": e, "label": label, "text": text[s:e],
+                         "score": pytest.approx(score, abs=1e-5)})
     assert expected, "the random model tags something"
     assert tagger([text])[0] == expected
 
@@ -242,7 +242,8 @@ def test_cli_ner_from_stdin_plain_and_jsonl(models: dict[str, Path], monkeypatch
 
 
 def test_cli_fill_mask_and_embed_from_files(models: dict[str, Path], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"

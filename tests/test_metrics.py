@@ -115,8 +115,8 @@ def test_pearson_matches_scipy() -> None:
 def test_hoc_f1_matches_sklearn() -> None:
     rng = random.Random(13)
     labels = [str(i) for i in range(10)]
-    gold = [tuple(l for l in labels if rng.random() < 0.2) for _ in range(60)]
-    pred = [tuple(l for l in labels if (l in g) != (rng.random() < 0.15)) for g in gold]
+    gold = [tuple(x for x in labels if rng.random() < 0.2) for _ in range(60)]
+    pred = [tuple(x for x in labels if (x in g) != (rng.random() < 0.15)) for g in gold]
     binarizer = MultiLabelBinarizer(classes=labels)
     y_true, y_pred = binarizer.fit_transform(gold), binarizer.fit_transform(pred)
     assert hoc_f1(gold, pred) == pytest.approx(sk_f1(y_true, y_pred, average="macro"))

@@ -6,10 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainbert.model.configuration import PRESETS, BertConfig
 from domainbert.errors import ConfigError
-from domainbert.model.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
-                                 BertForTokenClassification, BertModel)
+from domainbert.model.configuration import PRESETS, BertConfig
+from domainbert.model.modeling import (
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 
 B, T = 13, 7
 
@@ -49,9 +54,11 @@ def test_config_rejects_impossible_values(field, value):
 
 def test_presets_have_the_documented_shapes():
     small = BertConfig.preset("small")
-    assert (small.num_hidden_layers, small.hidden_size, small.num_attention_heads, small.intermediate_size) == (4, 256, 4, 1024)
+    shape = (small.num_hidden_layers, small.hidden_size, small.num_attention_heads, small.intermediate_size)
+    assert shape == (4, 256, 4, 1024)
     base = BertConfig.preset("base")
-    assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads, base.intermediate_size) == (12, 768, 12, 3072)
+    shape = (base.num_hidden_layers, base.hidden_size, base.num_attention_heads, base.intermediate_size)
+    assert shape == (12, 768, 12, 3072)
     large = BertConfig.preset("large")
     assert (large.num_hidden_layers, large.hidden_size) == (24, 1024)
     assert set(PRESETS) == {"tiny", "small", "base", "large"}
@@ -162,7 +169,8 @@ def test_weight_init_follows_bert(config):
     w = model.bert.encoder.layer[0].intermediate.dense.weight
     assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002
     assert torch.all(model.bert.encoder.layer[0].intermediate.dense.bias == 0)
-    assert torch.all(model.bert.embeddings.LayerNorm.weight == 1) and torch.all(model.bert.embeddings.LayerNorm.bias == 0)
+    norm = model.bert.embeddings.LayerNorm
+    assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
     assert torch.all(model.bert.embeddings.word_embeddings.weight[0] == 0)  # [PAD] row
     assert torch.all(model.cls.predictions.bias == 0)
 

@@ -14,10 +14,15 @@ import pytest
 import torch
 import transformers
 
-from domainbert.model.configuration import BertConfig
-from domainbert.model.modeling import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
-                                 BertForTokenClassification, BertModel)
 from domainbert.data.tokenization import BertTokenizer
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import (
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 
 transformers.logging.set_verbosity_error()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainbert.train import precision
 from domainbert.errors import ConfigError
+from domainbert.train import precision
 
 
 def test_auto_follows_native_bf16(monkeypatch):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainbert.model.configuration import BertConfig
 from domainbert.errors import ConfigError
+from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train.optim import Lamb, get_lr, param_groups
 from domainbert.train.pretrain import PretrainArgs, TrainingError, checkpoint_dirs, fit, load_checkpoint

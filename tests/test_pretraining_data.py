@@ -23,15 +23,21 @@ import pytest
 import torch
 
 from domainbert.cli import main as cli_main
-from domainbert.data.examples import (DocumentPool, MaskingSpec, NspDebt, PrepareConfig,
-                                      create_instances_from_document, create_masked_lm_predictions,
-                                      truncate_seq_pair)
+from domainbert.data.examples import (
+    DocumentPool,
+    MaskingSpec,
+    NspDebt,
+    PrepareConfig,
+    create_instances_from_document,
+    create_masked_lm_predictions,
+    truncate_seq_pair,
+)
 from domainbert.data.filters import CorpusFilter
 from domainbert.data.loader import PretrainingDataset, _Permutation, collate_pretraining
 from domainbert.data.shards import MANIFEST_NAME, check_manifest, load_manifest, prepare_pretraining_data
-from domainbert.errors import ConfigError, DataError, VocabError
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.data.vocab import build_vocab
+from domainbert.errors import ConfigError, DataError, VocabError
 
 KEEP_ALL = CorpusFilter(min_words=0)
 

@@ -207,7 +207,8 @@ def test_schemathesis_no_server_errors(live: LiveServer) -> None:
     from schemathesis.config import SchemathesisConfig
 
     config = SchemathesisConfig()
-    config.projects.default.generation.update(max_examples=25, modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
+    config.projects.default.generation.update(
+        max_examples=25, modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json", config=config)
     failures: list[str] = []
     statuses: list[int] = []

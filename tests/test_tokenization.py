@@ -12,8 +12,8 @@ import json
 import pytest
 import transformers
 
-from domainbert.errors import VocabError
 from domainbert.data.tokenization import BertTokenizer
+from domainbert.errors import VocabError
 
 try:  # transformers 5: the pure-Python tokenizer is the "legacy" one
     from transformers import BertTokenizerLegacy as SlowBertTokenizer

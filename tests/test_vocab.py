@@ -48,7 +48,8 @@ def _normalise(s: str) -> str:
 def test_text_round_trips_through_the_offsets(pubmed_vocab, shared_data):
     out, _ = pubmed_vocab
     tok = BertTokenizer.from_pretrained(out)
-    lines = [t for t in (shared_data / "pubmed_corpus" / "bc5cdr_train_dev.txt").read_text("utf-8").splitlines()[:200] if t]
+    text = (shared_data / "pubmed_corpus" / "bc5cdr_train_dev.txt").read_text("utf-8")
+    lines = [t for t in text.splitlines()[:200] if t]
     checked = 0
     for line, enc in zip(lines, tok.encode_batch(lines, add_special_tokens=False)):
         for token, (start, end) in zip(enc.tokens, enc.offsets):

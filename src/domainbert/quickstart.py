@@ -48,8 +48,15 @@ from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train import distributed
 from domainbert.train.export import export
-from domainbert.train.pretrain import (RECIPE_EXTRA, PretrainArgs, copy_tokenizer, fit, load_recipe, open_data,
-                                       verify_settings)
+from domainbert.train.pretrain import (
+    RECIPE_EXTRA,
+    PretrainArgs,
+    copy_tokenizer,
+    fit,
+    load_recipe,
+    open_data,
+    verify_settings,
+)
 from domainbert.train.state import checkpoint_dirs
 
 HELD_OUT_XML = "medline_xml/medline16n0902.xml.gz"
@@ -164,7 +171,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
             continue
         manifest = prepare_pretraining_data(files, vocab, target, config, decontaminate=out / "data",
                                             workers=ns.workers, progress=progress)
-        print(f"  {target.name}: {manifest['num_samples']:,} examples from {manifest['counts']['documents']:,} documents")
+        print(f"  {target.name}: {manifest['num_samples']:,} examples from "
+              f"{manifest['counts']['documents']:,} documents")
     timings["examples"] = time.perf_counter() - t
 
     t = _stage(4, total, f"pretraining: MLM + NSP for about {ns.minutes:g} minutes")

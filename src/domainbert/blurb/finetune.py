@@ -66,13 +66,18 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-
 from tqdm.auto import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.examples import TextExample, TokenExample
-from domainbert.blurb.featurize import (Feature, collate, featurize_texts, featurize_tokens,
-                                        length_grouped_batches, markers_in)
+from domainbert.blurb.featurize import (
+    Feature,
+    collate,
+    featurize_texts,
+    featurize_tokens,
+    length_grouped_batches,
+    markers_in,
+)
 from domainbert.blurb.metrics import score
 from domainbert.blurb.registry import DATASETS, DatasetRecord, get_record, load_split, user_record
 from domainbert.data.tokenization import BertTokenizer

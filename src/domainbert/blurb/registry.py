@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from domainbert.blurb import readers
-from domainbert.blurb.chemprot import CHEMPROT_LABELS, raw_files, read_chemprot_raw
 from domainbert.blurb import test_text as tt
+from domainbert.blurb.chemprot import CHEMPROT_LABELS, raw_files, read_chemprot_raw
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.test_text import TestTextReader
 from domainbert.data.sources import default_data_dir
@@ -185,7 +185,8 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   test_text=(("bc5cdr_disease/test.tsv", tt.iob_text), _CDR_TEST)),
     DatasetRecord("ncbi-disease", "NCBI-disease", "ner", "ncbi_disease", _IOB_FILES, _conll,
                   _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
-                  test_text=(("ncbi_disease/test.tsv", tt.iob_text), ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text))),
+                  test_text=(("ncbi_disease/test.tsv", tt.iob_text),
+                             ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text))),
     DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _IOB_FILES, _conll,
                   _bio("GENE"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "not shipped in shared/data (reserved): place the "
@@ -212,7 +213,9 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   notes=("built from the BioCreative VI release (chemprot/raw) with BLURB's "
                          "method; the dev split reproduces BLURB's dev.tsv row for row",
                          "micro F1 over CPR:3/4/5/6/9, the 'false' class left out"),
-                  test_text=(("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv", tt.chemprot_abstracts_text), ("chemprot/blurb/test.tsv", tt.masked_tsv_text))),
+                  test_text=(("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv",
+                              tt.chemprot_abstracts_text),
+                             ("chemprot/blurb/test.tsv", tt.masked_tsv_text))),
     DatasetRecord("ddi", "DDI", "relation", "ddi", _BLURB_FILES, _relation,
                   ("DDI-advise", "DDI-effect", "DDI-int", "DDI-mechanism", "DDI-false"), 256,
                   "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10), negative_label="DDI-false",

@@ -37,6 +37,7 @@ from domainbert.blurb.report import append_tsv, plot, render_report
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import DomainBertError
 
+
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
               data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
               limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,

@@ -55,8 +55,16 @@ except ImportError:  # pragma: no cover - elsewhere no lock; concurrent runs int
     fcntl = None  # type: ignore[assignment]
 
 from domainbert import __version__
-from domainbert.data.sources import (BLURB, PUBMED_BASE_URL, RemoteFile, blurb_files,
-                                     corpus_files, current_pubmed_year, default_data_dir, pubmed_baseline_files)
+from domainbert.data.sources import (
+    BLURB,
+    PUBMED_BASE_URL,
+    RemoteFile,
+    blurb_files,
+    corpus_files,
+    current_pubmed_year,
+    default_data_dir,
+    pubmed_baseline_files,
+)
 from domainbert.errors import ConfigError, DataError
 
 MANIFEST_NAME = "download.json"

@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 
 from domainbert.blurb.registry import TestTextReader, test_text_files
-from domainbert.data.corpus import (ALNUM_RUN, CorpusCounts, Document, Splitter, corpus_format,
-                                    medline_deleted_pmids, normalize_text, read_corpus_file)
+from domainbert.data.corpus import (
+    ALNUM_RUN,
+    CorpusCounts,
+    Document,
+    Splitter,
+    corpus_format,
+    medline_deleted_pmids,
+    normalize_text,
+    read_corpus_file,
+)
 from domainbert.errors import DataError
 
 __all__ = [

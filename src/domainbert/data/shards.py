@@ -57,10 +57,23 @@ from tqdm import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.data.corpus import CorpusCounts, Document, list_corpus_files, read_corpus_file
-from domainbert.data.examples import (DocumentPool, MaskingSpec, NspDebt, PrepareConfig, TrainingInstance,
-                                      create_instances_from_document, derive_seed)
-from domainbert.data.filters import (CorpusFilter, DecontaminationSet, FileDrops, build_decontamination_set,
-                                     corpus_drops, filter_documents)
+from domainbert.data.examples import (
+    DocumentPool,
+    MaskingSpec,
+    NspDebt,
+    PrepareConfig,
+    TrainingInstance,
+    create_instances_from_document,
+    derive_seed,
+)
+from domainbert.data.filters import (
+    CorpusFilter,
+    DecontaminationSet,
+    FileDrops,
+    build_decontamination_set,
+    corpus_drops,
+    filter_documents,
+)
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, DomainBertError
 

@@ -124,7 +124,8 @@ class BertTokenizer:
             try:
                 config = json.loads((directory / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise VocabError(f"{directory / TOKENIZER_CONFIG} is not valid JSON ({exc}): fix or delete it") from None
+                raise VocabError(f"{directory / TOKENIZER_CONFIG} is not valid JSON ({exc}): "
+                                 "fix or delete it") from None
         lower = bool(config.get("do_lower_case", True))
         strip = config.get("strip_accents")
         chinese = bool(config.get("tokenize_chinese_chars", True))

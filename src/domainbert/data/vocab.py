@@ -26,8 +26,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
 
-from domainbert.errors import DataError, VocabError
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
+from domainbert.errors import DataError, VocabError
 
 #: Special tokens in the order they take ids 0..4 (PubMedBERT's vocabulary orders them the same way).
 SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -17,6 +17,7 @@ from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hf_io import LoadingInfo
 from domainbert.model.modeling import BertForMaskedLM, BertForPreTraining, BertModel, load_model
 
+
 def configure_create(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size")
     parser.add_argument("--vocab", type=Path, help="vocabulary directory (from `domainbert vocab build`); "

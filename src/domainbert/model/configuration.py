@@ -185,7 +185,8 @@ class BertConfig:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path} is not valid JSON ({exc}): restore it from the checkpoint's source") from None
+            raise CheckpointError(f"{path} is not valid JSON ({exc}): restore it from the checkpoint's "
+                                  "source") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
         try:

@@ -294,7 +294,8 @@ def create_app(model: str | Path | None = None, ner_model: str | Path | None = N
         predictor = getattr(models, kind)
         if predictor is None:
             hint = {"fill_mask": models.fill_mask_reason,
-                    "ner": "start the server with --ner-model DIR (a model from `domainbert finetune --task ncbi-disease`)",
+                    "ner": "start the server with --ner-model DIR (a model from "
+                           "`domainbert finetune --task ncbi-disease`)",
                     "classify": "start the server with --classify-model DIR (a fine-tuned sequence classifier)",
                     "embed": "start the server with --model DIR"}[kind]
             raise HTTPException(404, detail=f"no {kind.replace('_', '-')} model is loaded: {hint}")

@@ -50,7 +50,8 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes] | None = None) -> Iterato
             try:
                 fh = open(source, "rb")
             except OSError as exc:
-                raise DataError(f"cannot read input {source}: {exc.strerror}; pass an existing text or JSONL file") from None
+                raise DataError(f"cannot read input {source}: {exc.strerror}; pass an existing text or "
+                                "JSONL file") from None
         try:
             for number, raw in enumerate(fh, 1):
                 try:
@@ -118,7 +119,8 @@ def configure_ner(parser: argparse.ArgumentParser) -> None:
 
 def configure_classify(parser: argparse.ArgumentParser) -> None:
     _common_arguments(parser)
-    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label: sigmoid above which a label is predicted")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="multi-label: sigmoid above which a label is predicted")
 
 
 def configure_embed(parser: argparse.ArgumentParser) -> None:

@@ -64,8 +64,7 @@ from domainbert.train import distributed
 from domainbert.train.export import export
 from domainbert.train.optim import Lamb, get_lr, param_groups, warmup_steps
 from domainbert.train.precision import PRECISIONS, autocast, resolve_precision
-from domainbert.train.state import (checkpoint_dirs, gather_rng_states, load_checkpoint, save_checkpoint,
-                                    set_rng_states)
+from domainbert.train.state import checkpoint_dirs, gather_rng_states, load_checkpoint, save_checkpoint, set_rng_states
 
 __all__ = ["PretrainArgs", "BatchSource", "fit", "evaluate", "verify_settings", "open_data", "load_recipe",
            "recipe_path", "RECIPES", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
