@@ -33,7 +33,7 @@ step model_step_512 90 python3 benchmarks/model_step.py --device cuda --configs 
 # settings except the batch (256 = one micro-batch) and a 150-step schedule.
 rm -rf /tmp/db-pretrain /tmp/db-export /tmp/db-finetune
 step pretrain 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
-  --recipe configs/pretrain/pubmedbert-base.yaml --data $WORK/train --eval-data $WORK/heldout \
+  --recipe pubmedbert-base --data $WORK/train --eval-data $WORK/heldout \
   --out /tmp/db-pretrain --max-steps 150 --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 \
   --log-every 10 --eval-every 150 --eval-batches 4 --save-every 150 --no-progress
 cp /tmp/db-pretrain/metrics.jsonl "$OUT/pretrain_metrics.jsonl" 2>/dev/null

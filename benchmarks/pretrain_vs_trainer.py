@@ -14,7 +14,7 @@ is the useful dense FLOPs (MLM head at masked positions) per second over the mat
 measured in the run for the dtype used.
 
 ``quality``: the same wall-clock budget for each (default 20 minutes on the whole machine), the
-``small`` shape and the settings of ``configs/pretrain/small-cpu.yaml``; held-out MLM loss and
+``small`` shape and the settings of the ``small-cpu`` recipe; held-out MLM loss and
 accuracy on data prepared from a file kept out of training (``medline16n0902.txt``), measured
 every ``--eval-every`` seconds of training time (evaluation time is not charged to the budget).
 Writes a PNG of both curves.
@@ -196,7 +196,7 @@ def heldout_scores(model, data: Path, batches: int, hf: bool) -> tuple[float, fl
 
 def quality(work: Path, minutes: float, eval_every_s: float, eval_batches: int, plot: Path | None) -> None:
     train, heldout = prepare(work)
-    recipe = load_recipe(REPO / "configs" / "pretrain" / "small-cpu.yaml")
+    recipe = load_recipe("small-cpu")
     args = PretrainArgs(**{k: v for k, v in recipe.items() if k not in ("model", "model_overrides")})
     budget = minutes * 60
     config = BertConfig.preset("small", vocab_size=30522)
