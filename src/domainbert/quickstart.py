@@ -158,7 +158,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
         stats = json.loads((vocab / "vocab_stats.json").read_text())
         print(f"  reusing {vocab}")
     else:
-        stats = vars(build_vocab(train_files, vocab, ns.vocab_size, progress=progress))
+        # Read as stage 3 reads it: the same readers, filters and decontamination (never XML markup).
+        stats = vars(build_vocab(train_files, vocab, ns.vocab_size, progress=progress, decontaminate=out / "data"))
     print(f"  {stats['vocab_size']:,} tokens; {stats['split_share']:.1%} of corpus words split into 2+ pieces")
     timings["vocabulary"] = time.perf_counter() - t
 

@@ -15,6 +15,7 @@ Which files hold BLURB's test text, and how to read them, is the BLURB registry'
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,7 +36,7 @@ from domainbert.data.corpus import (
     normalize_text,
     read_corpus_file,
 )
-from domainbert.errors import DataError
+from domainbert.errors import ConfigError, DataError
 
 __all__ = [
     "CorpusFilter", "filter_documents", "iter_corpus", "corpus_drops", "cross_file_drops",
@@ -67,6 +68,30 @@ class CorpusFilter:
         if self.languages is not None and not self.languages:
             raise ValueError("CorpusFilter.languages is empty: that drops every MEDLINE document; "
                              "pass None to keep all languages")
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The corpus-filter flags, the same for every command that reads a corpus (``vocab build``,
+    ``data prepare``): what one keeps, the other keeps."""
+    f = CorpusFilter()
+    parser.add_argument("--min-words", type=int, default=f.min_words,
+                        help="drop documents with fewer words (PubMedBERT: 128; 0 keeps all)")
+    parser.add_argument("--no-dedup-pmid", action="store_true", help="keep documents with a repeated PMID")
+    parser.add_argument("--no-dedup-text", action="store_true", help="keep documents with repeated text")
+    parser.add_argument("--languages", nargs="+", default=None, metavar="CODE",
+                        help="MEDLINE language codes to keep, e.g. eng (default: all)")
+    parser.add_argument("--decontaminate", type=Path, default=None, metavar="DATA_DIR",
+                        help="drop documents sharing a PMID or sentence with the BLURB test files under DATA_DIR")
+
+
+def filter_from_args(args: argparse.Namespace) -> CorpusFilter:
+    """The :class:`CorpusFilter` of the flags :func:`add_filter_arguments` added."""
+    try:
+        return CorpusFilter(min_words=args.min_words, dedup_pmid=not args.no_dedup_pmid,
+                            dedup_text=not args.no_dedup_text,
+                            languages=tuple(args.languages) if args.languages else None)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def filter_documents(docs: Iterable[Document], config: CorpusFilter = CorpusFilter(), *,

@@ -70,9 +70,11 @@ from domainbert.data.filters import (
     CorpusFilter,
     DecontaminationSet,
     FileDrops,
+    add_filter_arguments,
     build_decontamination_set,
     corpus_drops,
     filter_documents,
+    filter_from_args,
 )
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, DomainBertError
@@ -498,7 +500,6 @@ def check_manifest(manifest: dict[str, Any], *, max_seq_len: int | None = None,
 def configure_prepare(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``domainbert data prepare``."""
     d = PrepareConfig()
-    f = CorpusFilter()
     parser.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="FILE_OR_DIR",
                         help="text (BERT format), MEDLINE XML (.xml/.xml.gz) or PubTator files, or folders")
     parser.add_argument("--vocab", type=Path, required=True, help="vocabulary directory (holds vocab.txt)")
@@ -518,14 +519,7 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
                         help="50%% actual-next pairs overall (the reference gives ~40%% on abstracts: it always "
                              "draws a random B for one-sentence chunks)")
     parser.add_argument("--workers", type=int, default=1, help="processes (work is split by input file)")
-    parser.add_argument("--min-words", type=int, default=f.min_words,
-                        help="drop documents with fewer words (PubMedBERT: 128; 0 keeps all)")
-    parser.add_argument("--no-dedup-pmid", action="store_true", help="keep documents with a repeated PMID")
-    parser.add_argument("--no-dedup-text", action="store_true", help="keep documents with repeated text")
-    parser.add_argument("--languages", nargs="+", default=None, metavar="CODE",
-                        help="MEDLINE language codes to keep, e.g. eng (default: all)")
-    parser.add_argument("--decontaminate", type=Path, default=None, metavar="DATA_DIR",
-                        help="drop documents sharing a PMID or sentence with the BLURB test files under DATA_DIR")
+    add_filter_arguments(parser)
     parser.add_argument("--split-sentences", action="store_true",
                         help="text lines are paragraphs: split them into sentences")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -536,11 +530,9 @@ def run_prepare(args: argparse.Namespace) -> int:
         config = PrepareConfig(args.max_seq_len, args.max_predictions, args.masked_lm_prob, args.short_seq_prob,
                                args.dupe_factor, args.whole_word_mask, args.dynamic_masking, args.seed,
                                args.nsp_balance)
-        corpus_filter = CorpusFilter(min_words=args.min_words, dedup_pmid=not args.no_dedup_pmid,
-                                     dedup_text=not args.no_dedup_text,
-                                     languages=tuple(args.languages) if args.languages else None)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    corpus_filter = filter_from_args(args)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     manifest = prepare_pretraining_data(args.corpus, args.vocab, args.out, config, corpus_filter=corpus_filter,

@@ -4,28 +4,44 @@ PubMedBERT's argument for pretraining from scratch starts here (Gu et al. 2021, 
 vocabulary built from the domain's own text keeps its words whole (``acetyltransferase``,
 ``lymphoma``), where a general-domain vocabulary shatters them into pieces. ``vocab build`` trains a
 WordPiece vocabulary with the Rust ``tokenizers`` library and BERT's normalisation (uncased:
-lowercase and strip accents; CJK characters split; punctuation split; control characters removed),
-reading the corpus line by line (plain text, optionally gzipped: the trainer keeps word counts, not
-the text). It writes the files transformers' ``AutoTokenizer`` loads and prints the statistics that
-make the in-domain argument: size, and the share of corpus words split into two or more pieces
-(optionally beside a reference vocabulary such as BERT's general-domain one).
+lowercase and strip accents; CJK characters split; punctuation split; control characters removed).
+
+The corpus is read exactly as ``data prepare`` reads it: the same readers (plain text, MEDLINE/PubMed
+XML, PubTator; ``.gz`` too; folders expanded), the same filters and the same decontamination
+(:func:`domainbert.data.filters.iter_corpus`), so a model is never trained on parsed abstracts with a
+vocabulary learned from XML markup, nor on text its vocabulary never saw. Sentences are not split:
+WordPiece counts words, and where a sentence ends does not change them (an abstract read whole gives
+the vocabulary its sentences would). The trainer keeps word counts, not the text.
+
+It writes the files transformers' ``AutoTokenizer`` loads and prints the statistics that make the
+in-domain argument: size, and the share of corpus words split into two or more pieces (optionally
+beside a reference vocabulary such as BERT's general-domain one).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
 
+from domainbert.data.corpus import CorpusCounts, list_corpus_files
+from domainbert.data.filters import (
+    CorpusFilter,
+    DecontaminationSet,
+    add_filter_arguments,
+    build_decontamination_set,
+    filter_from_args,
+    iter_corpus,
+)
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
 from domainbert.errors import DataError, VocabError
 
@@ -33,32 +49,25 @@ from domainbert.errors import DataError, VocabError
 SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def iter_corpus_lines(files: Sequence[Path], progress: bool = False) -> Iterator[str]:
-    """Every non-empty line of the files (``.gz`` read as gzip), decoded as UTF-8.
+def _whole(text: str) -> list[str]:
+    """The splitter vocab training uses: none (words do not depend on sentence ends)."""
+    return [text]
 
-    A non-UTF-8 byte or a truncated gzip stream raises ``DataError`` naming the file and line.
+
+def corpus_texts(files: Sequence[Path], corpus_filter: CorpusFilter = CorpusFilter(), *,
+                 decontamination: DecontaminationSet | None = None, counts: CorpusCounts | None = None,
+                 progress: bool = False) -> Iterator[str]:
+    """The text a vocabulary learns from: each non-empty line (text files) or title and abstract
+    (MEDLINE, PubTator) of every document ``data prepare`` would keep from ``files``.
+
+    Bad input (non-UTF-8 bytes, a truncated ``.gz``, malformed XML) raises the corpus readers'
+    one-line ``DataError`` naming the file and line.
     """
-    total = sum(p.stat().st_size for p in files)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading corpus", disable=not progress)
-    for path in files:
-        opener = gzip.open if path.suffix == ".gz" else open
-        line_no = 0
-        try:
-            with opener(path, "rb") as fh:  # type: ignore[operator]
-                for line_no, raw in enumerate(fh, start=1):
-                    if path.suffix != ".gz":
-                        bar.update(len(raw))
-                    text = raw.decode("utf-8").strip()
-                    if text:
-                        yield text
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}, line {line_no}: not UTF-8 (byte {exc.start}): convert the file "
-                            "with `iconv -f <encoding> -t utf-8`") from None
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
-            raise DataError(f"{path}, after line {line_no}: the gzip stream is truncated or corrupt "
-                            f"({exc}): download the file again") from None
-        if path.suffix == ".gz":
-            bar.update(path.stat().st_size)
+    bar = tqdm(unit="doc", desc="reading corpus", disable=not progress)
+    for doc in iter_corpus(files, corpus_filter, decontamination=decontamination, counts=counts,
+                           splitter=_whole):
+        bar.update(1)
+        yield from (text for text in doc.sentences if text.strip())
     bar.close()
 
 
@@ -78,6 +87,9 @@ class VocabStats:
     reference: str | None = None
     reference_split_share: float | None = None
     reference_mean_pieces_per_word: float | None = None
+    corpus: dict[str, Any] = field(default_factory=dict)
+    """What was read: the corpus filter, the decontamination sources and the counts of documents
+    read, dropped (by reason) and kept, as ``data prepare``'s manifest records them."""
 
 
 def split_stats(tokenizer: BertTokenizer, lines: Sequence[str]) -> tuple[int, float, float, float]:
@@ -100,12 +112,16 @@ def split_stats(tokenizer: BertTokenizer, lines: Sequence[str]) -> tuple[int, fl
 
 
 def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool = True,
-                    min_frequency: int = 2, limit_alphabet: int = 1000, progress: bool = True) -> BertTokenizer:
-    """Train a BERT WordPiece vocabulary on ``files`` (streamed); returns the tokenizer."""
+                    min_frequency: int = 2, limit_alphabet: int = 1000, progress: bool = True,
+                    corpus_filter: CorpusFilter = CorpusFilter(),
+                    decontamination: DecontaminationSet | None = None,
+                    counts: CorpusCounts | None = None) -> BertTokenizer:
+    """Train a BERT WordPiece vocabulary on the documents of ``files`` that ``corpus_filter`` and
+    ``decontamination`` keep (streamed); returns the tokenizer. ``counts`` gets the final pass's counts."""
     if vocab_size < len(SPECIAL_ORDER) + 1:
         raise VocabError(f"--vocab-size {vocab_size} is too small: it must exceed the {len(SPECIAL_ORDER)} "
                          "special tokens (BERT uses 30522, PubMedBERT 28895)")
-    def train(size: int, fixed: list[str], show: bool) -> dict[str, int]:
+    def train(size: int, fixed: list[str], show: bool, counted: CorpusCounts | None) -> dict[str, int]:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                     strip_accents=lowercase, lowercase=lowercase)
@@ -113,18 +129,20 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
         trainer = trainers.WordPieceTrainer(
             vocab_size=size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
             special_tokens=fixed, continuing_subword_prefix="##", show_progress=False)
-        tok.train_from_iterator(iter_corpus_lines(files, progress=show), trainer=trainer)
+        texts = corpus_texts(files, corpus_filter, decontamination=decontamination, counts=counted, progress=show)
+        tok.train_from_iterator(texts, trainer=trainer)
         return tok.get_vocab()
 
     # tokenizers' trainer gives the "##x" continuation characters ids in hash-map order, and those
     # ids break ties between equally frequent merges, so two runs on the same corpus can give
     # different vocabularies (huggingface/tokenizers#1794). Pass 1 (no merges) finds the full set of
     # "##x"; pass 2 fixes their ids up front, in sorted order, which makes the result reproducible.
-    alphabet = train(0, SPECIAL_ORDER, False)
+    alphabet = train(0, SPECIAL_ORDER, False, None)
     continuations = sorted(t for t in alphabet if t.startswith("##"))
-    vocab = train(vocab_size, SPECIAL_ORDER + continuations, progress)
+    vocab = train(vocab_size, SPECIAL_ORDER + continuations, progress, counts)
     if len(vocab) <= len(SPECIAL_ORDER):
-        raise VocabError(f"the corpus ({', '.join(map(str, files))}) yielded no tokens: is it empty?")
+        raise VocabError(f"the corpus ({', '.join(map(str, files))}) yielded no tokens: is it empty, or did "
+                         "the filters drop every document (lower --min-words)?")
     # Rebuild with BERT's full pipeline (templates, decoder) around the learned vocabulary.
     backend = build_backend(vocab, lowercase=lowercase, strip_accents=None if lowercase else False)
     return BertTokenizer(backend, do_lower_case=lowercase, strip_accents=None if lowercase else False)
@@ -132,23 +150,33 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
 
 def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: bool = False,
                 min_frequency: int = 2, limit_alphabet: int = 1000, stats_lines: int = 50_000,
-                reference: Path | None = None, progress: bool = True) -> VocabStats:
-    """Train, measure and write a vocabulary directory; the output appears whole or not at all."""
-    files = [Path(f) for f in files]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise DataError(f"corpus file(s) not found: {', '.join(missing)}")
+                reference: Path | None = None, progress: bool = True,
+                corpus_filter: CorpusFilter = CorpusFilter(), decontaminate: str | Path | None = None) -> VocabStats:
+    """Train, measure and write a vocabulary directory; the output appears whole or not at all.
+
+    ``files`` are corpus files or folders of them, read with ``corpus_filter`` and decontaminated
+    against the BLURB test files under ``decontaminate``, as ``data prepare`` reads them.
+    """
     if not files:
         raise DataError("no corpus files given: pass --corpus FILE [FILE ...]")
+    missing = [str(f) for f in map(Path, files) if not f.exists()]
+    if missing:
+        raise DataError(f"corpus file(s) not found: {', '.join(missing)}")
+    files = list_corpus_files(files)
+    decontamination = build_decontamination_set(decontaminate) if decontaminate is not None else None
+    counts = CorpusCounts()
     tokenizer = train_wordpiece(files, vocab_size, lowercase=not cased, min_frequency=min_frequency,
-                                limit_alphabet=limit_alphabet, progress=progress)
+                                limit_alphabet=limit_alphabet, progress=progress, corpus_filter=corpus_filter,
+                                decontamination=decontamination, counts=counts)
     sample = []
-    for line in iter_corpus_lines(files):
+    for line in corpus_texts(files, corpus_filter, decontamination=decontamination):
         sample.append(line)
         if len(sample) >= stats_lines:
             break
     words, share, mean, unk = split_stats(tokenizer, sample)
-    stats = VocabStats(tokenizer.vocab_size, [str(f) for f in files], words, share, mean, unk)
+    corpus = {"filter": asdict(corpus_filter), "counts": counts.as_dict(),
+              "decontamination": None if decontamination is None else {"sources": decontamination.sources}}
+    stats = VocabStats(tokenizer.vocab_size, [str(f) for f in files], words, share, mean, unk, corpus=corpus)
     if reference is not None:
         ref = BertTokenizer.from_pretrained(reference)
         _, stats.reference_split_share, stats.reference_mean_pieces_per_word, _ = split_stats(ref, sample)
@@ -169,24 +197,30 @@ def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: boo
 
 
 def configure_build(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", type=Path, nargs="+", required=True,
-                        help="text files (one sentence or paragraph per line; .gz allowed)")
+    parser.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="FILE_OR_DIR",
+                        help="text (BERT format), MEDLINE XML (.xml/.xml.gz) or PubTator files, or folders "
+                             "(read as `data prepare` reads them)")
     parser.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary size")
     parser.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
     parser.add_argument("--min-frequency", type=int, default=2, help="ignore pieces seen fewer times")
     parser.add_argument("--limit-alphabet", type=int, default=1000, help="most distinct characters kept")
     parser.add_argument("--stats-lines", type=int, default=50_000,
-                        help="corpus lines to measure the split-word share on")
+                        help="corpus texts (lines, or title/abstract) to measure the split-word share on")
     parser.add_argument("--compare", type=Path, default=None, metavar="VOCAB_DIR",
                         help="also measure a reference vocabulary (e.g. BERT's general-domain one)")
     parser.add_argument("--out", type=Path, required=True, help="vocabulary directory to write")
+    add_filter_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_build(args: argparse.Namespace) -> int:
     stats = build_vocab(args.corpus, args.out, args.vocab_size, cased=args.cased,
                         min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
-                        stats_lines=args.stats_lines, reference=args.compare)
-    print(f"wrote {args.out}: {stats.vocab_size:,} tokens ({'cased' if args.cased else 'uncased'})")
+                        stats_lines=args.stats_lines, reference=args.compare, progress=not args.quiet,
+                        corpus_filter=filter_from_args(args), decontaminate=args.decontaminate)
+    kept = stats.corpus["counts"]
+    print(f"wrote {args.out}: {stats.vocab_size:,} tokens ({'cased' if args.cased else 'uncased'}) from "
+          f"{kept['kept']:,} of {kept['records']:,} documents")
     print(f"  words split into 2+ pieces: {stats.split_share:.1%} "
           f"(mean {stats.mean_pieces_per_word:.2f} pieces/word, {stats.unk_share:.2%} [UNK]) "
           f"over {stats.words_measured:,} corpus words")
@@ -196,4 +230,4 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["build_vocab", "train_wordpiece", "split_stats", "iter_corpus_lines", "VocabStats", "SPECIAL_TOKENS"]
+__all__ = ["build_vocab", "train_wordpiece", "split_stats", "corpus_texts", "VocabStats", "SPECIAL_TOKENS"]
