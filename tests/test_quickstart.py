@@ -4,11 +4,20 @@ run reuses the finished stages."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
 import math
+import os
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
+
+from domainbert.data.sources import GITHUB_RAW, blurb_files, corpus_files, current_pubmed_year
+from domainbert.quickstart import HELD_OUT_XML
 
 
 def test_quickstart_runs_the_whole_recipe_and_reuses_finished_stages(shared_data, tmp_path):
@@ -39,3 +48,42 @@ def test_quickstart_runs_the_whole_recipe_and_reuses_finished_stages(shared_data
     assert second.returncode == 0, second.stderr[-3000:]
     assert "85 already there" in second.stdout
     assert second.stdout.count("reusing") >= 3  # vocabulary and both example sets
+
+
+def test_quickstart_connected_path_reads_pubmed_xml_as_text(shared_data, tmp_path):
+    """Without --mirror, quickstart fetches PubMed baseline file 1 (MEDLINE XML) and the BLURB files
+    from their public sources, here a loopback server standing in for NLM and GitHub; the vocabulary
+    is learned from the parsed abstracts, never from XML markup. (The stand-in baseline file holds the
+    bytes of the held-out MEDLINE file: this checks the path, not the held-out score.)"""
+    root = tmp_path / "www"
+    name = f"pubmed{current_pubmed_year():02d}n0001.xml.gz"
+    baseline = root / "pubmed" / "baseline"
+    baseline.mkdir(parents=True)
+    data = (shared_data / HELD_OUT_XML).read_bytes()
+    (baseline / name).write_bytes(data)
+    (baseline / f"{name}.md5").write_text(f"MD5({name})= {hashlib.md5(data).hexdigest()}\n")
+    for f in blurb_files() + corpus_files():
+        if f.url is not None and f.url.startswith(GITHUB_RAW):
+            target = root / "raw" / urllib.parse.unquote(f.url[len(GITHUB_RAW) + 1:])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(shared_data / f.path)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        env = {**os.environ, "DOMAINBERT_PUBMED_URL": f"{url}/pubmed/baseline/", "DOMAINBERT_GITHUB_RAW": f"{url}/raw"}
+        out = tmp_path / "qs"
+        cmd = [sys.executable, "-m", "domainbert", "quickstart", "--out", str(out), "--minutes", "0.1",
+               "--model-size", "tiny", "--vocab-size", "3000", "--dupe-factor", "1", "--limit", "50",
+               "--finetune-steps", "4", "--tasks", "biosses", "--no-progress"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        httpd.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "data" / "pubmed_baseline" / name).read_bytes() == data
+    stats = json.loads((out / "vocab" / "vocab_stats.json").read_text())
+    assert stats["corpus_files"] == [str(out / "data" / "pubmed_baseline" / name)]
+    assert stats["corpus"]["counts"]["kept"] > 400
+    vocab = set((out / "vocab" / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    assert not {"abstracttext", "medlinecitation", "datecreated", "articletitle", "pubmedarticle"} & vocab
+    assert json.loads((out / "blurb" / "results.json").read_text())["datasets"]["biosses"]["status"] == "complete"

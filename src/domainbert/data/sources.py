@@ -8,6 +8,11 @@ baseline by number range (:func:`pubmed_baseline_files`, each file with the ``.m
 beside it), and says where the cache is (:func:`default_data_dir`). The cache keeps the layout of
 ``../shared/data`` (``ncbi_disease/train.tsv``, ``chemprot/raw/...``, ``pubmedqa/ori_pqal.json``), so
 ``--mirror ../shared/data`` serves every file offline. Fetching is :mod:`domainbert.data.download`.
+
+Two environment variables point the public sources elsewhere (a proxy, an institutional mirror of
+NLM's FTP, or a test server), as ``HF_ENDPOINT`` does for the Hub: ``DOMAINBERT_PUBMED_URL`` replaces
+NLM's baseline directory and ``DOMAINBERT_GITHUB_RAW`` replaces ``https://raw.githubusercontent.com``.
+They are read when this module is imported.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ from typing import Any
 
 from domainbert.errors import ConfigError
 
-PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/"
+PUBMED_BASE_URL = os.environ.get("DOMAINBERT_PUBMED_URL") or "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/"
 """NLM's public baseline directory; holds ``pubmedYYnNNNN.xml.gz`` and ``.md5`` for the current YY."""
 
 PUBMED_CACHE_DIR = "pubmed_baseline"
 """Folder (in the cache and in a mirror) that holds the PubMed baseline files."""
 
-GITHUB_RAW = "https://raw.githubusercontent.com"
+GITHUB_RAW = (os.environ.get("DOMAINBERT_GITHUB_RAW") or "https://raw.githubusercontent.com").rstrip("/")
 
 
 def default_data_dir() -> Path:
