@@ -27,6 +27,9 @@ from domainbert.blurb.featurize import (
 )
 from domainbert.blurb.finetune import FinetuneArgs, Setting, finetune, settings_for
 from domainbert.cli import main
+from domainbert.data.tokenization import BertTokenizer
+from domainbert.model.configuration import BertConfig
+from domainbert.model.modeling import BertModel
 
 
 @pytest.fixture(scope="session")
@@ -366,3 +369,36 @@ def test_random_batches_are_a_flag(tmp_path: Path) -> None:
     assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) > 200
     grouped_batches = length_grouped_batches(lengths, 32, random.Random(0))
     assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in grouped_batches) == 31
+
+
+# ------------------------------------------------------------------------------ stale results
+def test_rerun_after_reexport_or_other_settings_never_reuses_stale_results(tiny_model, shared_data, tmp_path,
+                                                                           capsys):
+    """The resume fingerprint is the model's content and every setting that changes a result: a model
+    re-exported into the same folder, or another --limit / --max-steps, is refused with what changed;
+    --restart starts afresh, said aloud; the same inputs still resume."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    out = tmp_path / "ft"
+    argv = ["finetune", "--task", "gad", "--model", str(model), "--out", str(out), "--data-dir", str(shared_data),
+            "--limit", "32", "--max-steps", "2", "--epochs", "1", "--precision", "fp32", "--device", "cpu"]
+    assert main(argv) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert main(argv) == 0 and json.loads((out / "metrics.json").read_text())["runs"] == first["runs"]  # resumed
+    before = (out / "metrics.json").read_bytes()
+    capsys.readouterr()
+    # Another model in the same folder (as `export` overwrites runs/X/export in place).
+    config = BertConfig.load(model)
+    torch.manual_seed(1)
+    BertModel(config).save_pretrained(model, tokenizer=BertTokenizer.from_pretrained(model))
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "model_sha256" in err and "--restart" in err and err.count("\n") == 1
+    assert main([*argv[:9], "--limit", "16", *argv[11:]]) == 1 and "limit: 32 -> 16" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before  # refused: nothing changed
+    assert main([*argv, "--restart"]) == 0
+    assert "discarding" in capsys.readouterr().err
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["fingerprint"]["model_sha256"] != first["fingerprint"]["model_sha256"]
+    assert json.loads((out / "selection.json").read_text())["fingerprint"] == again["fingerprint"]
+    assert BertConfig.load(out / "model").extra["architectures"] == ["BertForSequenceClassification"]

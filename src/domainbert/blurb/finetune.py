@@ -32,8 +32,13 @@ epoch. ``--budget quick`` trains one setting with one seed (the record's default
 seeds, selects the setting with the best mean dev score and reports test mean ± std for it.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
-whose result exists (and was made with the same model, data and settings), so an interrupted grid
-resumes where it stopped.
+whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
+fingerprint matches: the model's content (config, weights and vocabulary files, hashed: a model
+re-exported into the same folder is another model), the dataset files' content, and every setting
+that changes a result (budget, limit, max steps, sequence length, precision, batch grouping);
+``selection.json`` carries the fingerprint and the planned runs too. An ``--out`` holding results of
+other inputs or settings is an error naming what changed; ``--restart`` discards them (said aloud)
+and starts afresh.
 
 Output directory::
 
@@ -54,10 +59,13 @@ selected setting only when that setting also holds the best seed; ``metrics.json
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
+import shutil
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -79,7 +87,7 @@ from domainbert.blurb.featurize import (
     markers_in,
 )
 from domainbert.blurb.metrics import score
-from domainbert.blurb.registry import DATASETS, DatasetRecord, get_record, load_split, user_record
+from domainbert.blurb.registry import DATASETS, DatasetRecord, default_data_dir, get_record, load_split, user_record
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
 from domainbert.model.configuration import BertConfig
@@ -159,6 +167,8 @@ class FinetuneArgs:
     """Write the fine-tuned model (off for a suite that only wants scores)."""
     progress: bool | None = None
     """tqdm progress bars; None: only on a terminal."""
+    restart: bool = False
+    """Discard what ``out`` holds from other inputs or settings instead of refusing to run."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -422,12 +432,87 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
 
 
+#: The files of a model directory that decide what fine-tuning starts from.
+MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+               "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json")
+FINGERPRINT_VERSION = 2
+
+
+def content_hash(paths: Sequence[Path]) -> str:
+    """SHA-256 over the names and bytes of ``paths`` (a model's files, a dataset's files)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode("utf-8") + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The files :data:`MODEL_FILES` names that ``model_dir`` holds, weight shards included."""
+    found = [model_dir / n for n in MODEL_FILES if (model_dir / n).is_file()]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (model_dir / index).is_file():
+            shards = set(json.loads((model_dir / index).read_text(encoding="utf-8")).get("weight_map", {}).values())
+            found += [model_dir / n for n in sorted(shards)]
+    return found
+
+
 def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, Any]:
-    """What a stored run must match to be reused on resume."""
+    """What a stored run must match to be reused: the model's and the data's content and every
+    setting that changes a result (the setting and seed are in the run's id)."""
+    root = Path(args.data_dir) if args.data_dir is not None else default_data_dir()
+    data = [p for split in task.examples for p in task.record.paths(split, root)]
     sizes = {split: len(rows) for split, rows in task.examples.items()}
-    return {"task": task.record.name, "model": str(Path(model_dir).resolve()), "sizes": sizes,
-            "max_length": task.max_length, "max_steps": args.max_steps, "precision": args.precision,
-            **({} if args.group_by_length else {"group_by_length": False})}
+    return {"version": FINGERPRINT_VERSION, "task": task.record.name,
+            "model_sha256": content_hash(model_files(Path(model_dir))), "data_sha256": content_hash(data),
+            "sizes": sizes, "limit": args.limit, "max_length": task.max_length, "max_steps": args.max_steps,
+            "precision": args.precision, "group_by_length": args.group_by_length, "budget": args.budget}
+
+
+def _changes(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
+    """The fields of ``expected`` that ``stored`` differs in, as ``name: old -> new``."""
+    if not isinstance(stored, dict):
+        return ["no fingerprint (made by an older domainbert)"]
+    def shown(value: Any) -> str:
+        return value[:12] if isinstance(value, str) and len(value) == 64 else json.dumps(value)
+    return [f"{k}: {shown(stored.get(k)) if k in stored else 'not recorded'} -> {shown(v)}"
+            for k, v in expected.items() if stored.get(k) != v]
+
+
+#: What ``finetune`` writes into ``out``; ``--restart`` removes these and nothing else.
+OUTPUTS = ("runs", "model", "dev_predictions.jsonl", "test_predictions.jsonl", "selection.json", "metrics.json")
+
+
+def check_outputs(out: Path, expected: dict[str, Any], plan: list[str], restart: bool) -> None:
+    """Refuse (or, with ``restart``, clear) an ``out`` holding results of other inputs or settings."""
+    changes: list[str] = []
+    selection = out / "selection.json"
+    if selection.is_file():
+        stored = json.loads(selection.read_text(encoding="utf-8"))
+        changes += _changes(stored.get("fingerprint"), expected)
+        if "fingerprint" in stored and stored.get("plan") != plan:
+            changes.append(f"runs planned: {len(stored.get('plan') or [])} -> {len(plan)} "
+                           "(other settings, seeds or budget)")
+    for result in sorted((out / "runs").glob("*/result.json")):
+        changes += _changes(json.loads(result.read_text(encoding="utf-8")).get("fingerprint"), expected)
+    changes = list(dict.fromkeys(changes))
+    if not changes:
+        return
+    what = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+    if not restart:
+        raise ConfigError(f"{out} holds fine-tuning results of other inputs or settings ({what}): pass "
+                          "another --out, or --restart to discard them")
+    print(f"note: --restart: discarding {out}'s results of other inputs or settings ({what})", file=sys.stderr)
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 # ==================================================================================== grid
@@ -471,16 +556,17 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     selection_path = out / "selection.json"
     expected = fingerprint(task, args.model, args)
+    settings = settings_for(record, args, len(task.features["train"]))
+    plan = [setting.run_id(seed) for setting in settings for seed in args.seeds]
+    check_outputs(out, expected, plan, args.restart)
     results: list[RunResult] = []
     started = time.perf_counter()
-    for setting in settings_for(record, args, len(task.features["train"])):
+    for setting in settings:
         for seed in args.seeds:
             path = out / "runs" / setting.run_id(seed) / "result.json"
-            if path.is_file():
-                stored = json.loads(path.read_text(encoding="utf-8"))
-                if stored.get("fingerprint") == expected:
-                    results.append(RunResult(**stored))
-                    continue
+            if path.is_file():  # check_outputs made sure it was made from the same inputs and settings
+                results.append(RunResult(**json.loads(path.read_text(encoding="utf-8"))))
+                continue
             result, model, predictions = train_run(task, args.model, setting, seed, args, device)
             best_dev = (json.loads(selection_path.read_text())["dev"]
                         if selection_path.is_file() else -math.inf)
@@ -490,7 +576,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                     model.save_pretrained(out / "model", tokenizer=task.tokenizer)
                 for split in ("dev", "test"):
                     _write_jsonl(out / f"{split}_predictions.jsonl", task, split, predictions[split])
-                atomic_write_json(selection_path, {"run_id": result.run_id, "dev": result.dev})
+                atomic_write_json(selection_path, {"run_id": result.run_id, "dev": result.dev,
+                                                   "fingerprint": expected, "plan": plan})
             atomic_write_json(path, asdict(result))  # last: the run counts as done only when all is written
             results.append(result)
             del model
@@ -512,7 +599,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                             if selection_path.is_file() else None),
         "max_seq_length": task.max_length, "markers": task.markers,
         "examples": {s: len(rows) for s, rows in task.examples.items()},
-        "limit": args.limit, "max_steps": args.max_steps, "precision": precision,
+        "limit": args.limit, "max_steps": args.max_steps, "precision": precision, "fingerprint": expected,
         "device": str(device), "wall_seconds": round(time.perf_counter() - started, 2),
         "notes": list(record.notes),
     }
@@ -549,6 +636,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
     parser.add_argument("--no-group-by-length", action="store_true",
                         help="random training batches instead of length-grouped ones (slower: more padding)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard what --out holds from another model, data or settings (default: refuse)")
 
 
 def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
@@ -558,7 +647,7 @@ def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
         seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
         max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
         precision=ns.precision, device=ns.device, save_model=not ns.no_save_model,
-        group_by_length=not ns.no_group_by_length)
+        group_by_length=not ns.no_group_by_length, restart=ns.restart)
 
 
 def run(ns: argparse.Namespace) -> int:

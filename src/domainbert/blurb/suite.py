@@ -42,7 +42,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
               data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
               limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,
               precision: str = "auto", device: str | None = None, save_models: bool = False,
-              results_tsv: Path | None = None) -> dict[str, Any]:
+              results_tsv: Path | None = None, restart: bool = False) -> dict[str, Any]:
     """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
     names = [get_record(t).name for t in (tasks or list(DATASETS))]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -65,7 +65,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         args = FinetuneArgs(model=model, out=out / name, task=name, data_dir=root, budget=budget,  # type: ignore[arg-type]
                             seeds=seeds, epochs=epochs, max_steps=max_steps, limit=limit,
                             max_seq_length=max_seq_length, precision=precision, device=device,
-                            save_model=save_models)
+                            save_model=save_models, restart=restart)
         try:
             metrics = finetune(args)
         except DomainBertError as exc:  # bad data in one dataset: report it, run the others
@@ -115,13 +115,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-models", action="store_true", help="also write each fine-tuned model")
     parser.add_argument("--results-tsv", type=Path, default=None,
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard results in --out made from another model, data or settings (default: refuse)")
 
 
 def run(ns: argparse.Namespace) -> int:
     """``domainbert blurb``: run the suite, print the BLURB score; exit 1 if a dataset failed."""
     results = run_suite(ns.model, ns.out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
                         ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
-                        ns.save_models, ns.results_tsv)
+                        ns.save_models, ns.results_tsv, restart=ns.restart)
     summary = results["blurb"]
     score = f"{100 * summary['score']:.2f}" if summary else "—"
     print(f"BLURB score {score} ({'complete' if summary and summary['complete'] else 'partial'}); "
