@@ -162,3 +162,17 @@ def test_compiled_encoder_trains_like_the_eager_one(tmp_path):
                                rtol=1e-4, atol=1e-4)
     assert "bert.encoder.layer.0.attention.self.query.weight" in load_checkpoint(
         checkpoint_dirs(tmp_path / "compiled")[-1])["model"]  # names unchanged by compiling
+
+
+def test_resume_refuses_changed_training_arguments_by_name(tmp_path):
+    """A resumed run must keep its schedule and its step-to-sample mapping: another learning rate,
+    batch or length is refused with the field names; logging and checkpoint cadence may change."""
+    fit(tiny_model(), IndexedSource(), args(), tmp_path, stop_after=5, progress=False)
+    with pytest.raises(TrainingError, match=r"global_batch_size: 8 -> 16; learning_rate: 0\.001 -> 0\.002"):
+        fit(tiny_model(), IndexedSource(), args(learning_rate=2e-3, global_batch_size=16), tmp_path, progress=False)
+    with pytest.raises(TrainingError, match=r"max_steps: 20 -> 30; warmup: 0\.1 -> 0\.2"):
+        fit(tiny_model(), IndexedSource(), args(max_steps=30, warmup=0.2), tmp_path, progress=False)
+    assert [c.name for c in checkpoint_dirs(tmp_path)] == ["step-00000005"]  # refused: nothing written
+    rest = fit(tiny_model(), IndexedSource(), args(log_every=2, save_every=7, micro_batch_size=2), tmp_path,
+               progress=False)
+    assert rest[0].step == 6 and rest[-1].step == 20

@@ -69,6 +69,11 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
     assert {"eval_mlm_loss", "eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy"} <= set(evals[0])
     assert train[-1]["loss"] < train[0]["loss"]
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    # Resuming the finished run with another learning rate is refused before anything is written.
+    before = (run / "run_config.json").read_bytes()
+    assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(run), "--recipe", TINY,
+                 "--learning-rate", "0.5", "--no-progress"]) == 1
+    assert (run / "run_config.json").read_bytes() == before
 
     # the export loads in transformers, with its tokenizer, and gives domainbert's outputs
     from domainbert.model.modeling import BertForPreTraining

@@ -159,6 +159,19 @@ class PretrainArgs:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def resume_changes(self, stored: dict[str, Any]) -> list[str]:
+        """The fields a resume may not change that differ from a checkpoint's ``stored`` arguments,
+        as ``name: old -> new`` (see :data:`RESUMABLE`)."""
+        return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in self.to_dict().items()
+                if k not in RESUMABLE and k in stored and stored[k] != v]
+
+
+#: Arguments a resumed run may change: when to save, log and evaluate, and how each step is laid out
+#: on the hardware (micro batch, processes, compilation), which leave the schedule and the samples
+#: of every step as they were. Every other field decides what the run computes.
+RESUMABLE = frozenset({"save_every", "keep_last", "log_every", "eval_every", "eval_batches", "compile",
+                       "micro_batch_size", "world_size"})
+
 
 # ==================================================================================== data
 def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSource:
@@ -305,6 +318,10 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
         if state["config"] != model.config.to_dict():
             raise TrainingError(f"{existing[-1]} was written for another model config: use a new run "
                                 "directory or the same model settings")
+        changed = args.resume_changes(state.get("args", {}))
+        if changed:
+            raise TrainingError(f"{existing[-1]} was written with other training arguments ({'; '.join(changed)}): "
+                                "resume with the run's own settings (its run_config.json), or pass a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_states(state["rng"][rank % len(state["rng"])])
@@ -509,8 +526,14 @@ def run_pretrain(ns: argparse.Namespace) -> int:
     try:
         args, model_spec, overrides = resolve_args(ns, dist_info.world_size)
         manifest = load_manifest(ns.data)
-        if ns.no_resume and checkpoint_dirs(ns.out):
+        resuming = bool(checkpoint_dirs(ns.out))
+        if ns.no_resume and resuming:
             raise TrainingError(f"{ns.out} already has checkpoints and --no-resume was given: choose a new --out")
+        if resuming and (ns.out / RUN_CONFIG).is_file():  # refuse before anything is written or run
+            changed = args.resume_changes(json.loads((ns.out / RUN_CONFIG).read_text(encoding="utf-8"))["args"])
+            if changed:
+                raise TrainingError(f"{ns.out} was started with other training arguments ({'; '.join(changed)}): "
+                                    "resume with the run's own settings (its run_config.json), or pass a new --out")
         if Path(model_spec).is_dir():
             model = BertForPreTraining.from_pretrained(model_spec, **overrides)
         else:
@@ -526,7 +549,8 @@ def run_pretrain(ns: argparse.Namespace) -> int:
                           "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
                           "eval_data": str(ns.eval_data) if ns.eval_data else None,
                           "precision": resolve_precision(args.precision, dist_info.device)}
-            atomic_write_json(ns.out / RUN_CONFIG, run_config)
+            if not resuming:  # a resumed run keeps the settings it was started with
+                atomic_write_json(ns.out / RUN_CONFIG, run_config)
             print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
                   f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
                   f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
