@@ -7,6 +7,8 @@ tests pin the loop itself; the prepared-shard reader is tested in tests/test_pre
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -176,3 +178,47 @@ def test_resume_refuses_changed_training_arguments_by_name(tmp_path):
     rest = fit(tiny_model(), IndexedSource(), args(log_every=2, save_every=7, micro_batch_size=2), tmp_path,
                progress=False)
     assert rest[0].step == 6 and rest[-1].step == 20
+
+
+def _budget_rank(rank: int, port: int, run_dir: str, queue) -> None:  # runs in a forked process
+    import datetime
+    import os
+    import time
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=20))
+    if rank == 0:  # this rank's clock runs 1000x fast: it alone is past the budget after its first step
+        real = time.perf_counter
+        start = real()
+        time.perf_counter = lambda: start + (real() - start) * 1000
+    try:
+        hist = fit(tiny_model(), IndexedSource(), args(max_steps=40, world_size=2, save_every=100), Path(run_dir),
+                   rank=rank, time_budget_s=5.0, progress=False)
+        queue.put((rank, [m.step for m in hist]))
+    except Exception as exc:  # a mismatched collective: gloo times out or fails
+        queue.put((rank, repr(exc)[:200]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_time_budget_stops_every_rank_after_the_same_step(tmp_path):
+    """One rank past --max-minutes must not enter the checkpoint's collectives while another runs a
+    DDP step: the stop is one decision for all ranks."""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_budget_rank, args=(r, port, str(tmp_path), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    assert isinstance(results[0], list) and results[0] == results[1], results
+    assert results[0][-1] < 40  # stopped by the budget, not by max_steps
+    assert [c.name for c in checkpoint_dirs(tmp_path)] == [f"step-{results[0][-1]:08d}"]

@@ -299,9 +299,11 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
 
     With ``resume`` and a checkpoint in ``run_dir``, continues from the newest one exactly.
     ``stop_after`` (steps) and ``time_budget_s`` (seconds) end this call early with a checkpoint;
-    the learning-rate schedule still spans ``max_steps``, and a later call resumes. ``on_step`` is
-    called with each step's metrics and ends the run (with a checkpoint) when it returns True;
-    benchmarks use it to evaluate over wall-clock time.
+    the learning-rate schedule still spans ``max_steps``, and a later call resumes; under several
+    processes the time budget ends every rank after the same step (the first rank past it decides).
+    ``on_step`` is called with each step's metrics (the global batch's, the same on every rank) and
+    ends the run (with a checkpoint) when it returns True; benchmarks use it to evaluate over
+    wall-clock time. Under several processes it must decide from those metrics alone.
     """
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -346,7 +348,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
-            totals = torch.zeros(7, dtype=torch.float64, device=device)  # see _batch_sums
+            totals = torch.zeros(8, dtype=torch.float64, device=device)  # see _batch_sums; [7]: stop flag
             tokens = 0
             measure = (step + 1) % args.log_every == 0 or step + 1 == end
             for micro in range(args.accumulation):
@@ -358,7 +360,12 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                     with autocast(precision, device):
                         out = ddp_model(**batch)
                     (out.loss / args.accumulation).backward()
-                totals += _batch_sums(out, batch, accuracy=measure)
+                totals[:7] += _batch_sums(out, batch, accuracy=measure)
+            # The time budget is one decision for all ranks: each rank's clock says whether it is over,
+            # and the flag travels in the step's all-reduce (no extra sync), so that every rank stops
+            # after the same step and none enters the checkpoint's collectives alone.
+            if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+                totals[7] = 1.0
             totals = distributed.all_reduce_mean(totals).cpu()  # the global batch's figures (one sync)
             loss = totals[0].item() / args.accumulation
             if not math.isfinite(loss):
@@ -377,7 +384,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             m = StepMetrics(step, loss, totals[1].item() / args.accumulation, totals[2].item() / args.accumulation,
                             mlm_acc, nsp_acc, lr, tokens * args.world_size / seconds, consumed, seconds)
             history.append(m)
-            over_time = time_budget_s is not None and time.perf_counter() - started > time_budget_s
+            over_time = bool(totals[7] > 0)  # some rank is past the budget
             if over_time or (on_step is not None and on_step(m)):
                 end = step
             logger.log(step, {k: v for k, v in asdict(m).items() if k != "step"}, flush=step % args.log_every == 0)
