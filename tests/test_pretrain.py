@@ -83,15 +83,51 @@ def test_weight_decay_spares_layernorm_and_biases():
     assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
 
 
-def test_lamb_update_is_adam_scaled_by_the_trust_ratio():
+def test_lamb_update_is_adam_scaled_by_the_trust_ratio_where_weights_decay():
     torch.manual_seed(0)
-    w = torch.nn.Parameter(torch.randn(5, 3))
-    w0 = w.detach().clone()
-    w.grad = torch.randn(5, 3)
-    Lamb([w], lr=0.1, weight_decay=0.0, eps=1e-6).step()
-    adam = w.grad / (w.grad.abs() + 1e-6)  # first step: m_hat = g, v_hat = g^2
-    expected = w0 - 0.1 * (w0.norm() / adam.norm()) * adam
-    torch.testing.assert_close(w.detach(), expected)
+    w, b = torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    w.grad, b.grad = torch.randn(5, 3) * 0.1, torch.randn(3) * 0.1  # global norm below 1: not pre-normalised
+    Lamb([{"params": [w], "weight_decay": 0.01}, {"params": [b], "weight_decay": 0.0}], lr=0.1, eps=1e-6).step()
+    adam_w = w.grad / (w.grad.abs() + 1e-6) + 0.01 * w0  # first step: m_hat = g, v_hat = g^2
+    torch.testing.assert_close(w.detach(), w0 - 0.1 * (w0.norm() / adam_w.norm()) * adam_w)
+    torch.testing.assert_close(b.detach(), b0 - 0.1 * b.grad / (b.grad.abs() + 1e-6))  # no trust ratio
+
+
+def _timm_lamb():
+    """timm's Lamb, loaded from its file: importing the timm package needs torchvision, which this
+    torch build has none of (.ci/setup installs timm without dependencies for this test)."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("timm")
+    assert spec is not None and spec.origin, "timm is missing: pip install --no-deps timm==1.0.31 (see .ci/setup)"
+    package = types.ModuleType("_timm_optim")
+    package.__path__ = [str(Path(spec.origin).parent / "optim")]
+    sys.modules.setdefault("_timm_optim", package)
+    return importlib.import_module("_timm_optim.lamb").Lamb
+
+
+def test_lamb_matches_timm_step_for_step():
+    """NVIDIA's LAMB as timm restates it (apex FusedLAMB): global gradient pre-normalisation, the trust
+    ratio only where weights decay (LayerNorm and biases excluded), bias-corrected moments."""
+    reference = tiny_model()
+    ours = tiny_model()
+    ours.load_state_dict(reference.state_dict())
+    timm_opt = _timm_lamb()(param_groups(reference, 0.01), lr=2e-2, betas=(0.9, 0.999), eps=1e-6, max_grad_norm=1.0)
+    our_opt = Lamb(param_groups(ours, 0.01), lr=2e-2, betas=(0.9, 0.999), eps=1e-6, max_grad_norm=1.0)
+    source = IndexedSource()
+    for step, batch in zip(range(6), source.micro_batches(8, 8, 0, 0, 1)):
+        for model, opt in ((reference, timm_opt), (ours, our_opt)):
+            torch.manual_seed(step)  # the same dropout masks for both
+            opt.zero_grad()
+            loss = model(**batch).loss * (30.0 if step % 2 else 1.0)  # every other step far above norm 1
+            loss.backward()
+            opt.step()
+        for (name, p), q in zip(reference.named_parameters(), ours.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=f"step {step}: {name}")
 
 
 def test_overfits_a_repeated_small_batch(tmp_path):
