@@ -7,6 +7,7 @@ tests pin the loop itself; the prepared-shard reader is tested in tests/test_pre
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train.optim import Lamb, get_lr, param_groups
-from domainbert.train.pretrain import PretrainArgs, TrainingError, checkpoint_dirs, fit, load_checkpoint
+from domainbert.train.pretrain import PretrainArgs, TrainingError, checkpoint_dirs, evaluate, fit, load_checkpoint
 
 T = 16
 
@@ -258,3 +259,34 @@ def test_time_budget_stops_every_rank_after_the_same_step(tmp_path):
     assert isinstance(results[0], list) and results[0] == results[1], results
     assert results[0][-1] < 40  # stopped by the budget, not by max_steps
     assert [c.name for c in checkpoint_dirs(tmp_path)] == [f"step-{results[0][-1]:08d}"]
+
+
+class UnevenSource(IndexedSource):
+    """Micro-batches with 1 and with 8 masked positions per sequence, alternately."""
+
+    def micro_batches(self, global_batch_size, micro_batch_size, start_sample, rank, world_size):
+        k = 0
+        for batch in super().micro_batches(global_batch_size, micro_batch_size, start_sample, rank, world_size):
+            labels = torch.full_like(batch["input_ids"], -100)
+            positions = [2] if k % 2 == 0 else [1, 2, 3, 4, 5, 9, 10, 11]
+            labels[:, positions] = torch.randint(5, self.vocab_size, (labels.shape[0], len(positions)),
+                                                 generator=torch.Generator().manual_seed(k))
+            k += 1
+            yield {**batch, "labels": labels}
+
+
+def test_held_out_mlm_loss_and_perplexity_weigh_every_masked_token_alike():
+    model = tiny_model()
+    model.eval()
+    source = UnevenSource()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for _, batch in zip(range(4), source.micro_batches(4, 4, 0, 0, 1)):
+            out = model(**batch)
+            selected = batch["labels"] != -100
+            total += torch.nn.functional.cross_entropy(out.prediction_logits.float(), batch["labels"][selected],
+                                                       reduction="sum").item()
+            count += int(selected.sum())
+    scores = evaluate(model, UnevenSource(), 4, 4, "fp32", torch.device("cpu"))
+    assert scores["eval_mlm_loss"] == pytest.approx(total / count, rel=1e-6)
+    assert scores["eval_perplexity"] == pytest.approx(math.exp(total / count), rel=1e-6)

@@ -238,20 +238,28 @@ def _batch_sums(out: Any, batch: dict[str, torch.Tensor], accuracy: bool = True)
 @torch.no_grad()
 def evaluate(model: BertForPreTraining, source: BatchSource, batches: int, micro_batch_size: int,
              precision: str, device: torch.device, rank: int = 0, world_size: int = 1) -> dict[str, float]:
-    """MLM loss, accuracy and perplexity, and NSP accuracy, on the first ``batches`` micro-batches."""
+    """MLM loss, accuracy and perplexity, and NSP accuracy, on the first ``batches`` micro-batches.
+
+    The MLM loss (and so the perplexity) is the mean over every masked token of all the batches and
+    ranks, not a mean of batch means: batches with more masked tokens weigh more. NSP is a mean over
+    sequences (every micro-batch holds as many).
+    """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(7, dtype=torch.float64, device=device)
+    totals = torch.zeros(8, dtype=torch.float64, device=device)  # _batch_sums, then [7]: token-summed MLM loss
     it = source.micro_batches(micro_batch_size * world_size, micro_batch_size, 0, rank, world_size)
     for _ in range(batches):
         batch = _trim_padding(next(it), device)
         with autocast(precision, device):
             out = model(**batch)
-        totals += _batch_sums(out, batch)
+        sums = _batch_sums(out, batch)
+        totals[:7] += sums
+        totals[7] += out.mlm_loss.detach().double() * sums[4]  # the batch's mean x its masked tokens
     totals = distributed.all_reduce_mean(totals).cpu()
     model.train(was_training)
-    mlm_loss = totals[1].item() / batches
-    return {"eval_loss": totals[0].item() / batches, "eval_mlm_loss": mlm_loss,
+    mlm_loss = totals[7].item() / max(1.0, totals[4].item())
+    nsp_loss = totals[2].item() / batches
+    return {"eval_loss": mlm_loss + nsp_loss, "eval_mlm_loss": mlm_loss,
             "eval_mlm_accuracy": totals[3].item() / max(1.0, totals[4].item()),
             "eval_perplexity": math.exp(min(mlm_loss, 50.0)),
             "eval_nsp_accuracy": totals[5].item() / max(1.0, totals[6].item())}
