@@ -186,6 +186,12 @@ def test_indivisible_batch_and_bad_settings_are_refused_with_the_fix():
         args(optimizer="sgd")
     with pytest.raises(ConfigError, match="warmup 30"):
         args(warmup=30)
+    # 1.0 could mean one step or all of them: refused, and so is any float of 1 or more.
+    with pytest.raises(ConfigError, match="warmup 1.0 is ambiguous: write 1 for 1 step"):
+        args(warmup=1.0)
+    with pytest.raises(ConfigError, match="warmup 2.5 is neither"):
+        args(warmup=2.5)
+    assert args(warmup=1).warmup == 1 and get_lr(0, 20, 1e-3, 1) == pytest.approx(1e-3)  # an integer: steps
 
 
 @pytest.mark.slow

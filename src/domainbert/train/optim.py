@@ -4,8 +4,9 @@ learning-rate schedule as a pure function, and LAMB for large-batch pretraining.
 * Weight decay 0.01 on every weight matrix and embedding, none on LayerNorm weights or biases
   (google-research/bert ``optimization.py`` excludes "LayerNorm" and "bias").
 * ``get_lr``: linear warmup to the peak, then linear decay to zero at the last step (BERT; the
-  PubMedBERT recipe warms up over 10% of the steps). Warmup is a share of the steps when below 1,
-  a number of steps otherwise.
+  PubMedBERT recipe warms up over 10% of the steps). Warmup is a share of the steps when it is a
+  float below 1 (``0.1``), a number of steps when it is an integer (``500``); a float of 1 or more
+  (``1.0``: one step, or all of them?) is refused.
 * ``Lamb``: layer-wise adaptive moments (You et al. 2020, "Large Batch Optimization for Deep
   Learning: Training BERT in 76 minutes") as NVIDIA's BERT recipe runs it (apex ``FusedLAMB``, for
   batches of 8k-64k): gradients pre-normalised by their global norm when it exceeds
@@ -34,9 +35,22 @@ def param_groups(model: nn.Module, weight_decay: float = 0.01) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def warmup_steps(warmup: float, total_steps: int) -> int:
-    """``warmup`` below 1 is a share of ``total_steps``; 1 or more is a number of steps."""
-    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+def warmup_steps(warmup: float | int, total_steps: int) -> int:
+    """``warmup`` as a float below 1 is a share of ``total_steps``; as an integer, a number of steps.
+
+    A float of 1 or more is ambiguous (is ``1.0`` one step or 100%?) and raises ValueError.
+    """
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
+        raise ValueError(f"warmup {warmup!r} must be a share below 1 (0.1 = 10% of the steps) or a whole number "
+                         "of steps (500)")
+    if isinstance(warmup, float):
+        if warmup >= 1:
+            if warmup.is_integer():
+                raise ValueError(f"warmup {warmup} is ambiguous: write {int(warmup)} for {int(warmup)} step(s), or a "
+                                 "share below 1 (0.1 = 10% of the steps; 100% is not a warmup)")
+            raise ValueError(f"warmup {warmup} is neither a share below 1 nor a whole number of steps")
+        return int(round(warmup * total_steps))
+    return int(warmup)
 
 
 def get_lr(step: int, total_steps: int, peak: float, warmup: float = 0.1) -> float:

@@ -95,8 +95,9 @@ class PretrainArgs:
     """``adamw`` (BERT) or ``lamb`` (NVIDIA's large-batch BERT recipe)."""
     learning_rate: float = 1e-3
     """Peak learning rate."""
-    warmup: float = 0.1
-    """Warmup: a share of max_steps when below 1, a number of steps otherwise."""
+    warmup: float | int = 0.1
+    """Warmup: a share of max_steps as a float below 1 (0.1), a number of steps as an integer (500);
+    a float of 1 or more is refused as ambiguous (1.0: one step, or all of them?)."""
     weight_decay: float = 0.01
     """Decoupled weight decay, not applied to LayerNorm weights and biases."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -139,8 +140,11 @@ class PretrainArgs:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.warmup < 0 or warmup_steps(self.warmup, self.max_steps) > self.max_steps:
-            problems.append(f"warmup {self.warmup} is longer than the run ({self.max_steps} steps)")
+        try:
+            if warmup_steps(self.warmup, self.max_steps) > self.max_steps:
+                problems.append(f"warmup {self.warmup} is longer than the run ({self.max_steps} steps)")
+        except ValueError as exc:
+            problems.append(str(exc))
         per_step = self.micro_batch_size * self.world_size
         if not problems and self.global_batch_size % per_step:
             lower = max(per_step, self.global_batch_size - self.global_batch_size % per_step)
@@ -487,6 +491,13 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
     return data
 
 
+def _int_or_float(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def configure_pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="directory written by `domainbert data prepare`")
     parser.add_argument("--out", type=Path, required=True, help="run directory (resumed when it has checkpoints)")
@@ -509,6 +520,8 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
         flag = f"--{f.name.replace('_', '-')}"
         if isinstance(f.default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "warmup":  # "500" is steps, "0.1" a share: keep the literal's type
+            group.add_argument(flag, type=_int_or_float, default=None, metavar="SHARE_OR_STEPS")
         else:
             group.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper())
 
