@@ -243,9 +243,24 @@ def test_user_ner_dataset(tmp_path: Path) -> None:
     for name in ("train.tsv", "dev.tsv", "test.tsv"):
         (relation / name).write_text("a.1\t@DRUG$ raises @DRUG$ levels.\tup\n"
                                      "a.2\t@DRUG$ and @DRUG$ were given.\tnone\n")
-    with pytest.raises(DataError, match="negative class"):
-        user_record("relation", relation)
+    inferred = user_record("relation", relation)  # "none" is the one label that reads as negative
+    assert inferred.negative_label == "none" and "inferred" in inferred.notes[0]
     assert user_record("relation", relation, negative_label="none").labels == ("none", "up")
+    for labels, negative in ((("DDI-advise", "DDI-effect", "DDI-false", "DDI-int", "DDI-mechanism"), "DDI-false"),
+                             (("CPR:3", "FALSE"), "FALSE"), (("0", "1"), "0"), (("up", "down"), None),
+                             (("none", "false", "up"), None)):
+        for name in ("train.tsv", "dev.tsv", "test.tsv"):
+            (relation / name).write_text("".join(f"a.{i}\t@DRUG$ and @DRUG$.\t{label}\n"
+                                                 for i, label in enumerate(labels)))
+        if negative is None:  # no label, or several, read as negative: the user must say
+            with pytest.raises(DataError, match="--negative-label"):
+                user_record("relation", relation)
+        else:
+            assert user_record("relation", relation).negative_label == negative
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (relation / name).write_text("index\tsentence\tlabel\n")
+    with pytest.raises(DataError, match="train split has no examples"):
+        user_record("relation", relation)
 
 
 def test_examples_are_plain_records(shared_data: Path) -> None:

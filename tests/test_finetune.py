@@ -322,6 +322,11 @@ def test_cli_errors_are_one_line(tiny_model, shared_data, tmp_path, capsys):
     (rel / "dev.tsv").write_text("\n".join(good[:5]) + "\nthis line has no tabs\n")
     _fails([*base, "--task-type", "relation", "--data", str(rel), "--negative-label", "0"], capsys,
            "dev.tsv:6", "malformed")
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):  # the entities not masked: which pair is meant?
+        (rel / name).write_text("\n".join(g.replace("@GENE$", "CYP1A1").replace("@DISEASE$", "lung cancer")
+                                          for g in good) + "\n")
+    _fails([*base, "--task-type", "relation", "--data", str(rel), "--negative-label", "0"], capsys,
+           "no train example marks its entities")
 
     broken = tmp_path / "no-mask"
     shutil.copytree(tiny_model, broken)

@@ -79,6 +79,7 @@ from tqdm.auto import tqdm
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.featurize import (
+    MARKER_RE,
     Feature,
     collate,
     featurize_texts,
@@ -272,6 +273,10 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
         max_length = min(max_length, model_max_positions)
     markers: list[str] = []
     if record.task_type == "relation":
+        if not any(MARKER_RE.search(e.text) for e in examples["train"]):  # type: ignore[union-attr]
+            raise DataError(f"{record.name}: no train example marks its entities (@GENE$, @DRUG$ ... in place of "
+                            "the two mentions): a relation model needs to know which pair to classify; mask "
+                            "them as BLURB's relation sets do")
         markers = markers_in([e for rows in examples.values() for e in rows])
         tokenizer.add_tokens(markers)
     labels = _labels_of(record, examples)

@@ -25,7 +25,8 @@ quoted from the paper.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -37,6 +38,8 @@ from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.test_text import TestTextReader
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import DataError
+
+logger = logging.getLogger("domainbert")
 
 TaskType = Literal["ner", "pico", "relation", "similarity", "multilabel", "classification"]
 Split = Literal["train", "dev", "test"]
@@ -369,6 +372,16 @@ _SPLIT_NAMES = {"train": ("train.tsv", "train.txt"), "dev": ("dev.tsv", "devel.t
                 "test": ("test.tsv", "test.txt")}
 
 
+#: Label names that mean "no relation" (compared lower-cased); a label ending in "-false" does too.
+NEGATIVE_NAMES = ("false", "0", "negative", "none")
+
+
+def infer_negative_label(labels: set[str] | Sequence[str]) -> str | None:
+    """The one label of a relation set that reads as "no relation", or None when none or several do."""
+    found = [label for label in labels if label.lower() in NEGATIVE_NAMES or label.lower().endswith("-false")]
+    return found[0] if len(found) == 1 else None
+
+
 def user_record(task_type: str, folder: str | Path, negative_label: str | None = None,
                 name: str | None = None) -> DatasetRecord:
     """A record for a user's own dataset in ``folder`` (``train``/``dev``/``test`` found by name).
@@ -377,7 +390,9 @@ def user_record(task_type: str, folder: str | Path, negative_label: str | None =
     ``similarity`` BIOSSES-style pairs, ``classification`` BioASQ-style
     ``id<TAB>question<TAB>context<TAB>label`` files. The label list is every
     label of the train split (for NER, every tag), so dev/test labels outside it are errors.
-    For relation extraction the negative class must be named (micro F1 leaves it out).
+    For relation extraction micro F1 leaves the negative class out: when it is not named, the one
+    label called ``false``, ``0``, ``negative`` or ``none`` or ending in ``-false`` (any case) is taken
+    and said so (a note of the record, printed); no such label, or several, is an error.
     """
     if task_type not in _USER_READERS:
         raise DataError(f"task type '{task_type}' cannot be read from a user folder; choose from "
@@ -393,17 +408,27 @@ def user_record(task_type: str, folder: str | Path, negative_label: str | None =
     probe = DatasetRecord(name or root.name, name or root.name, task_type, ".", files,  # type: ignore[arg-type]
                           reader, (), max_len, metric, FinetuneDefaults(5e-5, 32, 10))
     train = reader(probe, "train", probe.paths("train", root))
+    if not train:
+        raise DataError(f"{root / files['train'][0]}: the train split has no examples; a {task_type} set needs "
+                        "at least one")
     labels: set[str] = set()
     for example in train:
         if isinstance(example, TokenExample):
             labels.update(example.tags)
         elif not isinstance(example.label, float):
             labels.update(example.label if isinstance(example.label, tuple) else [example.label])
+    notes: tuple[str, ...] = ()
+    if task_type == "relation" and negative_label is None:
+        negative_label = infer_negative_label(labels)
+        if negative_label is not None:
+            notes = (f"negative class '{negative_label}' inferred from the labels (left out of micro F1; "
+                     "--negative-label names another)",)
+            logger.warning("%s: %s", root, notes[0])
     if task_type == "relation" and negative_label not in labels:
-        raise DataError(f"{root}: give the negative class of the relation set (one of "
+        raise DataError(f"{root}: give the negative class of the relation set with --negative-label (one of "
                         f"{', '.join(sorted(labels))}); micro F1 leaves it out")
     return DatasetRecord(probe.name, probe.display_name, probe.task_type, str(root.resolve()),
                          files, reader, tuple(sorted(labels)), max_len, metric, probe.finetune,
-                         negative_label=negative_label,
+                         negative_label=negative_label, notes=notes,
                          text_fields=(("text", "text_pair") if task_type in ("similarity", "classification")
                                       else ("text",)))
