@@ -7,7 +7,9 @@ tests pin the loop itself; the prepared-shard reader is tested in tests/test_pre
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -296,3 +298,15 @@ def test_held_out_mlm_loss_and_perplexity_weigh_every_masked_token_alike():
     scores = evaluate(model, UnevenSource(), 4, 4, "fp32", torch.device("cpu"))
     assert scores["eval_mlm_loss"] == pytest.approx(total / count, rel=1e-6)
     assert scores["eval_perplexity"] == pytest.approx(math.exp(total / count), rel=1e-6)
+
+
+def test_metrics_keep_one_row_per_step_across_a_resume(tmp_path):
+    """Rows a killed run logged past its last checkpoint are dropped when the run resumes and replays
+    those steps; rows up to a checkpoint are on disk with it."""
+    fit(tiny_model(), IndexedSource(), args(log_every=1), tmp_path, stop_after=7, progress=False)
+    shutil.rmtree(checkpoint_dirs(tmp_path)[-1])  # as if killed before step 7's checkpoint was saved
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 8, "loss": 1.')  # and in the middle of a row
+    fit(tiny_model(), IndexedSource(), args(log_every=1), tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 21))

@@ -100,27 +100,44 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
     assert (tmp_path / "step20" / "vocab.txt").is_file()
 
 
-def test_kill_9_during_training_then_resume_finishes_the_run(prepared, tmp_path):
-    run = tmp_path / "run"
-    args = ["pretrain", "--data", str(prepared / "data"), "--out", str(run), "--recipe", TINY,
-            "--max-steps", "400", "--save-every", "3", "--eval-every", "0", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "domainbert", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(checkpoint_dirs(run)) < 2:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _kill_when_checkpointed(cmd: list[str], run: Path, env: dict | None = None) -> int:
+    """Start ``cmd`` in its own process group, SIGKILL the whole group once two checkpoints exist;
+    returns the newest surviving checkpoint's step."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, **(env or {})})
+    deadline = time.time() + 180
+    while time.time() < deadline and len(checkpoint_dirs(run)) < 2 and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     survivors = checkpoint_dirs(run)
     assert survivors, "no checkpoint was written before the kill"
-    last_step = int(survivors[-1].name.split("-")[1])
-    assert last_step < 400
-    done = cli(*args[:-1], "--max-steps", "400", "--stop-after", "6", "--no-progress")
+    return int(survivors[-1].name.split("-")[1])
+
+
+def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(prepared, tmp_path):
+    """Dropout on, the settings pass included, fp32: the killed-and-resumed run logs exactly the losses
+    of a run never interrupted, one row per step (the rows a killed run logged past its checkpoint
+    are dropped, not duplicated)."""
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", str(prepared / "data"), "--out", str(run), "--recipe", TINY, "--precision", "fp32",
+            "--max-steps", "400", "--save-every", "3", "--log-every", "10", "--eval-every", "0", "--no-progress"]
+    last_step = _kill_when_checkpointed([sys.executable, "-m", "domainbert", *args], run)
+    assert 6 <= last_step < 400
+    done = cli(*args[:-1], "--stop-after", "6", "--no-progress")
     assert done.returncode == 0, done.stderr
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    resumed = steps[steps.index(last_step + 1, len(steps) - 6 if len(steps) >= 6 else 0):]
-    assert resumed == list(range(last_step + 1, last_step + 7))  # continues right after the checkpoint
+    straight = tmp_path / "straight"
+    args[args.index(str(run))] = str(straight)
+    ref = cli(*args[:-1], "--stop-after", str(last_step + 6), "--no-progress")
+    assert ref.returncode == 0, ref.stderr
+    resumed, uninterrupted = _rows(run), _rows(straight)
+    assert [r["step"] for r in resumed] == list(range(1, last_step + 7))  # no hole, no duplicate
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in uninterrupted]  # bit for bit
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
 

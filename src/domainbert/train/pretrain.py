@@ -53,7 +53,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from domainbert.atomic import atomic_write_json
+from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.data.loader import PretrainingDataset
 from domainbert.data.shards import check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
@@ -270,16 +270,33 @@ def evaluate(model: BertForPreTraining, source: BatchSource, batches: int, micro
 
 
 class _Logger:
-    """metrics.jsonl always; TensorBoard events when the package is installed (rank 0 only)."""
+    """metrics.jsonl always; TensorBoard events when the package is installed (rank 0 only).
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8") if enabled else None
+    A run resumed from the checkpoint of step ``resume_step`` first drops the rows (and TensorBoard
+    events) of later steps, which a killed run logged but will now replay: the file holds one row
+    per step (and per evaluation), whatever was interrupted.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int = 0) -> None:
+        path = run_dir / "metrics.jsonl"
+        if enabled and path.is_file():
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a run killed while writing it
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= resume_step:
+                    kept.append(line + "\n")
+            atomic_write_text(path, "".join(kept))
+        self.file = path.open("a", encoding="utf-8") if enabled else None
         self.tb = None
         if enabled:
-            try:
+            try:  # an optional extra: logs only when it is installed
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"),
+                                        purge_step=resume_step + 1 if resume_step else None)
             except ImportError:
                 print("note: `pip install tensorboard` for TensorBoard logs; metrics.jsonl is written")
 
@@ -292,6 +309,12 @@ class _Logger:
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k.replace("eval_", "eval/") if k.startswith("eval_") else f"train/{k}", v, step)
         if flush:
+            self.file.flush()
+            if self.tb is not None:
+                self.tb.flush()
+
+    def flush(self) -> None:
+        if self.file is not None:
             self.file.flush()
             if self.tb is not None:
                 self.tb.flush()
@@ -347,7 +370,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     if args.world_size > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)
     batches = source.micro_batches(args.global_batch_size, args.micro_batch_size, consumed, rank, args.world_size)
-    logger = _Logger(run_dir, main_process)
+    logger = _Logger(run_dir, main_process, resume_step=step)
     history: list[StepMetrics] = []
     end = args.max_steps if stop_after is None else min(args.max_steps, step + stop_after)
     started = time.perf_counter()
@@ -411,6 +434,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             if step % args.save_every == 0 or step == end:
                 rng = gather_rng_states()  # every rank takes part; rank 0 writes
                 if main_process:
+                    logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
                     save_checkpoint(run_dir, step, model, optimizer, consumed, args.to_dict(), rng, args.keep_last)
                 distributed.barrier()
     finally:
