@@ -4,14 +4,17 @@ gloo matching a 1-process run; every shipped recipe validates; bad settings refu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import transformers
@@ -104,17 +107,28 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _kill_when_checkpointed(cmd: list[str], run: Path, env: dict | None = None) -> int:
-    """Start ``cmd`` in its own process group, SIGKILL the whole group once two checkpoints exist;
-    returns the newest surviving checkpoint's step."""
+    """Start ``cmd``, SIGKILL it and every process it started (torchrun's workers) at once when two
+    checkpoints exist; returns the newest surviving checkpoint's step."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**os.environ, **(env or {})})
     deadline = time.time() + 180
     while time.time() < deadline and len(checkpoint_dirs(run)) < 2 and proc.poll() is None:
         time.sleep(0.01)
     assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read()[-2000:]}"
-    os.killpg(proc.pid, signal.SIGKILL)
+    tree = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]  # torchrun's workers
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
+    psutil.wait_procs([p for p in map(_process, tree) if p is not None], timeout=30)
     survivors = checkpoint_dirs(run)
     assert survivors, "no checkpoint was written before the kill"
     return int(survivors[-1].name.split("-")[1])
@@ -186,3 +200,33 @@ def test_bad_settings_and_mismatched_data_are_refused_in_one_line(prepared, tmp_
     assert "vocab_size 99 is below the data's 3000 ids" in refused(
         "--recipe", TINY, "--set", "vocab_size=99")
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.distributed
+def test_two_process_kill_9_then_resume_equals_the_uninterrupted_two_process_run(prepared, tmp_path):
+    """Every rank's RNG states are in the checkpoint: two gloo ranks killed together and resumed log
+    the losses of two ranks never interrupted (dropout on, fp32)."""
+    def torchrun(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                str(_free_port()), "-m", "domainbert", "pretrain", "--data", str(prepared / "data"), "--out", str(out),
+                "--recipe", TINY, "--precision", "fp32", "--max-steps", "400", "--global-batch-size", "16",
+                "--micro-batch-size", "8", "--save-every", "3", "--eval-every", "0", "--no-progress", *extra]
+
+    env = {"OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    last_step = _kill_when_checkpointed(torchrun(run), run, env=env)
+    resumed = subprocess.run(torchrun(run, "--stop-after", "4"), capture_output=True, text=True,
+                             env={**os.environ, **env})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(torchrun(tmp_path / "straight", "--stop-after", str(last_step + 4)),
+                              capture_output=True, text=True, env={**os.environ, **env})
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    rows, reference = _rows(run), _rows(tmp_path / "straight")
+    assert [r["step"] for r in rows] == list(range(1, last_step + 5))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in reference]
