@@ -5,6 +5,7 @@ gloo matching a 1-process run; every shipped recipe validates; bad settings refu
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -200,6 +201,14 @@ def test_bad_settings_and_mismatched_data_are_refused_in_one_line(prepared, tmp_
     assert "vocab_size 99 is below the data's 3000 ids" in refused(
         "--recipe", TINY, "--set", "vocab_size=99")
     assert not (tmp_path / "r" / "checkpoints").exists()
+    assert not (tmp_path / "r").exists()  # refused before anything was written: no folder left
+    # A second run into a run directory another run is writing to is refused, not interleaved.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with (busy / ".pretrain.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(busy), "--recipe", TINY]) == 1
+        assert "another `domainbert pretrain` is writing to" in capsys.readouterr().err
 
 
 def _free_port() -> int:

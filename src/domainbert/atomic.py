@@ -1,6 +1,7 @@
 """Writing a file so that an interruption never leaves it half-written: write a temporary file in
 the same folder, flush it to disk, then rename it over the target (a rename within one file
-system is atomic). Used for checkpoints, configs, vocabularies, metrics and reports.
+system is atomic). Used for checkpoints, configs, vocabularies, metrics and reports. And
+:func:`one_writer`, which keeps a second run from writing into a folder another run is writing.
 
 ``download.py`` keeps its own ``.part`` files: there the partial file is what a resumed transfer
 continues from.
@@ -8,11 +9,19 @@ continues from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from domainbert.errors import DomainBertError
+
+try:
+    import fcntl  # POSIX
+except ImportError:  # pragma: no cover - elsewhere no lock; concurrent runs into one folder are the user's call
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], fsync: bool = True) -> Path:
@@ -45,3 +54,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any, **dumps: Any) -> Path:
     """Write ``data`` as indented JSON (and a final newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=2, **dumps) + "\n")
+
+
+@contextlib.contextmanager
+def one_writer(folder: Path, command: str, error: type[DomainBertError] = DomainBertError) -> Iterator[None]:
+    """Hold ``<folder>/.<last word of command>.lock`` (POSIX ``flock``) while ``command`` writes into ``folder``;
+    a second holder gets ``error``: "another `domainbert <command>` is writing to <folder>". The lock
+    file is removed when the command ends, and so is a folder the command created but wrote nothing in.
+    """
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / f".{command.split()[-1]}.lock"
+    try:
+        if fcntl is None:
+            yield
+            return
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                created = False  # the other run's folder
+                raise error(f"another `domainbert {command}` is writing to {folder}; wait for it to finish, "
+                            "or pass another --out DIR") from None
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)  # leave the folder as the command's output alone
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except BaseException:
+        if created and sorted(p.name for p in folder.iterdir()) in ([], [lock.name]):
+            lock.unlink(missing_ok=True)  # a run that failed before writing anything leaves no folder
+            folder.rmdir()
+        raise
+

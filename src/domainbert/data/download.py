@@ -11,7 +11,7 @@ this module moves bytes:
   ``.md5`` NLM publishes beside each one; every other file is checked for a complete transfer
   (``Content-Length``, or the source's size for a mirror folder) and for its format where that is
   cheap (UTF-8 text, JSON, XML, gzip CRC). No checksum is invented for files without one.
-* One run at a time per folder (a ``.download.lock`` file, POSIX ``flock``), so two runs never
+* One run at a time per folder (:func:`domainbert.atomic.one_writer`, POSIX ``flock``), so two runs never
   append to the same ``.part``.
 * ``download.json`` in the cache root, the machine-readable manifest: for every file its size,
   SHA-256, MD5, whether the MD5 was checked against a published one, the URL it came from and when.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import contextlib
 import datetime as _dt
 import gzip
 import hashlib
@@ -42,19 +41,15 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-try:
-    import fcntl  # POSIX: one run per folder at a time
-except ImportError:  # pragma: no cover - elsewhere no lock; concurrent runs into one folder are the user's call
-    fcntl = None  # type: ignore[assignment]
-
 from domainbert import __version__
+from domainbert.atomic import one_writer
 from domainbert.data.sources import (
     BLURB,
     PUBMED_BASE_URL,
@@ -398,7 +393,7 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
     fetcher = _Fetcher(timeout=timeout, progress=progress)
     result = DownloadResult(out, [], [], 0)
     unique = list({f.path: f for f in files}.values())
-    with _lock(out), tqdm(unique, desc="files", unit="file",
+    with one_writer(out, "data download", DataError), tqdm(unique, desc="files", unit="file",
                           disable=None if progress else True) as bar:
         manifest = _load_manifest(out)  # read under the lock: another run may just have written it
         for file in bar:
@@ -416,24 +411,6 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
             result.fetched.append(file.path)
             result.bytes_fetched += entry["size"]
     return result
-
-
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """Hold ``<out>/.download.lock`` so that two runs never write the same ``.part`` at once."""
-    if fcntl is None:
-        yield
-        return
-    with (out / ".download.lock").open("a") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DataError(f"another `domainbert data download` is writing to {out}; wait for it "
-                            "to finish, or pass another --out DIR") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _source_of(file: RemoteFile, rel: str, url: str | None, mirror: _Mirror | None

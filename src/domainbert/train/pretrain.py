@@ -53,7 +53,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from domainbert.atomic import atomic_write_json, atomic_write_text
+from domainbert.atomic import atomic_write_json, atomic_write_text, one_writer
 from domainbert.data.loader import PretrainingDataset
 from domainbert.data.shards import check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
@@ -575,49 +575,56 @@ def copy_tokenizer(data_dir: Path, run_dir: Path) -> Path:
 
 def run_pretrain(ns: argparse.Namespace) -> int:
     dist_info = distributed.setup(ns.device)
+    # Rank 0 holds the run directory: a second `pretrain` into the same --out is refused, not interleaved.
+    held = one_writer(ns.out, "pretrain", TrainingError) if dist_info.is_main else contextlib.nullcontext()
     try:
-        args, model_spec, overrides = resolve_args(ns, dist_info.world_size)
-        manifest = load_manifest(ns.data)
-        resuming = bool(checkpoint_dirs(ns.out))
-        if ns.no_resume and resuming:
-            raise TrainingError(f"{ns.out} already has checkpoints and --no-resume was given: choose a new --out")
-        if resuming and (ns.out / RUN_CONFIG).is_file():  # refuse before anything is written or run
-            changed = args.resume_changes(json.loads((ns.out / RUN_CONFIG).read_text(encoding="utf-8"))["args"])
-            if changed:
-                raise TrainingError(f"{ns.out} was started with other training arguments ({'; '.join(changed)}): "
-                                    "resume with the run's own settings (its run_config.json), or pass a new --out")
-        if Path(model_spec).is_dir():
-            model = BertForPreTraining.from_pretrained(model_spec, **overrides)
-        else:
-            torch.manual_seed(args.seed)
-            sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
-            model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
-        source = open_data(ns.data, args.seed, model.config)
-        eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
-        if dist_info.is_main:
-            ns.out.mkdir(parents=True, exist_ok=True)
-            copy_tokenizer(ns.data, ns.out)
-            run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
-                          "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
-                          "eval_data": str(ns.eval_data) if ns.eval_data else None,
-                          "precision": resolve_precision(args.precision, dist_info.device)}
-            if not resuming:  # a resumed run keeps the settings it was started with
-                atomic_write_json(ns.out / RUN_CONFIG, run_config)
-            print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
-                  f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
-                  f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
-        loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)
-        if dist_info.is_main:
-            print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
-        history = fit(model, source, args, ns.out, eval_source=eval_source, resume=True, rank=dist_info.rank,
-                      device=dist_info.device, stop_after=ns.stop_after,
-                      time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)
-        if dist_info.is_main:
-            done = checkpoint_dirs(ns.out)[-1]
-            export(ns.out, ns.out / "export")
-            last = history[-1] if history else None
-            print(f"checkpoint {done}; exported to {ns.out / 'export'}"
-                  + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}, NSP {last.nsp_loss:.3f})" if last else ""))
+        with held:
+            return _pretrain(ns, dist_info)
     finally:
         distributed.teardown()
+
+
+def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
+    args, model_spec, overrides = resolve_args(ns, dist_info.world_size)
+    manifest = load_manifest(ns.data)
+    resuming = bool(checkpoint_dirs(ns.out))
+    if ns.no_resume and resuming:
+        raise TrainingError(f"{ns.out} already has checkpoints and --no-resume was given: choose a new --out")
+    if resuming and (ns.out / RUN_CONFIG).is_file():  # refuse before anything is written or run
+        changed = args.resume_changes(json.loads((ns.out / RUN_CONFIG).read_text(encoding="utf-8"))["args"])
+        if changed:
+            raise TrainingError(f"{ns.out} was started with other training arguments ({'; '.join(changed)}): "
+                                "resume with the run's own settings (its run_config.json), or pass a new --out")
+    if Path(model_spec).is_dir():
+        model = BertForPreTraining.from_pretrained(model_spec, **overrides)
+    else:
+        torch.manual_seed(args.seed)
+        sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
+        model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
+    source = open_data(ns.data, args.seed, model.config)
+    eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
+    if dist_info.is_main:
+        ns.out.mkdir(parents=True, exist_ok=True)
+        copy_tokenizer(ns.data, ns.out)
+        run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
+                      "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
+                      "eval_data": str(ns.eval_data) if ns.eval_data else None,
+                      "precision": resolve_precision(args.precision, dist_info.device)}
+        if not resuming:  # a resumed run keeps the settings it was started with
+            atomic_write_json(ns.out / RUN_CONFIG, run_config)
+        print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
+              f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
+              f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
+    loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)
+    if dist_info.is_main:
+        print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
+    history = fit(model, source, args, ns.out, eval_source=eval_source, resume=True, rank=dist_info.rank,
+                  device=dist_info.device, stop_after=ns.stop_after,
+                  time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)
+    if dist_info.is_main:
+        done = checkpoint_dirs(ns.out)[-1]
+        export(ns.out, ns.out / "export")
+        last = history[-1] if history else None
+        print(f"checkpoint {done}; exported to {ns.out / 'export'}"
+              + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}, NSP {last.nsp_loss:.3f})" if last else ""))
     return 0
