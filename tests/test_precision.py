@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,3 +32,15 @@ def test_autocast_runs_matmuls_in_bf16_and_fp32_leaves_them():
 def test_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="fp16"):
         precision.resolve_precision("fp16", "cpu")
+
+
+def test_auto_on_this_cpu_follows_what_the_kernel_reports():
+    """Unmocked: "auto" picks bf16 exactly when the CPU flags in /proc/cpuinfo (the kernel's view, not
+    torch's) include AVX512-BF16 or AMX-BF16, on whichever CPU runs the tests."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert precision.native_bf16("cpu") is native
+    assert precision.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
