@@ -24,8 +24,10 @@ from domainbert.blurb.metrics import (
     pearson,
     pico_macro_f1,
     relation_micro_f1,
+    score,
     score_dataset,
 )
+from domainbert.blurb.registry import get_record
 
 GOLD_NER = [["B-Disease", "I-Disease", "O", "B-Disease"], ["O", "B-Disease", "I-Disease", "I-Disease"]]
 PRED_NER = [["B-Disease", "I-Disease", "O", "O"], ["O", "B-Disease", "I-Disease", "O"]]
@@ -160,3 +162,50 @@ def test_blurb_score_is_mean_of_type_means() -> None:
     assert set(partial.missing_types) == {"pico", "similarity", "multilabel", "classification"}
     with pytest.raises(ValueError, match="no task type"):
         blurb_score({"squad": 0.9})
+
+
+# ------------------------------------------------------------------------------ hand-counted, every metric
+def test_entity_f1_hand_counted_overlaps_types_and_i_without_b() -> None:
+    gold = [["B-Dis", "I-Dis", "O", "B-Chem"], ["O", "I-Dis", "I-Dis"]]
+    pred = [["B-Dis", "O", "O", "B-Dis"], ["O", "B-Dis", "I-Dis"]]
+    # gold: Dis[0:2], Chem[3], Dis[1:3] (an I- after O starts an entity, as conlleval reads it)
+    # pred: Dis[0] (partial overlap: wrong), Dis[3] (type mismatch: wrong), Dis[1:3] (right)
+    assert entity_f1(gold, pred) == pytest.approx(2 * (1 / 3) * (1 / 3) / (2 / 3))
+
+
+def test_pico_macro_f1_hand_counted() -> None:
+    gold = [["I-PAR", "I-PAR", "O", "I-INT"]]
+    pred = [["I-PAR", "O", "I-INT", "I-INT"]]
+    # PAR: P 1/1, R 1/2 -> 2/3; INT: P 1/2, R 1/1 -> 2/3; OUT: in neither -> 0 (scikit-learn's convention)
+    assert pico_macro_f1(gold, pred) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+
+
+def test_relation_micro_f1_hand_counted() -> None:
+    gold = ["A", "B", "false", "A", "false"]
+    pred = ["A", "false", "A", "B", "false"]
+    # predicted positives 3 (A, A, B), gold positives 3 (A, B, A), right 1 (the first A): P = R = 1/3
+    assert relation_micro_f1(gold, pred, negative="false") == pytest.approx(1 / 3)
+
+
+def test_pearson_hand_counted() -> None:
+    # deviations (-1, 0, 1) and (-1, 1, 0): covariance sum 1, norms sqrt(2) x sqrt(2)
+    assert pearson([1.0, 2.0, 3.0], [1.0, 3.0, 2.0]) == pytest.approx(0.5)
+
+
+def test_hoc_f1_hand_counted() -> None:
+    gold = [("a",), ("a", "b"), ()]
+    pred = [("a",), ("b",), ("b",)]
+    # a: P 1/1, R 1/2 -> 2/3; b: P 1/2, R 1/1 -> 2/3; c: in neither -> 0
+    assert hoc_f1(gold, pred, labels=("a", "b", "c")) == pytest.approx(4 / 9)
+    assert multilabel_f1(gold, pred, ("a", "b", "c"), average="micro") == pytest.approx(2 / 3)  # 2 of 3 both ways
+
+
+def test_accuracy_hand_counted() -> None:
+    assert accuracy(["yes", "no", "maybe"], ["yes", "yes", "maybe"]) == pytest.approx(2 / 3)
+
+
+def test_one_dispatch_scores_constant_regression_predictions_zero() -> None:
+    """A dataset's score (finetune and metrics alike): constant predictions correlate with nothing."""
+    assert score_dataset("biosses", [0.5, 2.0, 3.5], [1.0, 1.0, 1.0]) == 0.0
+    assert score(get_record("biosses"), [0.5, 2.0, 3.5], [1.0, 2.0, 4.0]) == pytest.approx(
+        pearson([0.5, 2.0, 3.5], [1.0, 2.0, 4.0]))
