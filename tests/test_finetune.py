@@ -14,7 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import scipy.stats
+import seqeval.metrics
+import sklearn.metrics
 import torch
+from sklearn.preprocessing import MultiLabelBinarizer
 
 from domainbert.blurb import get_record, load_split
 from domainbert.blurb.featurize import (
@@ -131,11 +135,48 @@ def test_each_task_type_fine_tunes_end_to_end(task, max_len, tiny_model, shared_
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["task"] == task and len(metrics["runs"]) == 1 and metrics["runs"][0]["steps"] == 3
     assert -1.0 <= metrics["test"]["mean"] <= 1.0
+    run = metrics["runs"][0]
     for split in ("dev", "test"):
         rows = [json.loads(line) for line in (out / f"{split}_predictions.jsonl").read_text().splitlines()]
         assert len(rows) == metrics["examples"][split]
         if task == "ncbi-disease":
             assert all(len(r["prediction"]) == len(r["gold"]) for r in rows)
+        # The gold labels are the split's own, in order (a dev/test mix-up or a shift fails here) ...
+        assert [r["gold"] for r in rows] == _gold_from_files(task, split, shared_data, len(rows))
+        # ... and the score recomputed from the written predictions by the reference libraries is the
+        # one reported (dev: the saved run's best epoch; test: that run's test score).
+        assert _reference_score(task, rows) == pytest.approx(run[split], abs=1e-9)
+
+
+def _gold_from_files(task: str, split: str, data: Path, n: int) -> list:
+    """The first ``n`` gold labels of ``split``, read straight from the files where the format is plain."""
+    name = {"dev": "dev.tsv", "test": "test.tsv"}[split]
+    if task == "gad":
+        return [line.split("\t")[2] for line in (data / "gad" / name).read_text().splitlines()[1:n + 1]]
+    if task == "bioasq":
+        return [line.split("\t")[3] for line in (data / "bioasq" / name).read_text().splitlines()[:n]]
+    if task == "biosses":
+        return [float(line.split("\t")[3]) for line in (data / "biosses" / name).read_text().splitlines()[1:n + 1]]
+    if task == "ncbi-disease":
+        text = (data / "ncbi_disease" / {"dev": "devel.tsv", "test": "test.tsv"}[split]).read_text()
+        return [[line.split("\t")[1] for line in block.splitlines()] for block in text.strip().split("\n\n")][:n]
+    examples = load_split(task, split, data)[:n]
+    return [list(e.label) if isinstance(e.label, tuple) else e.label for e in examples]
+
+
+def _reference_score(task: str, rows: list[dict]) -> float:
+    gold, pred = [r["gold"] for r in rows], [r["prediction"] for r in rows]
+    if task == "ncbi-disease":
+        return seqeval.metrics.f1_score(gold, pred)
+    if task == "gad":
+        return sklearn.metrics.f1_score(gold, pred, pos_label="1", zero_division=0)
+    if task == "biosses":
+        return 0.0 if len(set(pred)) < 2 else scipy.stats.pearsonr(gold, pred)[0]
+    if task == "hoc":
+        binarizer = MultiLabelBinarizer(classes=[str(i) for i in range(10)])
+        return sklearn.metrics.f1_score(binarizer.fit_transform(gold), binarizer.transform(pred), average="macro",
+                                        zero_division=0)
+    return sklearn.metrics.accuracy_score(gold, pred)
 
 
 def test_pico_fine_tunes_with_its_macro_f1(tiny_model, shared_data, tmp_path):
