@@ -44,10 +44,15 @@ def test_quickstart_runs_the_whole_recipe_and_reuses_finished_stages(shared_data
     assert "NCBI-disease" in report and "81.16" in report
     assert f"report: {out / 'blurb' / 'report.md'}" in first.stdout
 
+    metrics_before = (out / "pretrain" / "metrics.jsonl").read_bytes()
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "85 already there" in second.stdout
-    assert second.stdout.count("reusing") >= 3  # vocabulary and both example sets
+    assert second.stdout.count("reusing") >= 4  # vocabulary, both example sets and pretraining
+    assert (out / "pretrain" / "metrics.jsonl").read_bytes() == metrics_before  # no new step
+    again = json.loads((out / "blurb" / "results.json").read_text())
+    for name in ("ncbi-disease", "biosses"):  # fine-tuning reused: the same runs, the same scores
+        assert again["datasets"][name]["test"] == results["datasets"][name]["test"]
 
 
 def test_quickstart_connected_path_reads_pubmed_xml_as_text(shared_data, tmp_path):

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from domainbert.atomic import atomic_write_json
 from domainbert.blurb.suite import run_suite
 from domainbert.data.download import download
 from domainbert.data.examples import PrepareConfig
@@ -109,14 +110,16 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     model = BertForPreTraining(config)
     source, eval_source = open_data(data, values.get("seed", 0), config), open_data(heldout, 0, config)
     plan = out / "plan.json"
-    if plan.is_file():  # a rerun keeps the first run's schedule, so it resumes instead of restarting
-        max_steps = json.loads(plan.read_text())["max_steps"]
+    planned = json.loads(plan.read_text()) if plan.is_file() else None
+    if planned is not None:  # a rerun keeps the first run's schedule, so it resumes instead of restarting
+        max_steps = planned["max_steps"]
     else:
         args = PretrainArgs(**values)
         verify_settings(model, source, args, device, 0)
         max_steps = fitted_steps(model, source, args, minutes, device)
         out.mkdir(parents=True, exist_ok=True)
-        plan.write_text(json.dumps({"max_steps": max_steps, "minutes": minutes}) + "\n")
+        planned = {"max_steps": max_steps, "minutes": minutes}
+        atomic_write_json(plan, planned)
     # The learning-rate schedule is the recipe's (1,300 steps for small-cpu), and the run stops when
     # the time is up: a schedule squeezed into the budget's few hundred steps would decay the rate
     # to 0 while the model is still predicting the most frequent tokens.
@@ -127,10 +130,13 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
           f"sequences fitted to {minutes:g} min (of a {schedule}-step learning-rate schedule)")
     done = checkpoint_dirs(out)
     reached = int(done[-1].name.split("-")[-1]) if done else 0
-    if reached < max_steps:
+    if planned.get("finished"):  # the minutes were spent (or the steps done): the stage is finished
+        print(f"  reusing {out} (finished at step {reached})")
+    elif reached < max_steps:
         copy_tokenizer(data, out)
         fit(model, source, args, out, eval_source=eval_source, device=device, progress=progress,
             stop_after=max_steps - reached, time_budget_s=minutes * 60 * 1.5)
+        atomic_write_json(plan, {**planned, "finished": True})
     export(out, out / "export")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if not r.get("eval")]
