@@ -225,11 +225,12 @@ def test_resume_refuses_changed_training_arguments_by_name(tmp_path):
     assert rest[0].step == 6 and rest[-1].step == 20
 
 
-def _budget_rank(rank: int, port: int, run_dir: str, queue) -> None:  # runs in a forked process
+def _budget_rank(rank: int, port: int, run_dir: str, queue) -> None:  # runs in a spawned process
     import datetime
     import os
     import time
 
+    torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=20))
     if rank == 0:  # this rank's clock runs 1000x fast: it alone is past the budget after its first step
@@ -256,7 +257,7 @@ def test_time_budget_stops_every_rank_after_the_same_step(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a forked child of a process that ran OpenMP can hang
     queue = ctx.Queue()
     procs = [ctx.Process(target=_budget_rank, args=(r, port, str(tmp_path), queue)) for r in range(2)]
     for p in procs:

@@ -9,20 +9,30 @@ one-line help, and ``"module:function"`` references to
 Modules are imported only for the subcommand that runs, so ``domainbert --help`` is instant and
 does not import torch; this table is the one place in domainbert that imports lazily. A command
 whose module needs an optional extra that is not installed (``serve``: fastapi, uvicorn) fails with
-one line naming the extra. A :class:`~domainbert.errors.DomainBertError` raised by ``run`` is printed
-as one line (``domainbert <command>: error: ...``) with exit code 1; argument errors exit with 2.
+one line naming the extra.
+
+This is also the one place where every command's expected failures become one line on standard
+error (``domainbert <command>: error: ...``) and a non-zero exit, never a traceback: bad arguments
+(argparse's message, on one line, exit 2), a :class:`~domainbert.errors.DomainBertError`, an
+operating-system error on a path (a file where a folder must be, a folder that cannot be made or
+written, a disk that is full: exit 1), bytes that are not UTF-8. Before a command runs, its
+``--out`` folder must not be an existing file, nor its ``--output`` file an existing folder, so
+that nothing is written for a command that cannot finish, and an ``--out`` folder the failed command
+created but wrote no file in is removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
 
 from domainbert import __version__
-from domainbert.errors import DomainBertError
+from domainbert.errors import ConfigError, DomainBertError
 
 
 @dataclass(frozen=True)
@@ -147,13 +157,29 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line: ``domainbert <command>: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of one subcommand (used by ``main`` and by the CLI tests)."""
     spec = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=f"domainbert {name}", description=spec.help,
-                                     formatter_class=_HelpFormatter)
+    parser = _Parser(prog=f"domainbert {name}", description=spec.help, formatter_class=_HelpFormatter)
     _resolve(spec.configure)(parser)
     return parser
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` folder that is a file and an ``--output`` file that is a folder, before
+    anything runs (every command writes its folder as ``--out`` and a predictor its file as ``--output``)."""
+    out, output = getattr(args, "out", None), getattr(args, "output", None)
+    if isinstance(out, Path) and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory: pass a folder to write into")
+    if isinstance(output, Path) and output.is_dir():
+        raise ConfigError(f"--output {output} is a directory: pass the file to write")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,9 +203,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args = build_parser(name).parse_args(rest)  # exits 2 with argparse's message on bad arguments
-        code = _resolve(COMMANDS[name].run)(args)
+        out = getattr(args, "out", None)
+        fresh = isinstance(out, Path) and not out.exists()
+        try:
+            check_paths(args)
+            code = _resolve(COMMANDS[name].run)(args)
+        except BaseException:
+            if fresh and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+                shutil.rmtree(out, ignore_errors=True)  # only empty folders: nothing of value is lost
+            raise
     except DomainBertError as exc:
         print(f"domainbert {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path the operating system refused: say which and what
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"domainbert {name}: error: {exc.strerror or exc}{where} (check the path: it must be writable, "
+              "and a folder where a folder is expected)", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as exc:
+        print(f"domainbert {name}: error: an input is not UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at "
+              f"offset {exc.start}): convert it, e.g. `iconv -f latin1 -t utf-8`", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"domainbert {name}: interrupted", file=sys.stderr)

@@ -35,7 +35,7 @@ from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record
 from domainbert.blurb.report import append_tsv, plot, render_report
 from domainbert.data.sources import default_data_dir
-from domainbert.errors import DomainBertError
+from domainbert.errors import CheckpointError, DomainBertError
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
@@ -45,6 +45,8 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
               results_tsv: Path | None = None, restart: bool = False) -> dict[str, Any]:
     """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
     names = [get_record(t).name for t in (tasks or list(DATASETS))]
+    if not (Path(model) / "config.json").is_file():  # every dataset would fail the same way: refuse before writing
+        raise CheckpointError(f"{model} is not a model directory (no config.json): pass a BERT checkpoint folder")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -570,6 +570,10 @@ def configure_download(parser: argparse.ArgumentParser) -> None:
 
 def run_download(args: argparse.Namespace) -> int:
     """Run ``domainbert data download``; prints a summary and returns 0 (errors raise DataError)."""
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout} must be a positive number of seconds")
+    if args.retries < 0:
+        raise ConfigError(f"--retries {args.retries} must be 0 or more")
     files: list[RemoteFile] = []
     if args.pubmed is not None:
         start, end = args.pubmed

@@ -135,6 +135,7 @@ class PretrainingDataset(IterableDataset):
         self.num_samples = int(sum(counts))
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (shards + 1,)
         self._arrays: list[dict[str, np.ndarray]] | None = None
+        self._open()  # memory-maps every shard now: a truncated or missing file fails here, not mid-run
         self._spec: MaskingSpec | None = None
         self._perms: dict[int, _Permutation] = {}  # the current epoch's permutation, computed once
         self.with_index = with_index
@@ -202,7 +203,15 @@ class PretrainingDataset(IterableDataset):
                 names = ["input_ids", "lengths", "b_start", "next_sentence"]
                 if not self.dynamic:
                     names += ["masked_positions", "masked_labels", "num_masked"]
-                arrays.append({n: np.load(d / f"{n}.npy", mmap_mode="r") for n in names})
+                try:
+                    arrays.append({n: np.load(d / f"{n}.npy", mmap_mode="r") for n in names})
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"{d}: a shard file is truncated or damaged ({exc}): rerun `domainbert data "
+                                    "prepare` with the same arguments (it redoes damaged shards)") from None
+                rows = {len(a) for a in arrays[-1].values()}
+                if rows != {s["num_samples"]}:
+                    raise DataError(f"{d} holds {sorted(rows)} rows where the manifest says {s['num_samples']}: "
+                                    "rerun `domainbert data prepare` with the same arguments")
             self._arrays = arrays
         return self._arrays
 

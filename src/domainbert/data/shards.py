@@ -85,6 +85,8 @@ __all__ = ["prepare_pretraining_data", "vocab_hash", "load_manifest", "check_man
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+#: What every manifest holds (the reader, the trainer and the checks use all of them).
+MANIFEST_KEYS = ("config_checksum", "params", "vocab", "num_samples", "shards", "counts")
 SHARD_META = "shard.json"
 VOCAB_COPY = "vocab.txt"
 FORMAT_VERSION = 1
@@ -451,6 +453,10 @@ def load_manifest(data_dir: str | Path) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path} has format version {manifest.get('format_version')}, this domainbert reads "
                         f"{FORMAT_VERSION}: rerun `domainbert data prepare`")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing or not isinstance(manifest.get("shards"), list):
+        raise DataError(f"{path} lacks {', '.join(missing) or 'a shard list'}: it was not written whole by `domainbert "
+                        "data prepare`; rerun it into a new --out")
     return manifest
 
 

@@ -163,6 +163,7 @@ def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: boo
     if missing:
         raise DataError(f"corpus file(s) not found: {', '.join(missing)}")
     files = list_corpus_files(files)
+    out.parent.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after the training
     decontamination = build_decontamination_set(decontaminate) if decontaminate is not None else None
     counts = CorpusCounts()
     tokenizer = train_wordpiece(files, vocab_size, lowercase=not cased, min_frequency=min_frequency,

@@ -82,6 +82,10 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}: use a hidden_size that is a multiple of it (e.g. "
                 f"{lower or self.num_attention_heads}) or a head count that divides {self.hidden_size}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -102,6 +106,9 @@ class BertConfig:
             problems.append(f"problem_type {self.problem_type!r} is not one of single_label_classification, "
                             "multi_label_classification, regression")
         if self.id2label is not None:
+            if not isinstance(self.id2label, dict) or not all(str(k).lstrip("-").isdigit() for k in self.id2label):
+                raise ConfigError(f"id2label must map class indices to names ({{\"0\": \"O\", \"1\": \"B\"}}), "
+                                  f"got {str(self.id2label)[:80]}: fix config.json")
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             if sorted(self.id2label) != list(range(len(self.id2label))):
                 problems.append(f"id2label keys must be 0..{len(self.id2label) - 1}, got {sorted(self.id2label)}")

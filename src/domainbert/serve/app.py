@@ -349,12 +349,22 @@ def create_app(model: str | Path | None = None, ner_model: str | Path | None = N
 
 
 # ==================================================================================== command line
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="model for /fill-mask (needs its MLM head) and /embed")
     parser.add_argument("--ner-model", type=Path, help="fine-tuned token-classification model for /ner")
     parser.add_argument("--classify-model", type=Path, help="fine-tuned sequence classifier for /classify")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--port", type=_port, default=8000, help="port to listen on (1-65535)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="bf16 autocast where native (auto), or forced")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -131,8 +132,12 @@ def configure_embed(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, predictor: Any, predict: Any) -> int:
+    """Stream the predictions as JSON lines to stdout, or to ``--output`` through a temporary file
+    beside it that replaces it only when every input is done: a failed run leaves no half-written
+    file, and an existing one as it was."""
     out: IO[str]
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    tmp = args.output.with_name(f".{args.output.name}.tmp-{os.getpid()}") if args.output else None
+    out = tmp.open("w", encoding="utf-8") if tmp is not None else sys.stdout
     try:
         n = 0
         # Chunks of many batches: sorting by length inside a chunk keeps padding low while the
@@ -147,9 +152,13 @@ def _run(args: argparse.Namespace, predictor: Any, predict: Any) -> int:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 n += 1
         out.flush()
-    finally:
-        if args.output:
+        if tmp is not None:
             out.close()
+            os.replace(tmp, args.output)
+    finally:
+        if tmp is not None:
+            out.close()
+            tmp.unlink(missing_ok=True)
     print(f"domainbert: {n} input(s) done", file=sys.stderr)
     return 0
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from domainbert.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -31,9 +33,20 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto``: this process's GPU when there is one, else the CPU."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index >= count:
+            raise ConfigError(f"--device {device} is not on this machine ({count} CUDA device(s)"
+                              f"{'' if torch.cuda.is_available() else '; this torch has no CUDA or no GPU is visible'}"
+                              "): use --device cpu or auto")
+    elif device.type not in ("cpu", "mps"):
+        raise ConfigError(f"--device {device} is not supported: use auto, cpu or cuda[:N]")
     return device
 
 

@@ -81,6 +81,21 @@ class BatchSource(Protocol):
         ...
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: A field's type (that of its default) -> (check, what to say).
+_KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    int: (_is_int, "a whole number"), float: (_is_number, "a number"), str: (lambda v: isinstance(v, str), "a word"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
 @dataclass
 class PretrainArgs:
     """Everything that decides a pretraining run (saved in every checkpoint)."""
@@ -126,6 +141,16 @@ class PretrainArgs:
     """Set from the torchrun environment, not by hand."""
 
     def __post_init__(self) -> None:
+        wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
+                 for f in fields(self) if f.name not in ("betas", "warmup")
+                 and not _KINDS[type(f.default)][0](getattr(self, f.name))]
+        betas = self.betas
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_is_number(b) for b in betas)):
+            wrong.append(f"betas must be two numbers, got {betas!r}")
+        if not _is_number(self.warmup):
+            wrong.append(f"warmup must be a number (a share below 1, or steps), got {self.warmup!r}")
+        if wrong:  # a recipe or flag of the wrong type: say which before comparing anything
+            raise ConfigError("; ".join(wrong))
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         problems = []
         for name in ("max_steps", "global_batch_size", "micro_batch_size", "save_every", "keep_last",
@@ -603,21 +628,21 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
         model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
     source = open_data(ns.data, args.seed, model.config)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
+    run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
+                  "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
+                  "eval_data": str(ns.eval_data) if ns.eval_data else None,
+                  "precision": resolve_precision(args.precision, dist_info.device)}
     if dist_info.is_main:
-        ns.out.mkdir(parents=True, exist_ok=True)
-        copy_tokenizer(ns.data, ns.out)
-        run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
-                      "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
-                      "eval_data": str(ns.eval_data) if ns.eval_data else None,
-                      "precision": resolve_precision(args.precision, dist_info.device)}
-        if not resuming:  # a resumed run keeps the settings it was started with
-            atomic_write_json(ns.out / RUN_CONFIG, run_config)
         print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
               f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
               f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
-    loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)
+    loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)  # before anything is written
     if dist_info.is_main:
         print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
+        ns.out.mkdir(parents=True, exist_ok=True)
+        copy_tokenizer(ns.data, ns.out)
+        if not resuming:  # a resumed run keeps the settings it was started with
+            atomic_write_json(ns.out / RUN_CONFIG, run_config)
     history = fit(model, source, args, ns.out, eval_source=eval_source, resume=True, rank=dist_info.rank,
                   device=dist_info.device, stop_after=ns.stop_after,
                   time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)

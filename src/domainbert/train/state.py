@@ -95,9 +95,19 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     return final
 
 
+#: What a training checkpoint holds (save_checkpoint writes all of them).
+STATE_KEYS = ("step", "consumed_samples", "model", "optimizer", "rng", "args", "config")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state; a damaged one, or one that is not domainbert's, is a TrainingError."""
     try:
-        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: name it and the way out
         raise TrainingError(f"checkpoint {path} cannot be read ({type(exc).__name__}): delete that directory "
                             "to resume from the checkpoint before it") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TrainingError(f"checkpoint {path} is not a domainbert training checkpoint (no {', '.join(missing)}): "
+                            "delete that directory to resume from the checkpoint before it")
+    return state
