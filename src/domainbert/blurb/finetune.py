@@ -59,13 +59,10 @@ selected setting only when that setting also holds the best seed; ``metrics.json
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
-import shutil
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -89,6 +86,7 @@ from domainbert.blurb.featurize import (
 )
 from domainbert.blurb.metrics import score
 from domainbert.blurb.registry import DATASETS, DatasetRecord, default_data_dir, get_record, load_split, user_record
+from domainbert.blurb.resume import FINGERPRINT_VERSION, check_outputs, content_hash, model_files
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
 from domainbert.model.configuration import BertConfig
@@ -437,35 +435,6 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
 
 
-#: The files of a model directory that decide what fine-tuning starts from.
-MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-               "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json")
-FINGERPRINT_VERSION = 2
-
-
-def content_hash(paths: Sequence[Path]) -> str:
-    """SHA-256 over the names and bytes of ``paths`` (a model's files, a dataset's files)."""
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(path.name.encode("utf-8") + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def model_files(model_dir: Path) -> list[Path]:
-    """The files :data:`MODEL_FILES` names that ``model_dir`` holds, weight shards included."""
-    found = [model_dir / n for n in MODEL_FILES if (model_dir / n).is_file()]
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (model_dir / index).is_file():
-            shards = set(json.loads((model_dir / index).read_text(encoding="utf-8")).get("weight_map", {}).values())
-            found += [model_dir / n for n in sorted(shards)]
-    return found
-
-
 def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, Any]:
     """What a stored run must match to be reused: the model's and the data's content and every
     setting that changes a result (the setting and seed are in the run's id)."""
@@ -476,48 +445,6 @@ def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, An
             "model_sha256": content_hash(model_files(Path(model_dir))), "data_sha256": content_hash(data),
             "sizes": sizes, "limit": args.limit, "max_length": task.max_length, "max_steps": args.max_steps,
             "precision": args.precision, "group_by_length": args.group_by_length, "budget": args.budget}
-
-
-def _changes(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
-    """The fields of ``expected`` that ``stored`` differs in, as ``name: old -> new``."""
-    if not isinstance(stored, dict):
-        return ["no fingerprint (made by an older domainbert)"]
-    def shown(value: Any) -> str:
-        return value[:12] if isinstance(value, str) and len(value) == 64 else json.dumps(value)
-    return [f"{k}: {shown(stored.get(k)) if k in stored else 'not recorded'} -> {shown(v)}"
-            for k, v in expected.items() if stored.get(k) != v]
-
-
-#: What ``finetune`` writes into ``out``; ``--restart`` removes these and nothing else.
-OUTPUTS = ("runs", "model", "dev_predictions.jsonl", "test_predictions.jsonl", "selection.json", "metrics.json")
-
-
-def check_outputs(out: Path, expected: dict[str, Any], plan: list[str], restart: bool) -> None:
-    """Refuse (or, with ``restart``, clear) an ``out`` holding results of other inputs or settings."""
-    changes: list[str] = []
-    selection = out / "selection.json"
-    if selection.is_file():
-        stored = json.loads(selection.read_text(encoding="utf-8"))
-        changes += _changes(stored.get("fingerprint"), expected)
-        if "fingerprint" in stored and stored.get("plan") != plan:
-            changes.append(f"runs planned: {len(stored.get('plan') or [])} -> {len(plan)} "
-                           "(other settings, seeds or budget)")
-    for result in sorted((out / "runs").glob("*/result.json")):
-        changes += _changes(json.loads(result.read_text(encoding="utf-8")).get("fingerprint"), expected)
-    changes = list(dict.fromkeys(changes))
-    if not changes:
-        return
-    what = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-    if not restart:
-        raise ConfigError(f"{out} holds fine-tuning results of other inputs or settings ({what}): pass "
-                          "another --out, or --restart to discard them")
-    print(f"note: --restart: discarding {out}'s results of other inputs or settings ({what})", file=sys.stderr)
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 # ==================================================================================== grid

@@ -26,13 +26,20 @@ def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
     model = BertForPreTraining(BertConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     tokenizer = BertTokenizer.from_pretrained(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else None
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out} is a file, not a directory: pass a folder to export into")
+    # Written beside the target and moved into place whole: a failure leaves neither a half-written
+    # model nor the temporary folder, and the previous export stays until the new one is complete.
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, tokenizer=tokenizer)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    try:
+        model.save_pretrained(tmp, tokenizer=tokenizer)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -22,8 +22,8 @@ docstring states: step s consumes samples [s*G, (s+1)*G) of the shuffled sample 
 batch); rank r takes the r-th of ``world_size`` equal slices, so N processes see exactly the
 batches of one process with N times the accumulation.
 
-Recipes are YAML files of ``PretrainArgs`` fields (and ``model``, ``model_overrides``), shipped in
-``domainbert/train/recipes/`` and found by name (``--recipe small-cpu``) or by path.
+The run's arguments and the recipes that set them (YAML, found by name: ``--recipe small-cpu``) are
+:mod:`domainbert.train.args`.
 
 Run directory::
 
@@ -43,14 +43,12 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text, one_writer
@@ -61,13 +59,15 @@ from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import BertConfig, parse_overrides
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train import distributed
+from domainbert.train.args import RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
 from domainbert.train.export import export
-from domainbert.train.optim import Lamb, get_lr, param_groups, warmup_steps
-from domainbert.train.precision import PRECISIONS, autocast, resolve_precision
+from domainbert.train.optim import Lamb, get_lr, param_groups
+from domainbert.train.precision import autocast, resolve_precision
 from domainbert.train.state import checkpoint_dirs, gather_rng_states, load_checkpoint, save_checkpoint, set_rng_states
 
+# PretrainArgs and the recipes live in domainbert.train.args; they are named here too, as the loop's API.
 __all__ = ["PretrainArgs", "BatchSource", "fit", "evaluate", "verify_settings", "open_data", "load_recipe",
-           "recipe_path", "RECIPES", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
+           "recipe_path", "RECIPES", "RECIPE_EXTRA", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
 
 RUN_CONFIG = "run_config.json"
 
@@ -79,127 +79,6 @@ class BatchSource(Protocol):
                       rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
         """Micro-batches for ``rank``, beginning after ``start_sample`` samples (all ranks together)."""
         ...
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-#: A field's type (that of its default) -> (check, what to say).
-_KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
-    int: (_is_int, "a whole number"), float: (_is_number, "a number"), str: (lambda v: isinstance(v, str), "a word"),
-    bool: (lambda v: isinstance(v, bool), "true or false"),
-}
-
-
-@dataclass
-class PretrainArgs:
-    """Everything that decides a pretraining run (saved in every checkpoint)."""
-
-    max_steps: int = 1000
-    """Optimizer steps in the run (the learning-rate schedule decays to 0 at the last one)."""
-    global_batch_size: int = 256
-    """Sequences per optimizer step, all ranks together: micro x accumulation x world size."""
-    micro_batch_size: int = 32
-    """Sequences per forward pass on one device."""
-    optimizer: str = "adamw"
-    """``adamw`` (BERT) or ``lamb`` (NVIDIA's large-batch BERT recipe)."""
-    learning_rate: float = 1e-3
-    """Peak learning rate."""
-    warmup: float | int = 0.1
-    """Warmup: a share of max_steps as a float below 1 (0.1), a number of steps as an integer (500);
-    a float of 1 or more is refused as ambiguous (1.0: one step, or all of them?)."""
-    weight_decay: float = 0.01
-    """Decoupled weight decay, not applied to LayerNorm weights and biases."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's moment decay rates."""
-    eps: float = 1e-6
-    """Adam epsilon (BERT used 1e-6)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
-    precision: str = "auto"
-    """``auto`` (bf16 autocast where native), ``bf16`` or ``fp32``."""
-    seed: int = 0
-    """Seed of the weight init, dropout and data order."""
-    save_every: int = 500
-    """Write a checkpoint every this many steps (and at the end)."""
-    keep_last: int = 3
-    """How many checkpoints to keep."""
-    log_every: int = 10
-    """Flush metrics every this many steps."""
-    eval_every: int = 0
-    """Score the held-out data every this many steps (0: never)."""
-    eval_batches: int = 10
-    """Micro-batches of held-out data per evaluation."""
-    compile: bool = False
-    """Compile the encoder with ``torch.compile`` (in place: checkpoint names are unchanged)."""
-    world_size: int = field(default=1, repr=False)
-    """Set from the torchrun environment, not by hand."""
-
-    def __post_init__(self) -> None:
-        wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
-                 for f in fields(self) if f.name not in ("betas", "warmup")
-                 and not _KINDS[type(f.default)][0](getattr(self, f.name))]
-        betas = self.betas
-        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_is_number(b) for b in betas)):
-            wrong.append(f"betas must be two numbers, got {betas!r}")
-        if not _is_number(self.warmup):
-            wrong.append(f"warmup must be a number (a share below 1, or steps), got {self.warmup!r}")
-        if wrong:  # a recipe or flag of the wrong type: say which before comparing anything
-            raise ConfigError("; ".join(wrong))
-        self.betas = tuple(self.betas)  # type: ignore[assignment]
-        problems = []
-        for name in ("max_steps", "global_batch_size", "micro_batch_size", "save_every", "keep_last",
-                     "log_every", "eval_batches", "world_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            problems.append(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
-        if self.optimizer not in ("adamw", "lamb"):
-            problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not self.learning_rate > 0:
-            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
-        try:
-            if warmup_steps(self.warmup, self.max_steps) > self.max_steps:
-                problems.append(f"warmup {self.warmup} is longer than the run ({self.max_steps} steps)")
-        except ValueError as exc:
-            problems.append(str(exc))
-        per_step = self.micro_batch_size * self.world_size
-        if not problems and self.global_batch_size % per_step:
-            lower = max(per_step, self.global_batch_size - self.global_batch_size % per_step)
-            problems.append(
-                f"global_batch_size {self.global_batch_size} is not divisible by micro_batch_size "
-                f"{self.micro_batch_size} x world size {self.world_size} = {per_step}: use a global batch of "
-                f"{lower} or {lower + per_step}, or another micro batch size")
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    @property
-    def accumulation(self) -> int:
-        """Micro-batches per optimizer step on each rank."""
-        return self.global_batch_size // (self.micro_batch_size * self.world_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    def resume_changes(self, stored: dict[str, Any]) -> list[str]:
-        """The fields a resume may not change that differ from a checkpoint's ``stored`` arguments,
-        as ``name: old -> new`` (see :data:`RESUMABLE`)."""
-        return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in self.to_dict().items()
-                if k not in RESUMABLE and k in stored and stored[k] != v]
-
-
-#: Arguments a resumed run may change: when to save, log and evaluate, and how each step is laid out
-#: on the hardware (micro batch, processes, compilation), which leave the schedule and the samples
-#: of every step as they were. Every other field decides what the run computes.
-RESUMABLE = frozenset({"save_every", "keep_last", "log_every", "eval_every", "eval_batches", "compile",
-                       "micro_batch_size", "world_size"})
 
 
 # ==================================================================================== data
@@ -496,50 +375,6 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
 
 
 # ==================================================================================== commands
-#: The options a recipe may set besides the PretrainArgs fields.
-RECIPE_EXTRA = {"model", "model_overrides"}
-
-_RECIPE_DIR = resources.files("domainbert.train").joinpath("recipes")
-#: The shipped recipes, by name (``domainbert/train/recipes/<name>.yaml``).
-RECIPES: tuple[str, ...] = tuple(sorted(p.name[:-len(".yaml")] for p in _RECIPE_DIR.iterdir()
-                                        if p.name.endswith(".yaml")))
-
-
-def recipe_path(recipe: str | Path) -> Path:
-    """A shipped recipe's file by name (``small-cpu``), or ``recipe`` itself when it is a file.
-
-    Neither is an error naming the shipped recipes: a recipe is never silently replaced by defaults.
-    """
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    if str(recipe) in RECIPES:
-        return Path(str(_RECIPE_DIR.joinpath(f"{recipe}.yaml")))
-    raise ConfigError(f"recipe {recipe} not found: pass a YAML file or one of the shipped recipes "
-                      f"({', '.join(RECIPES)})")
-
-
-def load_recipe(recipe: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe (a shipped one by name, or a file); unknown keys are refused with the known ones."""
-    path = recipe_path(recipe)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must be a mapping of option: value")
-    known = {f.name for f in fields(PretrainArgs)} - {"world_size"} | RECIPE_EXTRA
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"recipe {path} has unknown option(s) {', '.join(sorted(unknown))}: "
-                          f"known are {', '.join(sorted(known))}")
-    overrides = data.get("model_overrides") or {}
-    bad = set(overrides) - set(BertConfig.__dataclass_fields__)
-    if bad:
-        raise ConfigError(f"recipe {path}: model_overrides has unknown BertConfig field(s) {', '.join(sorted(bad))}")
-    return data
-
-
 def _int_or_float(text: str) -> int | float:
     try:
         return int(text)

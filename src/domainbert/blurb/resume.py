@@ -1,0 +1,90 @@
+"""When a stored fine-tuning result may be reused: content hashes of a model and a dataset, and the
+check of an output folder against the fingerprint of the run about to start.
+
+A run is reused only when its fingerprint matches (the model's files and the dataset files, hashed,
+and every setting that changes a result; :func:`domainbert.blurb.finetune.fingerprint` builds it);
+``selection.json`` also carries the planned runs. A folder holding results of other inputs or
+settings is an error naming what changed, or with ``restart`` is cleared, said aloud.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from domainbert.errors import ConfigError
+
+#: The files of a model directory that decide what fine-tuning starts from.
+MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+               "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json")
+FINGERPRINT_VERSION = 2
+
+
+def content_hash(paths: Sequence[Path]) -> str:
+    """SHA-256 over the names and bytes of ``paths`` (a model's files, a dataset's files)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode("utf-8") + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The files :data:`MODEL_FILES` names that ``model_dir`` holds, weight shards included."""
+    found = [model_dir / n for n in MODEL_FILES if (model_dir / n).is_file()]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (model_dir / index).is_file():
+            shards = set(json.loads((model_dir / index).read_text(encoding="utf-8")).get("weight_map", {}).values())
+            found += [model_dir / n for n in sorted(shards)]
+    return found
+
+
+def _changes(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
+    """The fields of ``expected`` that ``stored`` differs in, as ``name: old -> new``."""
+    if not isinstance(stored, dict):
+        return ["no fingerprint (made by an older domainbert)"]
+    def shown(value: Any) -> str:
+        return value[:12] if isinstance(value, str) and len(value) == 64 else json.dumps(value)
+    return [f"{k}: {shown(stored.get(k)) if k in stored else 'not recorded'} -> {shown(v)}"
+            for k, v in expected.items() if stored.get(k) != v]
+
+
+#: What ``finetune`` writes into ``out``; ``--restart`` removes these and nothing else.
+OUTPUTS = ("runs", "model", "dev_predictions.jsonl", "test_predictions.jsonl", "selection.json", "metrics.json")
+
+
+def check_outputs(out: Path, expected: dict[str, Any], plan: list[str], restart: bool) -> None:
+    """Refuse (or, with ``restart``, clear) an ``out`` holding results of other inputs or settings."""
+    changes: list[str] = []
+    selection = out / "selection.json"
+    if selection.is_file():
+        stored = json.loads(selection.read_text(encoding="utf-8"))
+        changes += _changes(stored.get("fingerprint"), expected)
+        if "fingerprint" in stored and stored.get("plan") != plan:
+            changes.append(f"runs planned: {len(stored.get('plan') or [])} -> {len(plan)} "
+                           "(other settings, seeds or budget)")
+    for result in sorted((out / "runs").glob("*/result.json")):
+        changes += _changes(json.loads(result.read_text(encoding="utf-8")).get("fingerprint"), expected)
+    changes = list(dict.fromkeys(changes))
+    if not changes:
+        return
+    what = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+    if not restart:
+        raise ConfigError(f"{out} holds fine-tuning results of other inputs or settings ({what}): pass "
+                          "another --out, or --restart to discard them")
+    print(f"note: --restart: discarding {out}'s results of other inputs or settings ({what})", file=sys.stderr)
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
