@@ -106,6 +106,12 @@ def _drop_manifest_key(data: Path) -> None:
     (data / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _other_checksum(data: Path) -> None:
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["config_checksum"] = "0" * 64  # as if prepared with other settings
+    (data / "manifest.json").write_text(json.dumps(manifest))
+
+
 def _truncate_shard(data: Path) -> None:
     ids = data / "shard-00000" / "input_ids.npy"
     ids.write_bytes(ids.read_bytes()[: ids.stat().st_size // 2])
@@ -280,6 +286,17 @@ CASES = [
                                                str(w / "e")], "step 99"),
     Case("export: checkpoint with the wrong keys", lambda f, w: ["export", "--run", str(w / "run"), "--out",
                                                                  str(w / "e")], "checkpoint", _wrong_checkpoint),
+    Case("export: --out is the run itself", lambda f, w: ["export", "--run", str(f["run"]), "--out", str(f["run"])],
+         "would replace the run"),
+    Case("export: --out holds other files", lambda f, w: ["export", "--run", str(f["run"]), "--out", str(w)],
+         "not a model export", _file("notes.txt")),
+    Case("pretrain: --stop-after 0", lambda f, w: ["pretrain", "--data", str(f["data"]), "--recipe", "tiny",
+                                                   "--stop-after", "0", "--out", str(w / "r")], "stop-after"),
+    Case("pretrain: clipping at 0", lambda f, w: ["pretrain", "--data", str(f["data"]), "--recipe", "tiny",
+                                                  "--max-grad-norm", "0", "--out", str(w / "r")], "max_grad_norm"),
+    Case("pretrain: resume on other data", lambda f, w: ["pretrain", "--data", str(w / "data"), "--recipe", "tiny",
+                                                         "--max-steps", "2", "--out", str(w / "run")],
+         "other prepared data", lambda f, w: (_copy(f["run"], w / "run"), _data_copy(f, w, _other_checksum))),
     # ---- finetune / blurb
     Case("finetune: unknown task", lambda f, w: ["finetune", "--task", "ncbi", "--model", str(f["mlm"]), "--out",
                                                  str(w / "o")], "unknown BLURB dataset"),

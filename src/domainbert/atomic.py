@@ -72,6 +72,9 @@ def one_writer(folder: Path, command: str, error: type[DomainBertError] = Domain
         with lock.open("a") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # A holder removes the file when it ends: a lock taken on the removed file is no lock.
+                if not lock.exists() or os.stat(lock).st_ino != os.fstat(handle.fileno()).st_ino:
+                    raise OSError("the lock file was replaced")
             except OSError:
                 created = False  # the other run's folder
                 raise error(f"another `domainbert {command}` is writing to {folder}; wait for it to finish, "

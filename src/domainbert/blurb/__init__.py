@@ -12,8 +12,9 @@ and models, ``results.json``, ``report.md``, a chart and a TSV row.
   files' raw text, for decontamination.
 - :mod:`~domainbert.blurb.featurize`: examples → model inputs (windows, markers, batches), shared
   with serving; :mod:`~domainbert.blurb.finetune`: the one fine-tuning loop, the grid and seeds
-  (``domainbert finetune``); :mod:`~domainbert.blurb.resume`: when a stored result may be reused; :mod:`~domainbert.blurb.metrics`: BLURB's metrics, the one dispatch
-  from a record to its metric, the BLURB score.
+  (``domainbert finetune``); :mod:`~domainbert.blurb.resume`: when a stored result may be reused;
+  :mod:`~domainbert.blurb.metrics`: BLURB's metrics, the one dispatch from a record to its metric,
+  the BLURB score.
 - :mod:`~domainbert.blurb.suite`: the whole suite (``domainbert blurb``);
   :mod:`~domainbert.blurb.report`: its report, chart and TSV row.
 """

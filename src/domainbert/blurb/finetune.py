@@ -431,20 +431,24 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
-                       history, step, round(seconds, 2), fingerprint(task, model_dir, args))
+                       history, step, round(seconds, 2),
+                       fingerprint(task, model_dir, args, resolve_precision(args.precision, device)))
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
 
 
-def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs) -> dict[str, Any]:
-    """What a stored run must match to be reused: the model's and the data's content and every
-    setting that changes a result (the setting and seed are in the run's id)."""
+def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs, precision: str | None = None) -> dict[str, Any]:
+    """What a stored run must match to be reused: the model's and the data's content, the labels and
+    negative class scored, and every setting that changes a result, precision as resolved on this
+    machine (the setting and seed are in the run's id)."""
     root = Path(args.data_dir) if args.data_dir is not None else default_data_dir()
     data = [p for split in task.examples for p in task.record.paths(split, root)]
     sizes = {split: len(rows) for split, rows in task.examples.items()}
     return {"version": FINGERPRINT_VERSION, "task": task.record.name,
             "model_sha256": content_hash(model_files(Path(model_dir))), "data_sha256": content_hash(data),
             "sizes": sizes, "limit": args.limit, "max_length": task.max_length, "max_steps": args.max_steps,
-            "precision": args.precision, "group_by_length": args.group_by_length, "budget": args.budget}
+            "precision": precision or args.precision, "group_by_length": args.group_by_length, "budget": args.budget,
+            "task_type": task.record.task_type, "metric": task.record.metric, "labels": list(task.labels),
+            "negative_label": task.record.negative_label}
 
 
 # ==================================================================================== grid
@@ -487,7 +491,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     selection_path = out / "selection.json"
-    expected = fingerprint(task, args.model, args)
+    expected = fingerprint(task, args.model, args, precision)
     settings = settings_for(record, args, len(task.features["train"]))
     plan = [setting.run_id(seed) for setting in settings for seed in args.seeds]
     check_outputs(out, expected, plan, args.restart)

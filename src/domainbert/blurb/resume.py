@@ -23,7 +23,7 @@ from domainbert.errors import ConfigError
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json")
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 
 
 def content_hash(paths: Sequence[Path]) -> str:

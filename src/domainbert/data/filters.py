@@ -278,8 +278,12 @@ def corpus_drops(files: Sequence[Path], config: CorpusFilter,
 
 def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter(), *,
                 decontamination: DecontaminationSet | None = None, counts: CorpusCounts | None = None,
-                splitter: Splitter | None = None, split_sentences: bool = False) -> Iterator[Document]:
+                splitter: Splitter | None = None, split_sentences: bool = False,
+                drops: Sequence[FileDrops] | None = None) -> Iterator[Document]:
     """Every kept document of ``paths``, in order: read, drop deleted citations, then filter.
+
+    ``drops`` is the first pass's result (:func:`corpus_drops`) when a caller reads the corpus more
+    than once; by default it is computed here.
 
     MEDLINE deletions are honoured across files: a ``<DeleteCitation>`` in file *j* drops that PMID
     from files ``0..j`` (earlier versions), while a later file may bring it back. Give baseline
@@ -290,7 +294,7 @@ def iter_corpus(paths: Sequence[str | Path], config: CorpusFilter = CorpusFilter
     """
     counts = counts if counts is not None else CorpusCounts()
     files = [Path(p) for p in paths]
-    drops = corpus_drops(files, config)
+    drops = list(drops) if drops is not None else corpus_drops(files, config)
 
     def read_all() -> Iterator[Document]:
         for p, file_drops in zip(files, drops):

@@ -37,8 +37,10 @@ from domainbert.data.corpus import CorpusCounts, list_corpus_files
 from domainbert.data.filters import (
     CorpusFilter,
     DecontaminationSet,
+    FileDrops,
     add_filter_arguments,
     build_decontamination_set,
+    corpus_drops,
     filter_from_args,
     iter_corpus,
 )
@@ -56,18 +58,24 @@ def _whole(text: str) -> list[str]:
 
 def corpus_texts(files: Sequence[Path], corpus_filter: CorpusFilter = CorpusFilter(), *,
                  decontamination: DecontaminationSet | None = None, counts: CorpusCounts | None = None,
-                 progress: bool = False) -> Iterator[str]:
+                 progress: bool = False, drops: Sequence[FileDrops] | None = None,
+                 sample: list[str] | None = None, sample_size: int = 0) -> Iterator[str]:
     """The text a vocabulary learns from: each non-empty line (text files) or title and abstract
     (MEDLINE, PubTator) of every document ``data prepare`` would keep from ``files``.
 
     Bad input (non-UTF-8 bytes, a truncated ``.gz``, malformed XML) raises the corpus readers'
-    one-line ``DataError`` naming the file and line.
+    one-line ``DataError`` naming the file and line. ``drops``: the corpus's first pass, when the
+    caller reads it several times; ``sample`` collects the first ``sample_size`` texts on the way.
     """
     bar = tqdm(unit="doc", desc="reading corpus", disable=not progress)
     for doc in iter_corpus(files, corpus_filter, decontamination=decontamination, counts=counts,
-                           splitter=_whole):
+                           splitter=_whole, drops=drops):
         bar.update(1)
-        yield from (text for text in doc.sentences if text.strip())
+        for text in doc.sentences:
+            if text.strip():
+                if sample is not None and len(sample) < sample_size:
+                    sample.append(text)
+                yield text
     bar.close()
 
 
@@ -115,13 +123,19 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
                     min_frequency: int = 2, limit_alphabet: int = 1000, progress: bool = True,
                     corpus_filter: CorpusFilter = CorpusFilter(),
                     decontamination: DecontaminationSet | None = None,
-                    counts: CorpusCounts | None = None) -> BertTokenizer:
+                    counts: CorpusCounts | None = None, sample: list[str] | None = None,
+                    sample_size: int = 0) -> BertTokenizer:
     """Train a BERT WordPiece vocabulary on the documents of ``files`` that ``corpus_filter`` and
-    ``decontamination`` keep (streamed); returns the tokenizer. ``counts`` gets the final pass's counts."""
+    ``decontamination`` keep (streamed); returns the tokenizer. ``counts`` gets the final pass's counts
+    and ``sample`` its first ``sample_size`` texts. The corpus is read twice (the alphabet, then the
+    merges), after one first pass for deletions and cross-file duplicates."""
     if vocab_size < len(SPECIAL_ORDER) + 1:
         raise VocabError(f"--vocab-size {vocab_size} is too small: it must exceed the {len(SPECIAL_ORDER)} "
                          "special tokens (BERT uses 30522, PubMedBERT 28895)")
-    def train(size: int, fixed: list[str], show: bool, counted: CorpusCounts | None) -> dict[str, int]:
+    drops = corpus_drops(list(files), corpus_filter)  # once, for both passes
+
+    def train(size: int, fixed: list[str], show: bool, counted: CorpusCounts | None,
+              into: list[str] | None) -> dict[str, int]:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                     strip_accents=lowercase, lowercase=lowercase)
@@ -129,7 +143,8 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
         trainer = trainers.WordPieceTrainer(
             vocab_size=size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
             special_tokens=fixed, continuing_subword_prefix="##", show_progress=False)
-        texts = corpus_texts(files, corpus_filter, decontamination=decontamination, counts=counted, progress=show)
+        texts = corpus_texts(files, corpus_filter, decontamination=decontamination, counts=counted, progress=show,
+                             drops=drops, sample=into, sample_size=sample_size)
         tok.train_from_iterator(texts, trainer=trainer)
         return tok.get_vocab()
 
@@ -137,9 +152,9 @@ def train_wordpiece(files: Sequence[Path], vocab_size: int, *, lowercase: bool =
     # ids break ties between equally frequent merges, so two runs on the same corpus can give
     # different vocabularies (huggingface/tokenizers#1794). Pass 1 (no merges) finds the full set of
     # "##x"; pass 2 fixes their ids up front, in sorted order, which makes the result reproducible.
-    alphabet = train(0, SPECIAL_ORDER, False, None)
+    alphabet = train(0, SPECIAL_ORDER, False, None, None)
     continuations = sorted(t for t in alphabet if t.startswith("##"))
-    vocab = train(vocab_size, SPECIAL_ORDER + continuations, progress, counts)
+    vocab = train(vocab_size, SPECIAL_ORDER + continuations, progress, counts, sample)
     if len(vocab) <= len(SPECIAL_ORDER):
         raise VocabError(f"the corpus ({', '.join(map(str, files))}) yielded no tokens: is it empty, or did "
                          "the filters drop every document (lower --min-words)?")
@@ -166,14 +181,11 @@ def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: boo
     out.parent.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after the training
     decontamination = build_decontamination_set(decontaminate) if decontaminate is not None else None
     counts = CorpusCounts()
+    sample: list[str] = []  # the first stats_lines texts, taken during training (no extra read)
     tokenizer = train_wordpiece(files, vocab_size, lowercase=not cased, min_frequency=min_frequency,
                                 limit_alphabet=limit_alphabet, progress=progress, corpus_filter=corpus_filter,
-                                decontamination=decontamination, counts=counts)
-    sample = []
-    for line in corpus_texts(files, corpus_filter, decontamination=decontamination):
-        sample.append(line)
-        if len(sample) >= stats_lines:
-            break
+                                decontamination=decontamination, counts=counts, sample=sample,
+                                sample_size=stats_lines)
     words, share, mean, unk = split_stats(tokenizer, sample)
     corpus = {"filter": asdict(corpus_filter), "counts": counts.as_dict(),
               "decontamination": None if decontamination is None else {"sources": decontamination.sources}}

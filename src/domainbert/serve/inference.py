@@ -29,8 +29,8 @@ head a predictor needs is refused with a one-line :class:`~domainbert.errors.Che
 
 NER decoding follows how ``domainbert finetune`` trains token models: the text is split into words
 by BERT's pre-tokenizer (whitespace and punctuation), the first sub-token of each word carries its
-tag, and a long text's windows are those of :func:`domainbert.blurb.finetune.word_windows`, each word being
-scored by the window where it has most context (:func:`domainbert.blurb.finetune.window_owners`). Tags are
+tag, and a long text's windows are those of :func:`domainbert.blurb.featurize.word_windows`, each word being
+scored by the window where it has most context (:func:`domainbert.blurb.featurize.window_owners`). Tags are
 decoded leniently, as conlleval does: ``B-X`` starts an entity, ``I-X`` continues one of type X or
 starts one after anything else; untyped ``B``/``I`` (JNLPBA) give the label ``ENTITY``; IO schemes
 (EBM-PICO's ``I-PAR``) work the same way. An entity's score is the mean probability of its words'

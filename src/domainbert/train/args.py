@@ -108,6 +108,14 @@ class PretrainArgs:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm must be > 0 (BERT clips at 1.0), got {self.max_grad_norm}")
+        if not self.eps > 0:
+            problems.append(f"eps must be > 0 (BERT uses 1e-6), got {self.eps}")
+        if not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be in [0, 1) (BERT uses 0.9, 0.999), got {list(self.betas)}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0 (BERT uses 0.01), got {self.weight_decay}")
         try:
             if warmup_steps(self.warmup, self.max_steps) > self.max_steps:
                 problems.append(f"warmup {self.warmup} is longer than the run ({self.max_steps} steps)")
@@ -182,6 +190,10 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"recipe {path} has unknown option(s) {', '.join(sorted(unknown))}: "
                           f"known are {', '.join(sorted(known))}")
+    if "model" in data and not isinstance(data["model"], str):
+        raise ConfigError(f"recipe {path}: model must be a preset name or a model directory, got {data['model']!r}")
+    if not isinstance(data.get("model_overrides") or {}, dict):
+        raise ConfigError(f"recipe {path}: model_overrides must be a mapping of BertConfig field: value")
     overrides = data.get("model_overrides") or {}
     bad = set(overrides) - set(BertConfig.__dataclass_fields__)
     if bad:

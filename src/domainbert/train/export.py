@@ -26,8 +26,14 @@ def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
     model = BertForPreTraining(BertConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     tokenizer = BertTokenizer.from_pretrained(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else None
+    out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {out} is a file, not a directory: pass a folder to export into")
+    if out == Path(run_dir).resolve() or Path(run_dir).resolve().is_relative_to(out):
+        raise TrainingError(f"--out {out} would replace the run it exports from: pass a folder of its own")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise TrainingError(f"--out {out} holds files that are not a model export: pass an empty or new folder "
+                            "(an earlier export there is replaced)")
     # Written beside the target and moved into place whole: a failure leaves neither a half-written
     # model nor the temporary folder, and the previous export stays until the new one is complete.
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

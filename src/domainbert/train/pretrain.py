@@ -1,4 +1,4 @@
-"""Joint MLM + NSP pretraining: the loop, read top to bottom, its recipes and the ``pretrain`` command.
+"""Joint MLM + NSP pretraining: the loop, read top to bottom, and the ``pretrain`` command.
 
 The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
 
@@ -199,8 +199,7 @@ class _Logger:
             try:  # an optional extra: logs only when it is installed
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"),
-                                        purge_step=resume_step + 1 if resume_step else None)
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
             except ImportError:
                 print("note: `pip install tensorboard` for TensorBoard logs; metrics.jsonl is written")
 
@@ -450,8 +449,18 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
     resuming = bool(checkpoint_dirs(ns.out))
     if ns.no_resume and resuming:
         raise TrainingError(f"{ns.out} already has checkpoints and --no-resume was given: choose a new --out")
-    if resuming and (ns.out / RUN_CONFIG).is_file():  # refuse before anything is written or run
-        changed = args.resume_changes(json.loads((ns.out / RUN_CONFIG).read_text(encoding="utf-8"))["args"])
+    if ns.stop_after is not None and ns.stop_after < 1:
+        raise ConfigError(f"--stop-after {ns.stop_after} must be at least 1 step")
+    if ns.max_minutes is not None and not ns.max_minutes > 0:
+        raise ConfigError(f"--max-minutes {ns.max_minutes} must be positive")
+    started_with = json.loads((ns.out / RUN_CONFIG).read_text(encoding="utf-8")) if resuming and (
+        ns.out / RUN_CONFIG).is_file() else None
+    if started_with is not None and started_with.get("data_config_checksum") != manifest.get("config_checksum"):
+        raise TrainingError(f"{ns.out} was started on other prepared data ({started_with.get('data')}, config "
+                            f"{str(started_with.get('data_config_checksum'))[:12]}): resume with that --data, or "
+                            "pass a new --out")
+    if started_with is not None:  # refuse before anything is written or run
+        changed = args.resume_changes(started_with["args"])
         if changed:
             raise TrainingError(f"{ns.out} was started with other training arguments ({'; '.join(changed)}): "
                                 "resume with the run's own settings (its run_config.json), or pass a new --out")
@@ -461,6 +470,9 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
         torch.manual_seed(args.seed)
         sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
         model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
+    if started_with is not None and started_with.get("model_config") not in (None, model.config.to_dict()):
+        raise TrainingError(f"{ns.out} was started with another model config: resume with the same --model and "
+                            "--set options (its run_config.json), or pass a new --out")
     source = open_data(ns.data, args.seed, model.config)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
     run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
@@ -482,7 +494,7 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
                   device=dist_info.device, stop_after=ns.stop_after,
                   time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)
     if dist_info.is_main:
-        done = checkpoint_dirs(ns.out)[-1]
+        done = checkpoint_dirs(ns.out)[-1]  # fit always ends with a checkpoint (stop_after >= 1)
         export(ns.out, ns.out / "export")
         last = history[-1] if history else None
         print(f"checkpoint {done}; exported to {ns.out / 'export'}"
