@@ -60,33 +60,26 @@ def atomic_write_json(path: str | os.PathLike, data: Any, **dumps: Any) -> Path:
 def one_writer(folder: Path, command: str, error: type[DomainBertError] = DomainBertError) -> Iterator[None]:
     """Hold ``<folder>/.<last word of command>.lock`` (POSIX ``flock``) while ``command`` writes into ``folder``;
     a second holder gets ``error``: "another `domainbert <command>` is writing to <folder>". The lock
-    file is removed when the command ends, and so is a folder the command created but wrote nothing in.
+    file is removed when the command ends (a folder left empty by a failed command is the CLI's to
+    remove: :func:`domainbert.cli.main`).
     """
-    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
     lock = folder / f".{command.split()[-1]}.lock"
-    try:
-        if fcntl is None:
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A holder removes the file when it ends: a lock taken on the removed file is no lock.
+            if not lock.exists() or os.stat(lock).st_ino != os.fstat(handle.fileno()).st_ino:
+                raise OSError("the lock file was replaced")
+        except OSError:
+            raise error(f"another `domainbert {command}` is writing to {folder}; wait for it to finish, "
+                        "or pass another --out DIR") from None
+        try:
             yield
-            return
-        with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                # A holder removes the file when it ends: a lock taken on the removed file is no lock.
-                if not lock.exists() or os.stat(lock).st_ino != os.fstat(handle.fileno()).st_ino:
-                    raise OSError("the lock file was replaced")
-            except OSError:
-                created = False  # the other run's folder
-                raise error(f"another `domainbert {command}` is writing to {folder}; wait for it to finish, "
-                            "or pass another --out DIR") from None
-            try:
-                yield
-            finally:
-                lock.unlink(missing_ok=True)  # leave the folder as the command's output alone
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    except BaseException:
-        if created and sorted(p.name for p in folder.iterdir()) in ([], [lock.name]):
-            lock.unlink(missing_ok=True)  # a run that failed before writing anything leaves no folder
-            folder.rmdir()
-        raise
+        finally:
+            lock.unlink(missing_ok=True)  # leave the folder as the command's output alone
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 

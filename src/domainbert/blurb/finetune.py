@@ -431,8 +431,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
-                       history, step, round(seconds, 2),
-                       fingerprint(task, model_dir, args, resolve_precision(args.precision, device)))
+                       history, step, round(seconds, 2), {})  # finetune() stamps the fingerprint
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
 
 
@@ -504,6 +503,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                 results.append(RunResult(**json.loads(path.read_text(encoding="utf-8"))))
                 continue
             result, model, predictions = train_run(task, args.model, setting, seed, args, device)
+            result.fingerprint = expected  # hashed once for the whole grid, not once per run
             best_dev = (json.loads(selection_path.read_text())["dev"]
                         if selection_path.is_file() else -math.inf)
             if result.dev > best_dev or not (out / "dev_predictions.jsonl").is_file():

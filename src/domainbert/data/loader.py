@@ -135,7 +135,8 @@ class PretrainingDataset(IterableDataset):
         self.num_samples = int(sum(counts))
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (shards + 1,)
         self._arrays: list[dict[str, np.ndarray]] | None = None
-        self._open()  # memory-maps every shard now: a truncated or missing file fails here, not mid-run
+        self._open()  # maps every shard now, so that a truncated or missing file fails here, not mid-run,
+        self._arrays = None  # then forgets the maps: each process (DataLoader worker) maps its own
         self._spec: MaskingSpec | None = None
         self._perms: dict[int, _Permutation] = {}  # the current epoch's permutation, computed once
         self.with_index = with_index
