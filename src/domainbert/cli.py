@@ -81,6 +81,9 @@ COMMANDS: dict[str, Command] = {
     "blurb": Command(
         "fine-tune on the BLURB suite; write results.json, report.md, a chart and a TSV row",
         "domainbert.blurb.suite:configure", "domainbert.blurb.suite:run"),
+    "report": Command(
+        "compare finished `blurb` runs side by side: per dataset and task type, Welch's t over seeds, a chart",
+        "domainbert.blurb.compare:configure", "domainbert.blurb.compare:run"),
     "fill-mask": Command(
         "predict the top-k tokens for each [MASK] in texts (JSON lines out)",
         "domainbert.serve.commands:configure_fill_mask", "domainbert.serve.commands:run_fill_mask"),

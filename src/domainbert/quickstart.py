@@ -14,7 +14,9 @@ pretraining within a time budget → export → fine-tuning on NCBI-disease and 
                         every BLURB test split; one file held out   ``heldout-128/``
  4    pretraining       ``pretrain`` (small-cpu recipe and its      ``pretrain/`` (checkpoints,
                         schedule), stopped when ``--minutes`` end   metrics, ``export/``)
- 5    fine-tuning       ``blurb --budget quick`` on ``--tasks``     ``blurb/`` (report.md, png)
+ 5    fine-tuning       ``blurb --budget quick`` on ``--tasks``,    ``blurb/`` (report.md,
+                        then the same shape from random weights     comparison.md, png),
+                        (``--no-baseline`` skips it)                ``blurb-random-init/``
 ====  ================  ==========================================  =============================
 
 The corpus slice: with a mirror, the sample corpus (``pubmed_corpus/``); without, PubMed baseline
@@ -38,11 +40,13 @@ from typing import Any
 import torch
 
 from domainbert.atomic import atomic_write_json
+from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.suite import run_suite
 from domainbert.data.download import download
 from domainbert.data.examples import PrepareConfig
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.sources import blurb_files, corpus_files, pubmed_baseline_files
+from domainbert.data.tokenization import BertTokenizer
 from domainbert.data.vocab import build_vocab
 from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
@@ -187,17 +191,31 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings["pretraining"] = time.perf_counter() - t
 
     t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")
-    results = run_suite(Path(pre["export"]), out / "blurb", tasks=list(ns.tasks), budget="quick",
-                        data_dir=out / "data", max_steps=ns.finetune_steps, limit=ns.limit)
+    suite = dict(tasks=list(ns.tasks), budget="quick", data_dir=out / "data", max_steps=ns.finetune_steps,
+                 limit=ns.limit)
+    results = run_suite(Path(pre["export"]), out / "blurb", name="pretrained", **suite)
     timings["fine-tuning"] = time.perf_counter() - t
+    baseline = None
+    if not ns.no_baseline:
+        t = time.perf_counter()
+        print("  the same shape from random weights (no pretraining), fine-tuned the same way:")
+        random_init = random_init_model(Path(pre["export"]), out / "random-init")
+        baseline = run_suite(random_init, out / "blurb-random-init", name="random init", **suite)
+        write_comparison([results, baseline], ["pretrained", "random init"], out / "blurb")
+        timings["fine-tuning, random init"] = time.perf_counter() - t
 
+    report = out / "blurb" / ("comparison.md" if baseline else "report.md")
     summary = {"vocabulary": {k: stats[k] for k in ("vocab_size", "split_share", "mean_pieces_per_word")},
                "pretraining": pre, "blurb": results["blurb"],
                "tasks": {n: d.get("test") for n, d in results["datasets"].items()},
+               "random_init": None if baseline is None else {
+                   "blurb": baseline["blurb"], "tasks": {n: d.get("test") for n, d in baseline["datasets"].items()},
+                   "model": str(out / "random-init"), "seconds": round(timings["fine-tuning, random init"], 1)},
                "seconds": {k: round(v, 1) for k, v in timings.items()},
                "artifacts": {"data": str(out / "data"), "vocabulary": str(vocab), "examples": str(examples),
                              "pretraining run": str(out / "pretrain"), "model": pre["export"],
-                             "report": str(out / "blurb" / "report.md"), "chart": str(out / "blurb" / "blurb.png")}}
+                             "report": str(report),
+                             "chart": str(out / "blurb" / ("comparison.png" if baseline else "blurb.png"))}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return summary
@@ -213,16 +231,41 @@ def print_summary(s: dict[str, Any]) -> None:
     for e in p["evals"]:
         print(f"   step {e['step']:>5}  held-out MLM loss {e['eval_mlm_loss']:.3f}  accuracy "
               f"{e['eval_mlm_accuracy']:.3f}  NSP accuracy {e['eval_nsp_accuracy']:.3f}")
+    base = s.get("random_init")
     for name, test in s["tasks"].items():
-        print(f"task         {name:<14} test {'%.2f' % (100 * test['mean']) if test else 'not run'}")
+        line = f"task         {name:<14} test {_pct(test)}"
+        if base is not None:
+            other = base["tasks"].get(name)
+            line += f"   random init {_pct(other)}"
+            if test and other:
+                line += f"   pretraining bought {100 * (test['mean'] - other['mean']):+.2f}"
+        print(line)
     if s["blurb"]:
-        print(f"BLURB        {100 * s['blurb']['score']:.2f} over the task types run (published PubMedBERT: 81.16 "
-              "on all 13 datasets; a CPU-minute model is not comparable)")
+        print(f"BLURB        {100 * s['blurb']['score']:.2f} over the task types run"
+              + (f" (random init {100 * base['blurb']['score']:.2f})" if base and base["blurb"] else "")
+              + "; published PubMedBERT: 81.16 on all 13 datasets, a CPU-minute model is not comparable")
+    if base is not None:
+        print(f"baseline     the random-init model's fine-tuning took {base['seconds']:.0f} s of the total "
+              "(--no-baseline skips it)")
     print("time         " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
     for k, path in s["artifacts"].items():
         print(f"  {k:<16} {path}")
     print("=" * 72)
     print(f"report: {s['artifacts']['report']}")
+
+
+def _pct(test: dict[str, Any] | None) -> str:
+    return f"{100 * test['mean']:.2f}" if test else "not run"
+
+
+def random_init_model(pretrained: Path, out: Path) -> Path:
+    """The pretrained model's shape and vocabulary with the weights it started from (seed 0), unpretrained."""
+    if (out / "config.json").is_file():
+        return out
+    torch.manual_seed(0)  # pretrain_stage's seed: these are the weights pretraining began with
+    model = BertForPreTraining(BertConfig.load(pretrained))
+    model.save_pretrained(out, tokenizer=BertTokenizer.from_pretrained(pretrained))
+    return out
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -238,6 +281,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=int, default=None, help="cap on fine-tuning steps per task")
     parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
     parser.add_argument("--workers", type=int, default=2, help="processes for data preparation")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip fine-tuning the same shape from random weights (what pretraining bought)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

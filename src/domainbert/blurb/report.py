@@ -27,6 +27,22 @@ PUBLISHED_SOURCE = "Gu et al. 2021 (BLURB score; totals only)"
 TSV_COLUMNS = ["date", "model", "budget", "blurb_score", "complete", *DATASETS]
 
 
+#: Folder names that say where a model sits in a run, not which model it is.
+GENERIC_NAMES = frozenset({"export", "model", "models", "final", "checkpoint", "checkpoints", "pretrain", "hf"})
+
+
+def model_label(model: str | Path) -> str:
+    """A name a reader recognises for a model path: its folder, with the parents above it while the
+    folder's own name is generic (``runs/quickstart/pretrain/export`` -> ``quickstart/pretrain/export``)."""
+    parts = [p for p in Path(str(model)).parts if p not in ("/", ".", "..")]
+    if not parts:
+        return str(model)
+    kept = [parts.pop()]
+    while parts and kept[0] in GENERIC_NAMES:
+        kept.insert(0, parts.pop())
+    return "/".join(kept)
+
+
 def _pct(stats: dict[str, Any] | None) -> str:
     if not stats:
         return "—"
@@ -36,7 +52,7 @@ def _pct(stats: dict[str, Any] | None) -> str:
 
 def render_report(results: dict[str, Any]) -> str:
     """``report.md``: per dataset, per task type, the BLURB score, published totals, gaps marked."""
-    lines = [f"# BLURB results: {Path(results['model']).name}", "",
+    lines = [f"# BLURB results: {results.get('name') or model_label(results['model'])}", "",
              f"- model: `{results['model']}`", f"- budget: `{results['budget']}`, "
              f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
              f"- data: `{results['data_dir']}`"]
@@ -96,7 +112,8 @@ def render_report(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """A bar chart of the test scores, per-type means and the BLURB score, published totals as lines."""
+    """A bar chart of the test scores, per-type means and the BLURB score; the published totals as
+    lines when the score is over all 13 datasets (never beside a partial one)."""
     ran = [(d["display_name"], d["test"]) for d in results["datasets"].values() if "test" in d]
     summary = results["blurb"]
     labels = [n for n, _ in ran]
@@ -116,15 +133,17 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(max(6.0, 0.6 * len(labels) + 2), 4.5))  # no pyplot: no global backend state
     ax = fig.subplots()
     ax.bar(range(len(labels)), values, yerr=errors, color=colors, capsize=3)
-    for (name, value), style in zip(PUBLISHED_TOTALS.items(), ("--", "-.", ":")):
+    complete = bool(summary and summary["complete"])
+    for (name, value), style in zip(PUBLISHED_TOTALS.items() if complete else (), ("--", "-.", ":")):
         ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=f"{name}: {value:.2f}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("test score (×100)")
-    ax.set_title(f"BLURB: {Path(results['model']).name} ({results['budget']})")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"BLURB: {results.get('name') or model_label(results['model'])} ({results['budget']})")
+    if complete:  # a partial BLURB score is never drawn beside the published totals
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, frameon=False)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), fsync=False)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight"), fsync=False)
 
 
 def append_tsv(results: dict[str, Any], path: Path) -> None:

@@ -30,19 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
+from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record
-from domainbert.blurb.report import append_tsv, plot, render_report
+from domainbert.blurb.report import append_tsv, model_label, plot, render_report
 from domainbert.data.sources import default_data_dir
-from domainbert.errors import CheckpointError, DomainBertError
+from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
               data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
               limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,
               precision: str = "auto", device: str | None = None, save_models: bool = False,
-              results_tsv: Path | None = None, restart: bool = False) -> dict[str, Any]:
+              results_tsv: Path | None = None, restart: bool = False, name: str | None = None) -> dict[str, Any]:
     """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
     names = [get_record(t).name for t in (tasks or list(DATASETS))]
     if not (Path(model) / "config.json").is_file():  # every dataset would fail the same way: refuse before writing
@@ -85,7 +86,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
                    "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
     results = {
-        "model": str(model), "budget": budget, "data_dir": str(root),
+        "model": str(model), "name": name or model_label(model), "budget": budget, "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -101,8 +102,13 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
 # ==================================================================================== command
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert blurb``."""
-    parser.add_argument("--model", type=Path, required=True, help="BERT checkpoint directory")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+    parser.add_argument("--model", type=Path, nargs="+", required=True,
+                        help="BERT checkpoint directory; several: each is run, then compared with the first")
+    parser.add_argument("--name", nargs="+", default=None,
+                        help="a label per model for the reports (default: from the model's path)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output directory (reused to resume); with several models, one folder per model "
+                        "in it and comparison.{md,json,png}")
     parser.add_argument("--tasks", nargs="+", default=None, help=f"datasets (default: all): {', '.join(DATASETS)}")
     parser.add_argument("--budget", choices=["quick", "full"], default="quick")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -121,16 +127,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="discard results in --out made from another model, data or settings (default: refuse)")
 
 
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_.") or "model"
+
+
 def run(ns: argparse.Namespace) -> int:
-    """``domainbert blurb``: run the suite, print the BLURB score; exit 1 if a dataset failed."""
-    results = run_suite(ns.model, ns.out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
-                        ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
-                        ns.save_models, ns.results_tsv, restart=ns.restart)
-    summary = results["blurb"]
-    score = f"{100 * summary['score']:.2f}" if summary else "—"
-    print(f"BLURB score {score} ({'complete' if summary and summary['complete'] else 'partial'}); "
-          f"wrote {ns.out / 'report.md'}")
-    failed = [n for n, d in results["datasets"].items() if d["status"] == "failed"]
-    for name in failed:
-        print(f"domainbert blurb: error: {name}: {results['datasets'][name]['reason']}")
+    """``domainbert blurb``: run the suite for each model, print the BLURB scores; exit 1 if a dataset failed.
+
+    With several models each runs into ``--out/<name>/`` and ``--out`` gets the comparison."""
+    models: list[Path] = ns.model
+    names = ns.name or [model_label(m) for m in models]
+    if len(names) != len(models):
+        raise ConfigError(f"{len(names)} --name value(s) for {len(models)} --model value(s): give one name per model")
+    if len(set(map(_slug, names))) != len(names):
+        raise ConfigError(f"the models' names ({', '.join(names)}) are not distinct: give each its own --name")
+    for model in models:  # every model must exist before any is fine-tuned
+        if not (Path(model) / "config.json").is_file():
+            raise CheckpointError(f"{model} is not a model directory (no config.json): pass a BERT checkpoint folder")
+    failed = []
+    runs = []
+    for model, name in zip(models, names):
+        out = ns.out if len(models) == 1 else ns.out / _slug(name)
+        results = run_suite(model, out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
+                            ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
+                            ns.save_models, ns.results_tsv, restart=ns.restart, name=name)
+        runs.append(results)
+        summary = results["blurb"]
+        score = f"{100 * summary['score']:.2f}" if summary else "—"
+        print(f"{name}: BLURB score {score} ({'complete' if summary and summary['complete'] else 'partial'}); "
+              f"wrote {out / 'report.md'}")
+        failed += [(name, n, d["reason"]) for n, d in results["datasets"].items() if d["status"] == "failed"]
+    if len(models) > 1:
+        write_comparison(runs, names, ns.out)
+        print(f"comparison: {ns.out / 'comparison.md'}")
+    for name, dataset, reason in failed:
+        print(f"domainbert blurb: error: {name}: {dataset}: {reason}")
     return 1 if failed else 0

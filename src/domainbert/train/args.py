@@ -56,6 +56,12 @@ class PretrainArgs:
     warmup: float | int = 0.1
     """Warmup: a share of max_steps as a float below 1 (0.1), a number of steps as an integer (500);
     a float of 1 or more is refused as ambiguous (1.0: one step, or all of them?)."""
+    decay: float = 1.0
+    """Share of max_steps over which the rate decays linearly to 0 after warmup: 1.0 from the end of
+    warmup (BERT); 0.2 holds the peak until the last 20% (warmup-stable-decay, for short budgets)."""
+    dropout: float | None = None
+    """Dropout (hidden and attention) while pretraining; None: the model config's. The config, and
+    so the exported model, keeps its own (BERT's 0.1) for fine-tuning."""
     weight_decay: float = 0.01
     """Decoupled weight decay, not applied to LayerNorm weights and biases."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -85,11 +91,13 @@ class PretrainArgs:
 
     def __post_init__(self) -> None:
         wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
-                 for f in fields(self) if f.name not in ("betas", "warmup")
+                 for f in fields(self) if f.name not in ("betas", "warmup", "dropout")
                  and not _KINDS[type(f.default)][0](getattr(self, f.name))]
         betas = self.betas
         if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_is_number(b) for b in betas)):
             wrong.append(f"betas must be two numbers, got {betas!r}")
+        if self.dropout is not None and not _is_number(self.dropout):
+            wrong.append(f"dropout must be a number or null (the model config's), got {self.dropout!r}")
         if not _is_number(self.warmup):
             wrong.append(f"warmup must be a number (a share below 1, or steps), got {self.warmup!r}")
         if wrong:  # a recipe or flag of the wrong type: say which before comparing anything
@@ -114,6 +122,11 @@ class PretrainArgs:
             problems.append(f"eps must be > 0 (BERT uses 1e-6), got {self.eps}")
         if not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas must be in [0, 1) (BERT uses 0.9, 0.999), got {list(self.betas)}")
+        if not 0 < self.decay <= 1:
+            problems.append(f"decay must be a share in (0, 1] (1.0: decay from the end of warmup, as BERT), "
+                            f"got {self.decay}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1) (BERT uses 0.1), got {self.dropout}")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0 (BERT uses 0.01), got {self.weight_decay}")
         try:

@@ -4,9 +4,11 @@ learning-rate schedule as a pure function, and LAMB for large-batch pretraining.
 * Weight decay 0.01 on every weight matrix and embedding, none on LayerNorm weights or biases
   (google-research/bert ``optimization.py`` excludes "LayerNorm" and "bias").
 * ``get_lr``: linear warmup to the peak, then linear decay to zero at the last step (BERT; the
-  PubMedBERT recipe warms up over 10% of the steps). Warmup is a share of the steps when it is a
-  float below 1 (``0.1``), a number of steps when it is an integer (``500``); a float of 1 or more
-  (``1.0``: one step, or all of them?) is refused.
+  PubMedBERT recipe warms up over 10% of the steps). With ``decay`` below 1 the rate holds at its
+  peak and decays only over that last share of the steps (a trapezoid, "warmup-stable-decay"): a
+  short run keeps its full rate while it leaves the unigram plateau and still ends annealed.
+  Warmup is a share of the steps when it is a float below 1 (``0.1``), a number of steps when it
+  is an integer (``500``); a float of 1 or more (``1.0``: one step, or all of them?) is refused.
 * ``Lamb``: layer-wise adaptive moments (You et al. 2020, "Large Batch Optimization for Deep
   Learning: Training BERT in 76 minutes") as NVIDIA's BERT recipe runs it (apex ``FusedLAMB``, for
   batches of 8k-64k): gradients pre-normalised by their global norm when it exceeds
@@ -53,13 +55,16 @@ def warmup_steps(warmup: float | int, total_steps: int) -> int:
     return int(warmup)
 
 
-def get_lr(step: int, total_steps: int, peak: float, warmup: float = 0.1) -> float:
-    """Learning rate at optimizer step ``step`` (0-based): linear warmup, then linear decay to 0."""
+def get_lr(step: int, total_steps: int, peak: float, warmup: float = 0.1, decay: float = 1.0) -> float:
+    """Learning rate at optimizer step ``step`` (0-based): linear warmup, then (after a constant
+    stretch when ``decay`` < 1) linear decay to 0 over the last ``decay`` share of the steps."""
     n_warm = warmup_steps(warmup, total_steps)
     if step < n_warm:
         return peak * (step + 1) / n_warm
     remaining = max(1, total_steps - n_warm)
-    return peak * max(0.0, (total_steps - step) / remaining)
+    if decay < 1.0:
+        remaining = min(remaining, max(1, int(round(decay * total_steps))))
+    return peak * min(1.0, max(0.0, (total_steps - step) / remaining))
 
 
 class Lamb(torch.optim.Optimizer):

@@ -121,6 +121,15 @@ def build_optimizer(model: torch.nn.Module, args: PretrainArgs) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=args.betas, eps=args.eps, fused=True)
 
 
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Use dropout ``p`` in every dropout layer and attention of ``model`` (its config is unchanged)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = p
+
+
 def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """Drop the columns that are padding in every row (dynamic padding), then move to ``device``."""
     n = int(batch["attention_mask"].sum(1).max())
@@ -269,6 +278,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
         set_rng_states(state["rng"][rank % len(state["rng"])])
         step, consumed = state["step"], state["consumed_samples"]
     precision = resolve_precision(args.precision, device)
+    if args.dropout is not None:
+        set_dropout(model, args.dropout)
     if args.compile:
         model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
     ddp_model: torch.nn.Module = model
@@ -284,7 +295,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     model.train()
     try:
         while step < end:
-            lr = get_lr(step, args.max_steps, args.learning_rate, args.warmup)
+            lr = get_lr(step, args.max_steps, args.learning_rate, args.warmup, args.decay)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
@@ -407,6 +418,9 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "warmup":  # "500" is steps, "0.1" a share: keep the literal's type
             group.add_argument(flag, type=_int_or_float, default=None, metavar="SHARE_OR_STEPS")
+        elif f.name == "dropout":
+            group.add_argument(flag, type=float, default=None, metavar="P",
+                               help="dropout while pretraining (default: the model config's)")
         else:
             group.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper())
 
