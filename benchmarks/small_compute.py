@@ -35,10 +35,10 @@ from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.vocab import build_vocab
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
-from domainbert.quickstart import HELD_OUT_TEXT, fitted_steps
+from domainbert.quickstart import HELD_OUT_TEXT
 from domainbert.train.args import PretrainArgs
 from domainbert.train.export import export
-from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, open_data
+from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, open_data, steps_in_minutes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EVAL_BATCHES, EVAL_MICRO = 16, 32  # 512 held-out examples
@@ -104,7 +104,7 @@ def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> 
     args = PretrainArgs(**values)
     device = torch.device("cpu")
     if arm.get("fit"):
-        values["max_steps"] = fitted_steps(model, source, args, minutes, device)
+        values["max_steps"] = steps_in_minutes(model, source, args, minutes, device)
         args = PretrainArgs(**values)
     run_dir = out / "runs" / name
     if run_dir.exists():  # a killed arm restarts: its budget is wall time

@@ -77,6 +77,34 @@ def test_lr_schedule_warms_up_linearly_then_decays_to_zero():
     assert get_lr(4, 100, 1e-3, 5) == pytest.approx(1e-3)  # warmup given in steps
 
 
+def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_share():
+    lrs = [get_lr(s, 100, 1e-3, 0.1, decay=0.25) for s in range(101)]
+    assert lrs[9] == pytest.approx(1e-3)
+    assert all(x == pytest.approx(1e-3) for x in lrs[9:76])  # held at the peak until the last 25 steps
+    assert all(a > b for a, b in zip(lrs[75:], lrs[76:]))
+    assert lrs[88] == pytest.approx(1e-3 * 12 / 25) and lrs[100] == 0.0
+    assert [get_lr(s, 100, 1e-3, 0.1, decay=1.0) for s in range(100)] == [get_lr(s, 100, 1e-3, 0.1) for s in range(100)]
+    with pytest.raises(ConfigError, match="decay"):
+        args(decay=0.0)
+
+
+def test_dropout_while_pretraining_leaves_the_config_and_export_at_berts(tmp_path):
+    model = tiny_model()
+    assert model.config.hidden_dropout_prob == 0.1
+    fit(model, IndexedSource(), args(max_steps=2, dropout=0.0), tmp_path, progress=False)
+    dropouts = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and set(dropouts) == {0.0}
+    assert {m.dropout_p for m in model.modules() if hasattr(m, "dropout_p")} == {0.0}
+    model.train()
+    batch = next(IndexedSource().micro_batches(4, 4, 0, 0, 1))
+    with torch.no_grad():  # no dropout: two training-mode passes agree exactly
+        assert torch.equal(model(**batch).prediction_logits, model(**batch).prediction_logits)
+    assert model.config.hidden_dropout_prob == 0.1 and model.config.attention_probs_dropout_prob == 0.1
+    assert load_checkpoint(checkpoint_dirs(tmp_path)[-1])["config"]["hidden_dropout_prob"] == 0.1
+    with pytest.raises(ConfigError, match="dropout"):
+        args(dropout=1.5)
+
+
 def test_weight_decay_spares_layernorm_and_biases():
     model = tiny_model()
     decay, no_decay = param_groups(model, 0.01)

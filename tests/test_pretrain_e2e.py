@@ -185,6 +185,26 @@ def test_every_shipped_recipe_validates(recipe):
         assert args.max_steps + phase2.max_steps == 62_500
 
 
+def test_max_minutes_fits_the_schedule_to_the_time_and_a_resume_keeps_it(prepared, tmp_path, capsys):
+    long = tmp_path / "long.yaml"  # the tiny recipe with a schedule far longer than the time allows
+    long.write_text(Path(TINY).read_text().replace("max_steps: 30", "max_steps: 100000"))
+    run = tmp_path / "run"
+    cmd = ["pretrain", "--data", str(prepared / "data"), "--out", str(run), "--recipe", str(long),
+           "--max-minutes", "0.04", "--no-progress"]
+    assert main(cmd) == 0
+    said = capsys.readouterr().out
+    fitted = json.loads((run / "run_config.json").read_text())["args"]["max_steps"]
+    assert 4 <= fitted < 100000 and f"fits --max-minutes 0.04: {fitted} steps" in said
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] <= fitted
+    if rows[-1]["step"] == fitted:  # the time sufficed: the rate decayed to its last step's
+        assert rows[-1]["lr"] < 0.2 * max(r["lr"] for r in rows)
+    assert main(cmd) == 0  # a resume keeps the fitted schedule (the checkpoint refuses any other)
+    assert json.loads((run / "run_config.json").read_text())["args"]["max_steps"] == fitted
+    assert main([*cmd[:-3], "--max-steps", "100000", "--stop-after", "1"]) == 1  # another schedule is refused
+    assert "max_steps" in capsys.readouterr().err
+
+
 def test_bad_settings_and_mismatched_data_are_refused_in_one_line(prepared, tmp_path, capsys):
     def refused(*args: str) -> str:
         assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(tmp_path / "r"), *args]) == 1

@@ -29,11 +29,8 @@ records what each stage took.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +57,7 @@ from domainbert.train.pretrain import (
     fit,
     load_recipe,
     open_data,
+    steps_in_minutes,
     verify_settings,
 )
 from domainbert.train.state import checkpoint_dirs
@@ -92,16 +90,6 @@ def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path
     return train, out / HELD_OUT_XML
 
 
-def fitted_steps(model, source, args, minutes: float, device) -> int:
-    """How many optimizer steps fit in ``minutes``, from three timed steps on a throw-away copy."""
-    probe_args = PretrainArgs(**{**{f.name: getattr(args, f.name) for f in fields(PretrainArgs)},
-                                 "max_steps": 100, "save_every": 1000})
-    with tempfile.TemporaryDirectory() as tmp:
-        hist = fit(copy.deepcopy(model), source, probe_args, Path(tmp), stop_after=3, progress=False, device=device)
-    per_step = min(m.step_seconds for m in hist[1:]) if len(hist) > 1 else hist[0].step_seconds
-    return max(4, int(minutes * 60 * 0.95 / per_step))
-
-
 def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool) -> dict[str, Any]:
     recipe = load_recipe(RECIPE)  # shipped with the package; missing is an error, never a silent default
     values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
@@ -120,7 +108,7 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     else:
         args = PretrainArgs(**values)
         verify_settings(model, source, args, device, 0)
-        max_steps = fitted_steps(model, source, args, minutes, device)
+        max_steps = steps_in_minutes(model, source, args, minutes, device)
         out.mkdir(parents=True, exist_ok=True)
         planned = {"max_steps": max_steps, "minutes": minutes}
         atomic_write_json(plan, planned)

@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import random
+import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
@@ -63,7 +65,14 @@ from domainbert.train.args import RECIPE_EXTRA, RECIPES, PretrainArgs, load_reci
 from domainbert.train.export import export
 from domainbert.train.optim import Lamb, get_lr, param_groups
 from domainbert.train.precision import autocast, resolve_precision
-from domainbert.train.state import checkpoint_dirs, gather_rng_states, load_checkpoint, save_checkpoint, set_rng_states
+from domainbert.train.state import (
+    checkpoint_dirs,
+    gather_rng_states,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
 
 # PretrainArgs and the recipes live in domainbert.train.args; they are named here too, as the loop's API.
 __all__ = ["PretrainArgs", "BatchSource", "fit", "evaluate", "verify_settings", "open_data", "load_recipe",
@@ -386,6 +395,25 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
     return sum(losses) / len(losses)
 
 
+def steps_in_minutes(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, minutes: float,
+                     device: torch.device | str, rank: int = 0) -> int:
+    """How many optimizer steps of ``args`` fit in ``minutes``: three steps timed on a throw-away copy
+    of ``model`` (its weights, the optimizer and every RNG are left as they were), the fastest of the
+    last two taken, 5% kept for evaluations and checkpoints. Under several processes every rank gets
+    the same answer (the step time is all-reduced)."""
+    probe = PretrainArgs(**{**{f.name: getattr(args, f.name) for f in fields(PretrainArgs)},
+                            "max_steps": 100, "save_every": 1000, "eval_every": 0})
+    rng = rng_states()
+    with tempfile.TemporaryDirectory() as tmp:
+        hist = fit(copy.deepcopy(model), source, probe, Path(tmp), rank=rank, device=device, stop_after=3,
+                   progress=False)
+    set_rng_states(rng)
+    per_step = min(m.step_seconds for m in hist[1:]) if len(hist) > 1 else hist[0].step_seconds
+    per_step = float(distributed.all_reduce_mean(torch.tensor([per_step], dtype=torch.float64,
+                                                              device=device)).item())
+    return max(4, int(minutes * 60 * 0.95 / per_step))
+
+
 # ==================================================================================== commands
 def _int_or_float(text: str) -> int | float:
     try:
@@ -406,7 +434,9 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-data", type=Path, help="held-out prepared data for periodic evaluation")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
-    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much time")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop (with a checkpoint) after this much time; unless --max-steps is given, the "
+                        "learning-rate schedule is fitted to it (never longer than the recipe's)")
     parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = parser.add_argument_group("training options (override the recipe)")
@@ -494,6 +524,17 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
               f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
               f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
     loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)  # before anything is written
+    if ns.max_minutes and ns.max_steps is None:  # the schedule fits the time (never longer than the recipe's)
+        if started_with is not None:  # a resumed run keeps the schedule it was fitted to
+            args = replace(args, max_steps=int(started_with["args"]["max_steps"]))
+        else:
+            fitted = steps_in_minutes(model, source, args, ns.max_minutes, dist_info.device, dist_info.rank)
+            if fitted < args.max_steps:
+                args = replace(args, max_steps=fitted)
+                if dist_info.is_main:
+                    print(f"the learning-rate schedule fits --max-minutes {ns.max_minutes:g}: {fitted} steps "
+                          "(from 3 timed steps); pass --max-steps to keep the recipe's and only stop at the time")
+        run_config["args"] = args.to_dict()
     if dist_info.is_main:
         print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
         ns.out.mkdir(parents=True, exist_ok=True)
