@@ -58,7 +58,7 @@ from domainbert.model.modeling import BertForPreTraining
 from domainbert.quickstart import HELD_OUT_TEXT
 from domainbert.train.args import RECIPE_EXTRA, PretrainArgs, load_recipe
 from domainbert.train.export import export
-from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, open_data
+from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, new_model, open_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = ("ncbi-disease", "bc5-chem", "chemprot", "gad")
@@ -120,12 +120,11 @@ def pretrain_arm(out: Path, arm: str, steps: int, recipe: dict[str, Any], vocab_
         return final
     size = int(json.loads((vocab_path / "vocab_stats.json").read_text())["vocab_size"])
     config = BertConfig.preset(recipe.get("model", "small"), vocab_size=size, **(recipe.get("model_overrides") or {}))
-    torch.manual_seed(0)
-    model = BertForPreTraining(config)
+    values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
+    model = new_model(config, PretrainArgs(**values))
     if not corpora:  # random initialisation: the weights every other arm starts from
         model.save_pretrained(final, tokenizer=BertTokenizer.from_pretrained(vocab_path))
         return final
-    values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
     share = steps // len(corpora)
     heldout = open_data(heldout_dir(out, vocab, vocab_path), 0, config)
     for phase, corpus in enumerate(corpora):

@@ -34,7 +34,7 @@ from domainbert.data.examples import PrepareConfig
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.vocab import build_vocab
 from domainbert.model.configuration import BertConfig
-from domainbert.model.modeling import BertForPreTraining
+from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
 from domainbert.quickstart import HELD_OUT_TEXT
 from domainbert.train.args import PretrainArgs
 from domainbert.train.export import export
@@ -60,6 +60,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "b32-nodrop-wsd-lr2e3": dict(desc="+ peak 2e-3, beta2 0.98", fit=True,
                                  args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25,
                                            learning_rate=2e-3, betas=(0.9, 0.98))),
+    "b32-nodrop-wsd-sinpos": dict(desc="b32-nodrop-wsd, positions start as sinusoids", fit=True, init="sinusoidal",
+                                  args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25)),
+    "h128-sinpos": dict(desc="4 x 128 wide, sinusoid positions, no dropout, trapezoid", fit=True,
+                        init="sinusoidal", model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
+                        args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25)),
     "b16-nodrop-wsd": dict(desc="batch 16, no dropout, trapezoid", fit=True,
                            args=dict(global_batch_size=16, micro_batch_size=16, warmup=0.06, dropout=0.0,
                                      decay=0.25)),
@@ -99,6 +104,8 @@ def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> 
     config = BertConfig.preset("small", vocab_size=int(load_manifest(train)["vocab"]["size"]), **arm.get("model", {}))
     torch.manual_seed(0)
     model = BertForPreTraining(config)
+    if arm.get("init") == "sinusoidal":
+        sinusoidal_positions(model, config.initializer_range)
     source, eval_source = open_data(train, 0, config), open_data(heldout, 0, config)
     values = {**BASE_ARGS, **arm.get("args", {})}
     args = PretrainArgs(**values)

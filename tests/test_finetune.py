@@ -328,6 +328,28 @@ def test_blurb_suite_writes_report_chart_and_tsv(tiny_model, shared_data, tmp_pa
     assert len(tsv) == 3  # header + one row per suite run
 
 
+def test_blurb_with_several_models_runs_each_and_compares_them(tiny_model, shared_data, tmp_path, capsys):
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model, other)
+    out = tmp_path / "two"
+    argv = ["blurb", "--model", str(tiny_model), str(other), "--name", "tiny", "tiny copy", "--out", str(out),
+            "--data-dir", str(shared_data), "--tasks", "biosses", "gad", "--limit", "24", "--max-steps", "1",
+            "--epochs", "1", "--seed", "42", "43", "--precision", "fp32", "--device", "cpu"]
+    assert main(argv) == 0
+    for folder in ("tiny", "tiny_copy"):
+        assert json.loads((out / folder / "results.json").read_text())["datasets"]["biosses"]["test"]["n"] == 2
+    cmp = json.loads((out / "comparison.json").read_text())
+    assert [m["name"] for m in cmp["models"]] == ["tiny", "tiny copy"]
+    same = cmp["datasets"]["gad"]["models"][1]["vs_first"]  # the same weights, seeds and data: no difference
+    assert same["delta"] == 0.0
+    assert "tiny vs tiny copy" in (out / "comparison.md").read_text()
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main([*argv[:4], "--name", "just-one", *argv[7:]]) == 1  # one name for two models
+    err = capsys.readouterr().err.strip()
+    assert "1 --name value(s) for 2 --model value(s)" in err and "\n" not in err
+
+
 # ------------------------------------------------------------------------------ bad input
 def _user_ner(folder: Path, shared_data: Path, test_extra: str = "") -> Path:
     folder.mkdir()

@@ -339,3 +339,22 @@ def test_metrics_keep_one_row_per_step_across_a_resume(tmp_path):
     fit(tiny_model(), IndexedSource(), args(log_every=1), tmp_path, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 21))
+
+
+def test_sinusoidal_position_init_makes_offsets_rotations_at_berts_scale():
+    from domainbert.model.configuration import BertConfig as Config
+    from domainbert.train.pretrain import new_model
+
+    config = Config.preset("tiny", hidden_size=34, num_attention_heads=2, max_position_embeddings=50)
+    model = new_model(config, args(position_init="sinusoidal"))
+    table = model.bert.embeddings.position_embeddings.weight.detach().double()
+    # sin(a)sin(b) + cos(a)cos(b) = cos(a - b): the dot product of two rows depends only on their offset
+    for k in (1, 3, 7):
+        dots = (table[:-k] * table[k:]).sum(-1)
+        assert torch.allclose(dots, dots[0].expand_as(dots), atol=1e-6), k
+    assert table.pow(2).mean().sqrt().item() == pytest.approx(config.initializer_range, rel=1e-3)
+    assert "position_embeddings.weight" in dict(model.bert.embeddings.named_parameters())  # still learned
+    plain = new_model(config, args())  # BERT's init, as before
+    assert plain.bert.embeddings.position_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    with pytest.raises(ConfigError, match="position_init"):
+        args(position_init="rotary")

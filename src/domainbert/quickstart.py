@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from domainbert.atomic import atomic_write_json
 from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.suite import run_suite
@@ -47,7 +45,6 @@ from domainbert.data.tokenization import BertTokenizer
 from domainbert.data.vocab import build_vocab
 from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
-from domainbert.model.modeling import BertForPreTraining
 from domainbert.train import distributed
 from domainbert.train.export import export
 from domainbert.train.pretrain import (
@@ -56,6 +53,7 @@ from domainbert.train.pretrain import (
     copy_tokenizer,
     fit,
     load_recipe,
+    new_model,
     open_data,
     steps_in_minutes,
     verify_settings,
@@ -66,7 +64,7 @@ HELD_OUT_XML = "medline_xml/medline16n0902.xml.gz"
 HELD_OUT_TEXT = "medline16n0902.txt"  # the text copy of that file inside pubmed_corpus/
 DEFAULT_TASKS = ("ncbi-disease", "gad")
 RECIPE = "small-cpu"
-"""The pretraining recipe quickstart follows (its learning-rate schedule; the steps fit the minutes)."""
+"""The pretraining recipe quickstart follows, its schedule fitted to ``--minutes``."""
 
 
 def _stage(k: int, total: int, title: str) -> float:
@@ -98,8 +96,7 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     device = distributed.pick_device("auto")
     overrides = {"max_position_embeddings": 128} if size == "tiny" else {}
     config = BertConfig.preset(size, vocab_size=int(load_manifest(data)["vocab"]["size"]), **overrides)
-    torch.manual_seed(values.get("seed", 0))
-    model = BertForPreTraining(config)
+    model = new_model(config, PretrainArgs(**values))
     source, eval_source = open_data(data, values.get("seed", 0), config), open_data(heldout, 0, config)
     plan = out / "plan.json"
     planned = json.loads(plan.read_text()) if plan.is_file() else None
@@ -108,18 +105,17 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     else:
         args = PretrainArgs(**values)
         verify_settings(model, source, args, device, 0)
-        max_steps = steps_in_minutes(model, source, args, minutes, device)
+        # The schedule fits the minutes, as `pretrain --max-minutes` fits it: the recipe holds the peak
+        # rate and decays only over the last share of the steps (warmup-stable-decay), so the model
+        # leaves the unigram plateau at full rate and still ends annealed.
+        max_steps = min(args.max_steps, steps_in_minutes(model, source, args, minutes, device))
         out.mkdir(parents=True, exist_ok=True)
         planned = {"max_steps": max_steps, "minutes": minutes}
         atomic_write_json(plan, planned)
-    # The learning-rate schedule is the recipe's (1,300 steps for small-cpu), and the run stops when
-    # the time is up: a schedule squeezed into the budget's few hundred steps would decay the rate
-    # to 0 while the model is still predicting the most frequent tokens.
-    schedule = max(max_steps, int(values.get("max_steps", max_steps)))
-    args = PretrainArgs(**{**values, "max_steps": schedule, "eval_every": max(1, max_steps // 6),
+    args = PretrainArgs(**{**values, "max_steps": max_steps, "eval_every": max(1, max_steps // 6),
                            "save_every": max(1, max_steps // 4)})
     print(f"  {size} BERT, {model.num_parameters():,} parameters; {max_steps} steps of {args.global_batch_size} "
-          f"sequences fitted to {minutes:g} min (of a {schedule}-step learning-rate schedule)")
+          f"sequences, the learning-rate schedule fitted to {minutes:g} min")
     done = checkpoint_dirs(out)
     reached = int(done[-1].name.split("-")[-1]) if done else 0
     if planned.get("finished"):  # the minutes were spent (or the steps done): the stage is finished
@@ -247,11 +243,12 @@ def _pct(test: dict[str, Any] | None) -> str:
 
 
 def random_init_model(pretrained: Path, out: Path) -> Path:
-    """The pretrained model's shape and vocabulary with the weights it started from (seed 0), unpretrained."""
+    """The pretrained model's shape and vocabulary, initialised as pretraining began (the recipe's
+    seed and position init) and never trained."""
     if (out / "config.json").is_file():
         return out
-    torch.manual_seed(0)  # pretrain_stage's seed: these are the weights pretraining began with
-    model = BertForPreTraining(BertConfig.load(pretrained))
+    values = {k: v for k, v in load_recipe(RECIPE).items() if k not in RECIPE_EXTRA}
+    model = new_model(BertConfig.load(pretrained), PretrainArgs(**values))
     model.save_pretrained(out, tokenizer=BertTokenizer.from_pretrained(pretrained))
     return out
 

@@ -107,6 +107,14 @@ QUICK_MIN_STEPS = 100
 """... unless that is fewer optimizer steps than this: a small set (BIOSSES: 64 pairs, 4 steps an
 epoch) then trains more epochs, up to the record's, so that it gets past its first few updates."""
 
+BASE_WIDTH = 768
+"""The hidden size the records' learning rates are tuned for (BERT-base's, as in BLURB's grid)."""
+WIDTH_EXPONENT = 1.5
+"""``--budget quick`` scales a record's rate by (BASE_WIDTH / hidden size) ** WIDTH_EXPONENT for a
+narrower model (see :func:`quick_learning_rate` and benchmarks/RESULTS.md for the measurements)."""
+MAX_QUICK_RATE = 1e-3
+"""The scaled rate never goes above this (post-LN fine-tuning diverges beyond it)."""
+
 TOKEN_TASKS = ("ner", "pico")
 #: task type → problem type of BertForSequenceClassification (token tasks have none).
 HEADS: dict[str, str | None] = {
@@ -141,7 +149,7 @@ class FinetuneArgs:
     seeds: tuple[int, ...] = ()
     """Seeds (default: 42 for quick, 42..46 for full)."""
     learning_rate: float | None = None
-    """quick only: override the record's learning rate."""
+    """quick only: override the rate the quick budget picks (the record's, scaled for the model's width)."""
     batch_size: int | None = None
     """quick only: override the record's batch size."""
     epochs: int | None = None
@@ -205,15 +213,27 @@ class Setting:
         return f"lr{self.learning_rate:g}-bs{self.batch_size}-ep{self.epochs}-seed{seed}"
 
 
-def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int) -> list[Setting]:
-    """The settings a budget trains: the record's one (quick) or BLURB's grid (full)."""
+def quick_learning_rate(record_rate: float, hidden_size: int) -> float:
+    """The quick budget's rate for a model ``hidden_size`` wide: the record's (tuned for BERT-base)
+    for BERT-base and wider, scaled up for narrower models, which want a higher rate (BERT's own
+    small models and cramming fine-tune them at 1e-4 and more; 5e-5 leaves a 4 x 256 model about 10
+    F1 points short on NCBI-disease)."""
+    scale = max(1.0, BASE_WIDTH / hidden_size) ** WIDTH_EXPONENT
+    return min(MAX_QUICK_RATE, max(record_rate, record_rate * scale))
+
+
+def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int,
+                 hidden_size: int = BASE_WIDTH) -> list[Setting]:
+    """The settings a budget trains: the record's one (quick; its rate scaled for the model's
+    width by :func:`quick_learning_rate`) or BLURB's grid (full)."""
     defaults = record.finetune
     if args.budget == "quick":
         batch_size = args.batch_size or defaults.batch_size
         steps_per_epoch = max(1, math.ceil(train_size / batch_size))
         epochs = args.epochs or min(defaults.epochs,
                                     max(QUICK_MAX_EPOCHS, math.ceil(QUICK_MIN_STEPS / steps_per_epoch)))
-        return [Setting(args.learning_rate or defaults.learning_rate, batch_size, epochs)]
+        rate = args.learning_rate or quick_learning_rate(defaults.learning_rate, hidden_size)
+        return [Setting(rate, batch_size, epochs)]
     epochs = args.epochs or defaults.epochs
     return [Setting(lr, bs, epochs) for lr in GRID_LEARNING_RATES for bs in GRID_BATCH_SIZES]
 
@@ -491,7 +511,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     selection_path = out / "selection.json"
     expected = fingerprint(task, args.model, args, precision)
-    settings = settings_for(record, args, len(task.features["train"]))
+    settings = settings_for(record, args, len(task.features["train"]), config.hidden_size)
     plan = [setting.run_id(seed) for setting in settings for seed in args.seeds]
     check_outputs(out, expected, plan, args.restart)
     results: list[RunResult] = []

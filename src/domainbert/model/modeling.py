@@ -25,6 +25,7 @@ Dimension legend used in the shape comments:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,30 @@ class BertEmbeddings(nn.Module):
         else:
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
+
+
+def sinusoidal_positions(model: nn.Module, std: float) -> None:
+    """Start the learned position table from the Transformer's sinusoids (Vaswani et al. 2017).
+
+    The table stays an ordinary learned ``position_embeddings.weight`` (a Hugging Face BERT in every
+    respect); only its starting point changes: row p holds sin/cos of p at geometric frequencies,
+    scaled to the element size of BERT's normal init (``std``, the config's ``initializer_range``),
+    so that from the first step each offset between two positions is a fixed rotation of their
+    rows, which attention can use at once instead of learning positions from noise. A from-scratch
+    pretraining option (``PretrainArgs.position_init``), measured in benchmarks/small_compute.py.
+    """
+    (embeddings,) = [m for m in model.modules() if isinstance(m, BertEmbeddings)]
+    table = embeddings.position_embeddings.weight
+    n, h = table.shape
+    position = torch.arange(n, dtype=torch.float64)[:, None]  # (P, 1)
+    frequency = torch.exp(torch.arange(0, h, 2, dtype=torch.float64) * (-math.log(10000.0) / h))  # (ceil(H/2),)
+    angles = position * frequency  # (P, ceil(H/2))
+    values = torch.zeros(n, h, dtype=torch.float64)
+    values[:, 0::2] = torch.sin(angles)
+    values[:, 1::2] = torch.cos(angles[:, : h // 2])
+    scale = std * math.sqrt(2.0)  # sin/cos have RMS 1/sqrt(2)
+    with torch.no_grad():
+        table.copy_((values * scale).to(table.dtype))
 
 
 class BertSelfAttention(nn.Module):

@@ -39,6 +39,9 @@ _KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+POSITION_INITS = ("normal", "sinusoidal")
+
+
 @dataclass
 class PretrainArgs:
     """Everything that decides a pretraining run (saved in every checkpoint)."""
@@ -62,6 +65,10 @@ class PretrainArgs:
     dropout: float | None = None
     """Dropout (hidden and attention) while pretraining; None: the model config's. The config, and
     so the exported model, keeps its own (BERT's 0.1) for fine-tuning."""
+    position_init: str = "normal"
+    """How a model pretrained from scratch starts its learned position table: ``normal`` (BERT's
+    N(0, initializer_range)) or ``sinusoidal`` (the Transformer's sinusoids at the same scale; see
+    ``modeling.sinusoidal_positions``). Only a new model is initialised: ``--model DIR`` keeps its own."""
     weight_decay: float = 0.01
     """Decoupled weight decay, not applied to LayerNorm weights and biases."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -110,6 +117,8 @@ class PretrainArgs:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             problems.append(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
+        if self.position_init not in POSITION_INITS:
+            problems.append(f"position_init {self.position_init!r} is not one of {', '.join(POSITION_INITS)}")
         if self.optimizer not in ("adamw", "lamb"):
             problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
         if self.precision not in PRECISIONS:

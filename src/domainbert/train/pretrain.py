@@ -59,7 +59,7 @@ from domainbert.data.shards import check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import BertConfig, parse_overrides
-from domainbert.model.modeling import BertForPreTraining
+from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
 from domainbert.train import distributed
 from domainbert.train.args import RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
 from domainbert.train.export import export
@@ -75,7 +75,8 @@ from domainbert.train.state import (
 )
 
 # PretrainArgs and the recipes live in domainbert.train.args; they are named here too, as the loop's API.
-__all__ = ["PretrainArgs", "BatchSource", "fit", "evaluate", "verify_settings", "open_data", "load_recipe",
+__all__ = ["PretrainArgs", "BatchSource", "fit", "new_model", "steps_in_minutes",
+           "evaluate", "verify_settings", "open_data", "load_recipe",
            "recipe_path", "RECIPES", "RECIPE_EXTRA", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
 
 RUN_CONFIG = "run_config.json"
@@ -117,6 +118,16 @@ class StepMetrics:
     tokens_per_s: float
     consumed_samples: int
     step_seconds: float
+
+
+def new_model(config: BertConfig, args: PretrainArgs) -> BertForPreTraining:
+    """A model to pretrain from scratch: BERT's init from ``args.seed``, the position table as
+    ``args.position_init`` says."""
+    torch.manual_seed(args.seed)
+    model = BertForPreTraining(config)
+    if args.position_init == "sinusoidal":
+        sinusoidal_positions(model, config.initializer_range)
+    return model
 
 
 def build_optimizer(model: torch.nn.Module, args: PretrainArgs) -> torch.optim.Optimizer:
@@ -510,9 +521,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
     if Path(model_spec).is_dir():
         model = BertForPreTraining.from_pretrained(model_spec, **overrides)
     else:
-        torch.manual_seed(args.seed)
         sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
-        model = BertForPreTraining(BertConfig.preset(model_spec, **sized))
+        model = new_model(BertConfig.preset(model_spec, **sized), args)
     source = open_data(ns.data, args.seed, model.config)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
     run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
