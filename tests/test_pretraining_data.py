@@ -511,6 +511,21 @@ def test_batches_feed_bert_for_pretraining(static_dir: Path) -> None:
     assert collate_pretraining([ds.sample(0), ds.sample(1)])["input_ids"].shape == (2, 128)
 
 
+def test_a_runs_masking_rate_applies_to_dynamic_data_and_is_refused_for_static(dynamic_dir: Path, static_dir: Path,
+                                                                               tokenizer: BertTokenizer) -> None:
+    def share(ds: PretrainingDataset) -> float:
+        batch = next(iter(ds))
+        real = batch["attention_mask"].sum() - 3 * batch["attention_mask"].shape[0]  # [CLS] and [SEP]s never masked
+        return float((batch["labels"] != -100).sum() / real)
+
+    at_15 = share(PretrainingDataset(dynamic_dir, shuffle=False, batch_size=300))
+    at_40 = share(PretrainingDataset(dynamic_dir, shuffle=False, batch_size=300, masked_lm_prob=0.4))
+    assert 0.12 < at_15 <= 0.16 and 0.36 < at_40 <= 0.41, (at_15, at_40)
+    assert share(PretrainingDataset(static_dir, shuffle=False, batch_size=300, masked_lm_prob=0.15)) < 0.16
+    with pytest.raises(DataError, match="--masked-lm-prob 0.3 --max-predictions 40, or with --dynamic-masking"):
+        PretrainingDataset(static_dir, masked_lm_prob=0.3)
+
+
 def test_dynamic_masking_differs_by_epoch_and_repeats_within_one(dynamic_dir: Path,
                                                                  tokenizer: BertTokenizer) -> None:
     def masks(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:

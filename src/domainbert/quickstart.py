@@ -97,7 +97,8 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     overrides = {"max_position_embeddings": 128} if size == "tiny" else {}
     config = BertConfig.preset(size, vocab_size=int(load_manifest(data)["vocab"]["size"]), **overrides)
     model = new_model(config, PretrainArgs(**values))
-    source, eval_source = open_data(data, values.get("seed", 0), config), open_data(heldout, 0, config)
+    source = open_data(data, values.get("seed", 0), config, values.get("masked_lm_prob"))
+    eval_source = open_data(heldout, 0, config)
     plan = out / "plan.json"
     planned = json.loads(plan.read_text()) if plan.is_file() else None
     if planned is not None:  # a rerun keeps the first run's schedule, so it resumes instead of restarting
@@ -158,9 +159,14 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings["vocabulary"] = time.perf_counter() - t
 
     t = _stage(3, total, "pretraining examples: NSP pairs + whole-word masked LM, decontaminated against BLURB tests")
-    config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=ns.dupe_factor, whole_word_mask=True)
+    # Training examples are masked at the recipe's rate; the held-out ones at BERT's 15% (20 of 128),
+    # so that held-out MLM loss and accuracy are comparable with any other run's.
+    rate = float(load_recipe(RECIPE).get("masked_lm_prob") or 0.15)
+    train_config = PrepareConfig(max_seq_len=128, max_predictions=round(rate * 128 * 1.05), masked_lm_prob=rate,
+                                 dupe_factor=ns.dupe_factor, whole_word_mask=True)
+    held_config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=ns.dupe_factor, whole_word_mask=True)
     examples, heldout = out / "examples-128", out / "heldout-128"
-    for files, target in ((train_files, examples), ([heldout_file], heldout)):
+    for files, target, config in ((train_files, examples, train_config), ([heldout_file], heldout, held_config)):
         if (target / "manifest.json").is_file():
             print(f"  reusing {target}")
             continue

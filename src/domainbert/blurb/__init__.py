@@ -16,7 +16,9 @@ and models, ``results.json``, ``report.md``, a chart and a TSV row.
   :mod:`~domainbert.blurb.metrics`: BLURB's metrics, the one dispatch from a record to its metric,
   the BLURB score.
 - :mod:`~domainbert.blurb.suite`: the whole suite (``domainbert blurb``);
-  :mod:`~domainbert.blurb.report`: its report, chart and TSV row.
+  :mod:`~domainbert.blurb.report`: its report, chart and TSV row;
+  :mod:`~domainbert.blurb.compare`: several models' results side by side, with Welch's t over
+  seeds (``domainbert blurb --model A B``, ``domainbert report``).
 """
 
 from __future__ import annotations

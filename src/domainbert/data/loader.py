@@ -111,7 +111,7 @@ class PretrainingDataset(IterableDataset):
                  epoch: int = 0, start_sample: int = 0, shuffle: bool = True, batch_size: int | None = None,
                  drop_last: bool = False, max_seq_len: int | None = None, max_predictions: int | None = None,
                  vocab: BertTokenizer | str | Path | None = None, vocab_size: int | None = None,
-                 with_index: bool = False) -> None:
+                 with_index: bool = False, masked_lm_prob: float | None = None) -> None:
         super().__init__()
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} / world_size {world_size}: need 0 <= rank < world_size")
@@ -125,8 +125,21 @@ class PretrainingDataset(IterableDataset):
                        vocab=vocab, vocab_size=vocab_size)
         self.rank, self.world_size, self.seed, self.epoch = rank, world_size, seed, epoch
         self.start_sample, self.shuffle, self.batch_size, self.drop_last = start_sample, shuffle, batch_size, drop_last
-        self.params = self.manifest["params"]
+        self.params = dict(self.manifest["params"])
         self.dynamic = bool(self.params["dynamic_masking"])
+        if masked_lm_prob is not None and masked_lm_prob != self.params["masked_lm_prob"]:
+            # A training recipe's masking rate: dynamically masked data masks at it when loading;
+            # statically masked data was masked when prepared and cannot change.
+            if not 0.0 < masked_lm_prob < 1.0:
+                raise ConfigError(f"masked_lm_prob {masked_lm_prob} must be in (0, 1); BERT uses 0.15")
+            if not self.dynamic:
+                cap = round(masked_lm_prob * self.params["max_seq_len"] * 1.05)  # 20 for 0.15 x 128, as BERT
+                raise DataError(f"{self.dir} was masked at {self.params['masked_lm_prob']:g} when prepared, and the "
+                                f"run asks for {masked_lm_prob:g}: prepare it with --masked-lm-prob {masked_lm_prob:g} "
+                                f"--max-predictions {cap}, or with --dynamic-masking to let the run choose")
+            self.params["masked_lm_prob"] = masked_lm_prob
+            self.params["max_predictions"] = max(int(self.params["max_predictions"]),
+                                                 math.ceil(masked_lm_prob * self.params["max_seq_len"]))
         missing = [s["name"] for s in self.manifest["shards"] if not (self.dir / s["name"] / SHARD_META).is_file()]
         if missing:
             raise DataError(f"{self.dir}: shard(s) {', '.join(missing[:3])} listed in the manifest are missing: "

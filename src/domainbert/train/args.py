@@ -65,6 +65,10 @@ class PretrainArgs:
     dropout: float | None = None
     """Dropout (hidden and attention) while pretraining; None: the model config's. The config, and
     so the exported model, keeps its own (BERT's 0.1) for fine-tuning."""
+    masked_lm_prob: float | None = None
+    """Share of tokens masked (BERT: 0.15; Wettig et al. 2023 find more can help); None: the data's.
+    Dynamically masked data masks at this rate when loading; statically masked data must have
+    been prepared at it (``data prepare --masked-lm-prob``), else the run is refused."""
     position_init: str = "normal"
     """How a model pretrained from scratch starts its learned position table: ``normal`` (BERT's
     N(0, initializer_range)) or ``sinusoidal`` (the Transformer's sinusoids at the same scale; see
@@ -98,11 +102,13 @@ class PretrainArgs:
 
     def __post_init__(self) -> None:
         wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
-                 for f in fields(self) if f.name not in ("betas", "warmup", "dropout")
+                 for f in fields(self) if f.name not in ("betas", "warmup", "dropout", "masked_lm_prob")
                  and not _KINDS[type(f.default)][0](getattr(self, f.name))]
         betas = self.betas
         if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_is_number(b) for b in betas)):
             wrong.append(f"betas must be two numbers, got {betas!r}")
+        if self.masked_lm_prob is not None and not _is_number(self.masked_lm_prob):
+            wrong.append(f"masked_lm_prob must be a number or null (the data's), got {self.masked_lm_prob!r}")
         if self.dropout is not None and not _is_number(self.dropout):
             wrong.append(f"dropout must be a number or null (the model config's), got {self.dropout!r}")
         if not _is_number(self.warmup):
@@ -134,6 +140,8 @@ class PretrainArgs:
         if not 0 < self.decay <= 1:
             problems.append(f"decay must be a share in (0, 1] (1.0: decay from the end of warmup, as BERT), "
                             f"got {self.decay}")
+        if self.masked_lm_prob is not None and not 0 < self.masked_lm_prob < 1:
+            problems.append(f"masked_lm_prob must be in (0, 1) (BERT uses 0.15), got {self.masked_lm_prob}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (BERT uses 0.1), got {self.dropout}")
         if self.weight_decay < 0:

@@ -92,9 +92,10 @@ class BatchSource(Protocol):
 
 
 # ==================================================================================== data
-def open_data(data_dir: str | Path, seed: int, config: BertConfig) -> BatchSource:
-    """The reader over ``domainbert data prepare``'s output, checked against the model first."""
-    dataset = PretrainingDataset(data_dir, seed=seed)
+def open_data(data_dir: str | Path, seed: int, config: BertConfig, masked_lm_prob: float | None = None) -> BatchSource:
+    """The reader over ``domainbert data prepare``'s output, checked against the model first
+    (``masked_lm_prob``: the run's masking rate, when it sets one)."""
+    dataset = PretrainingDataset(data_dir, seed=seed, masked_lm_prob=masked_lm_prob)
     check_manifest(dataset.manifest, vocab_size=config.vocab_size,
                    max_position_embeddings=config.max_position_embeddings,
                    type_vocab_size=config.type_vocab_size)
@@ -459,6 +460,9 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "warmup":  # "500" is steps, "0.1" a share: keep the literal's type
             group.add_argument(flag, type=_int_or_float, default=None, metavar="SHARE_OR_STEPS")
+        elif f.name == "masked_lm_prob":
+            group.add_argument(flag, type=float, default=None, metavar="P",
+                               help="masking rate (default: the data's; dynamically masked data masks at it)")
         elif f.name == "dropout":
             group.add_argument(flag, type=float, default=None, metavar="P",
                                help="dropout while pretraining (default: the model config's)")
@@ -523,7 +527,7 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
     else:
         sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
         model = new_model(BertConfig.preset(model_spec, **sized), args)
-    source = open_data(ns.data, args.seed, model.config)
+    source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
     run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
                   "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
