@@ -42,7 +42,17 @@ def test_quickstart_runs_the_whole_recipe_and_reuses_finished_stages(shared_data
         assert isinstance(test, float) and math.isfinite(test)
     report = (out / "blurb" / "report.md").read_text()
     assert "NCBI-disease" in report and "81.16" in report
-    assert f"report: {out / 'blurb' / 'report.md'}" in first.stdout
+    # What pretraining bought: the same shape from the weights pretraining started from, fine-tuned alike
+    baseline = json.loads((out / "blurb-random-init" / "results.json").read_text())
+    assert baseline["name"] == "random init" and baseline["model"] == str(out / "random-init")
+    random_config = json.loads((out / "random-init" / "config.json").read_text())
+    assert random_config == json.loads((out / "pretrain" / "export" / "config.json").read_text())
+    comparison = (out / "blurb" / "comparison.md").read_text()
+    assert "# BLURB comparison: pretrained vs random init" in comparison and "NCBI-disease" in comparison
+    ncbi = baseline["datasets"]["ncbi-disease"]["test"]["mean"]
+    assert summary["random_init"]["tasks"]["ncbi-disease"]["mean"] == ncbi
+    assert "pretraining bought" in first.stdout and "random-init model's fine-tuning took" in first.stdout
+    assert f"report: {out / 'blurb' / 'comparison.md'}" in first.stdout
 
     metrics_before = (out / "pretrain" / "metrics.jsonl").read_bytes()
     second = subprocess.run(cmd, capture_output=True, text=True)
@@ -81,7 +91,7 @@ def test_quickstart_connected_path_reads_pubmed_xml_as_text(shared_data, tmp_pat
         out = tmp_path / "qs"
         cmd = [sys.executable, "-m", "domainbert", "quickstart", "--out", str(out), "--minutes", "0.1",
                "--model-size", "tiny", "--vocab-size", "3000", "--dupe-factor", "1", "--limit", "50",
-               "--finetune-steps", "4", "--tasks", "biosses", "--no-progress"]
+               "--finetune-steps", "4", "--tasks", "biosses", "--no-baseline", "--no-progress"]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         httpd.shutdown()
     assert done.returncode == 0, done.stderr[-3000:]

@@ -55,6 +55,7 @@ from domainbert.train.pretrain import (
     load_recipe,
     new_model,
     open_data,
+    recipe_path,
     steps_in_minutes,
     verify_settings,
 )
@@ -115,6 +116,8 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
         atomic_write_json(plan, planned)
     args = PretrainArgs(**{**values, "max_steps": max_steps, "eval_every": max(1, max_steps // 6),
                            "save_every": max(1, max_steps // 4)})
+    print(f"  recipe {RECIPE} ({recipe_path(RECIPE)}): peak rate {args.learning_rate:g}, "
+          f"masking {args.masked_lm_prob or 'as prepared'}, position init {args.position_init}")
     print(f"  {size} BERT, {model.num_parameters():,} parameters; {max_steps} steps of {args.global_batch_size} "
           f"sequences, the learning-rate schedule fitted to {minutes:g} min")
     done = checkpoint_dirs(out)
