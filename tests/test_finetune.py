@@ -336,8 +336,10 @@ def test_blurb_with_several_models_runs_each_and_compares_them(tiny_model, share
             "--data-dir", str(shared_data), "--tasks", "biosses", "gad", "--limit", "24", "--max-steps", "1",
             "--epochs", "1", "--seed", "42", "43", "--precision", "fp32", "--device", "cpu"]
     assert main(argv) == 0
-    for folder in ("tiny", "tiny_copy"):
-        assert json.loads((out / folder / "results.json").read_text())["datasets"]["biosses"]["test"]["n"] == 2
+    for folder, name in (("tiny", "tiny"), ("tiny_copy", "tiny copy")):
+        results = json.loads((out / folder / "results.json").read_text())
+        assert results["name"] == name and results["datasets"]["biosses"]["test"]["n"] == 2
+        assert (out / folder / "report.md").read_text().startswith(f"# BLURB results: {name}\n")
     cmp = json.loads((out / "comparison.json").read_text())
     assert [m["name"] for m in cmp["models"]] == ["tiny", "tiny copy"]
     same = cmp["datasets"]["gad"]["models"][1]["vs_first"]  # the same weights, seeds and data: no difference

@@ -45,6 +45,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
               precision: str = "auto", device: str | None = None, save_models: bool = False,
               results_tsv: Path | None = None, restart: bool = False, name: str | None = None) -> dict[str, Any]:
     """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
+    label = name or model_label(model)  # before the loop below, whose variable is a dataset's name
     names = [get_record(t).name for t in (tasks or list(DATASETS))]
     if not (Path(model) / "config.json").is_file():  # every dataset would fail the same way: refuse before writing
         raise CheckpointError(f"{model} is not a model directory (no config.json): pass a BERT checkpoint folder")
@@ -86,7 +87,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
                    "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
     results = {
-        "model": str(model), "name": name or model_label(model), "budget": budget, "data_dir": str(root),
+        "model": str(model), "name": label, "budget": budget, "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
         "wall_seconds": round(time.perf_counter() - started, 1),
