@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{h.get('eval_mlm_accuracy', float('nan')):.3f} | {'' if mean is None else f'{100 * mean:.2f}'} |")
     print("\nPublished BLURB scores (Gu et al. 2021, all 13 datasets; from secondary copies, see PUBLISHED):\n"
           + "\n".join(f"- {n}: {v:.2f}" for n, v in PUBLISHED))
+    print("\nThe PubMed corpus holds the unlabelled train and dev abstracts of several BLURB sets (NCBI-disease, "
+          "BC5CDR, ChemProt, HoC, JNLPBA, PubMedQA), never a test split: every corpus is decontaminated against "
+          "all BLURB test files.")
     print("\n" + "\n".join(vocabulary_table(ns.out, ns.vocab_size)))
     return 0
 
