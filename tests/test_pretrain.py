@@ -103,6 +103,8 @@ def test_dropout_while_pretraining_leaves_the_config_and_export_at_berts(tmp_pat
     assert load_checkpoint(checkpoint_dirs(tmp_path)[-1])["config"]["hidden_dropout_prob"] == 0.1
     with pytest.raises(ConfigError, match="dropout"):
         args(dropout=1.5)
+    with pytest.raises(ConfigError, match=r"dropout must be a number or null \(the model config's\)"):
+        args(dropout="0.1")  # a recipe's quoted value is refused by its type, before any range check
 
 
 def test_weight_decay_spares_layernorm_and_biases():

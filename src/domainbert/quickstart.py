@@ -89,9 +89,14 @@ def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path
     return train, out / HELD_OUT_XML
 
 
-def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool) -> dict[str, Any]:
-    recipe = load_recipe(RECIPE)  # shipped with the package; missing is an error, never a silent default
-    values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
+def recipe_values() -> dict[str, Any]:
+    """The PretrainArgs fields of quickstart's recipe (shipped with the package; missing is an error)."""
+    return {k: v for k, v in load_recipe(RECIPE).items() if k not in RECIPE_EXTRA}
+
+
+def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool,
+                   recipe: dict[str, Any]) -> dict[str, Any]:
+    values = dict(recipe)
     if size == "tiny":  # CI and smoke runs: a 2-layer model, small batches
         values.update(global_batch_size=16, micro_batch_size=16, eval_batches=2)
     device = distributed.pick_device("auto")
@@ -143,6 +148,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     progress = not ns.no_progress
     total = 5
+    recipe = recipe_values()  # read once: the examples' masking rate, pretraining, the random-init baseline
 
     t = _stage(1, total, "data: BLURB datasets and a PubMed slice" + (f" from {ns.mirror}" if ns.mirror else ""))
     train_files, heldout_file = fetch_data(out / "data", ns.mirror, progress)
@@ -164,7 +170,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     t = _stage(3, total, "pretraining examples: NSP pairs + whole-word masked LM, decontaminated against BLURB tests")
     # Training examples are masked at the recipe's rate; the held-out ones at BERT's 15% (20 of 128),
     # so that held-out MLM loss and accuracy are comparable with any other run's.
-    rate = float(load_recipe(RECIPE).get("masked_lm_prob") or 0.15)
+    rate = float(recipe.get("masked_lm_prob") or 0.15)
     train_config = PrepareConfig(max_seq_len=128, max_predictions=round(rate * 128 * 1.05), masked_lm_prob=rate,
                                  dupe_factor=ns.dupe_factor, whole_word_mask=True)
     held_config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=ns.dupe_factor, whole_word_mask=True)
@@ -180,7 +186,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings["examples"] = time.perf_counter() - t
 
     t = _stage(4, total, f"pretraining: MLM + NSP for about {ns.minutes:g} minutes")
-    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, ns.model_size, progress)
+    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, ns.model_size, progress, recipe)
     timings["pretraining"] = time.perf_counter() - t
 
     t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")
@@ -192,7 +198,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     if not ns.no_baseline:
         t = time.perf_counter()
         print("  the same shape from random weights (no pretraining), fine-tuned the same way:")
-        random_init = random_init_model(Path(pre["export"]), out / "random-init")
+        random_init = random_init_model(Path(pre["export"]), out / "random-init", recipe)
         baseline = run_suite(random_init, out / "blurb-random-init", name="random init", **suite)
         write_comparison([results, baseline], ["pretrained", "random init"], out / "blurb")
         timings["fine-tuning, random init"] = time.perf_counter() - t
@@ -251,13 +257,12 @@ def _pct(test: dict[str, Any] | None) -> str:
     return f"{100 * test['mean']:.2f}" if test else "not run"
 
 
-def random_init_model(pretrained: Path, out: Path) -> Path:
+def random_init_model(pretrained: Path, out: Path, recipe: dict[str, Any]) -> Path:
     """The pretrained model's shape and vocabulary, initialised as pretraining began (the recipe's
     seed and position init) and never trained."""
     if (out / "config.json").is_file():
         return out
-    values = {k: v for k, v in load_recipe(RECIPE).items() if k not in RECIPE_EXTRA}
-    model = new_model(BertConfig.load(pretrained), PretrainArgs(**values))
+    model = new_model(BertConfig.load(pretrained), PretrainArgs(**recipe))
     model.save_pretrained(out, tokenizer=BertTokenizer.from_pretrained(pretrained))
     return out
 

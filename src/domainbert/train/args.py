@@ -40,6 +40,8 @@ _KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
 
 
 POSITION_INITS = ("normal", "sinusoidal")
+#: The fields whose default is None (a number when set), and what None means.
+OPTIONAL = {"masked_lm_prob": "the data's", "dropout": "the model config's"}
 
 
 @dataclass
@@ -102,15 +104,14 @@ class PretrainArgs:
 
     def __post_init__(self) -> None:
         wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
-                 for f in fields(self) if f.name not in ("betas", "warmup", "dropout", "masked_lm_prob")
+                 for f in fields(self) if f.name not in ("betas", "warmup") and f.default is not None
                  and not _KINDS[type(f.default)][0](getattr(self, f.name))]
+        wrong += [f"{f.name} must be a number or null ({OPTIONAL[f.name]}), got {getattr(self, f.name)!r}"
+                  for f in fields(self) if f.default is None and getattr(self, f.name) is not None
+                  and not _is_number(getattr(self, f.name))]
         betas = self.betas
         if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_is_number(b) for b in betas)):
             wrong.append(f"betas must be two numbers, got {betas!r}")
-        if self.masked_lm_prob is not None and not _is_number(self.masked_lm_prob):
-            wrong.append(f"masked_lm_prob must be a number or null (the data's), got {self.masked_lm_prob!r}")
-        if self.dropout is not None and not _is_number(self.dropout):
-            wrong.append(f"dropout must be a number or null (the model config's), got {self.dropout!r}")
         if not _is_number(self.warmup):
             wrong.append(f"warmup must be a number (a share below 1, or steps), got {self.warmup!r}")
         if wrong:  # a recipe or flag of the wrong type: say which before comparing anything

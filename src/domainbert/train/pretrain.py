@@ -61,7 +61,7 @@ from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import BertConfig, parse_overrides
 from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
 from domainbert.train import distributed
-from domainbert.train.args import RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
+from domainbert.train.args import OPTIONAL, RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
 from domainbert.train.export import export
 from domainbert.train.optim import Lamb, get_lr, param_groups
 from domainbert.train.precision import autocast, resolve_precision
@@ -413,8 +413,7 @@ def steps_in_minutes(model: BertForPreTraining, source: BatchSource, args: Pretr
     of ``model`` (its weights, the optimizer and every RNG are left as they were), the fastest of the
     last two taken, 5% kept for evaluations and checkpoints. Under several processes every rank gets
     the same answer (the step time is all-reduced)."""
-    probe = PretrainArgs(**{**{f.name: getattr(args, f.name) for f in fields(PretrainArgs)},
-                            "max_steps": 100, "save_every": 1000, "eval_every": 0})
+    probe = replace(args, max_steps=100, save_every=1000, eval_every=0)
     rng = rng_states()
     with tempfile.TemporaryDirectory() as tmp:
         hist = fit(copy.deepcopy(model), source, probe, Path(tmp), rank=rank, device=device, stop_after=3,
@@ -460,12 +459,8 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "warmup":  # "500" is steps, "0.1" a share: keep the literal's type
             group.add_argument(flag, type=_int_or_float, default=None, metavar="SHARE_OR_STEPS")
-        elif f.name == "masked_lm_prob":
-            group.add_argument(flag, type=float, default=None, metavar="P",
-                               help="masking rate (default: the data's; dynamically masked data masks at it)")
-        elif f.name == "dropout":
-            group.add_argument(flag, type=float, default=None, metavar="P",
-                               help="dropout while pretraining (default: the model config's)")
+        elif f.default is None:  # an optional number: None keeps what args.OPTIONAL says
+            group.add_argument(flag, type=float, default=None, metavar="P", help=f"default: {OPTIONAL[f.name]}")
         else:
             group.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper())
 
