@@ -28,8 +28,9 @@ weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then
 gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
 batches grouped by length with dynamic padding. Each epoch is scored on dev; a run keeps its best
 epoch. ``--budget quick`` trains one setting with one seed (the record's defaults, epochs capped);
-``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5, 3e-5, 5e-5} × batch {16, 32}) over several
-seeds, selects the setting with the best mean dev score and reports test mean ± std for it.
+``--budget record`` the same setting for the record's own epochs over three seeds; ``--budget full``
+runs BLURB's grid (lr {1e-5, 2e-5, 3e-5, 5e-5} × batch {16, 32}) over several seeds,
+selects the setting with the best mean dev score and reports test mean ± std for it.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
 whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
@@ -67,7 +68,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -90,17 +91,19 @@ from domainbert.blurb.resume import FINGERPRINT_VERSION, check_outputs, content_
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
 from domainbert.model.configuration import BertConfig
+from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
 from domainbert.train.optim import get_lr, param_groups
 from domainbert.train.precision import autocast, resolve_precision
 
-Budget = Literal["quick", "full"]
+Budget = Literal["quick", "record", "full"]
 Example = TokenExample | TextExample
 
 #: BLURB's grid (the BERT paper's §3.5, adapted by Gu et al.).
 GRID_LEARNING_RATES = (1e-5, 2e-5, 3e-5, 5e-5)
 GRID_BATCH_SIZES = (16, 32)
 FULL_SEEDS = (42, 43, 44, 45, 46)
+RECORD_SEEDS = (42, 43, 44)
 QUICK_MAX_EPOCHS = 3
 """``--budget quick`` trains at most this many epochs (the record's epochs when fewer) ..."""
 QUICK_MIN_STEPS = 100
@@ -145,13 +148,14 @@ class FinetuneArgs:
     """Where the BLURB data lives (default: the ``data download`` cache)."""
     budget: Budget = "quick"
     """``quick``: one setting, one seed, at most QUICK_MAX_EPOCHS epochs (more for a set too small
-    for QUICK_MIN_STEPS steps); ``full``: grid × seeds."""
+    for QUICK_MIN_STEPS steps); ``record``: the same setting for the record's own epochs, three seeds;
+    ``full``: grid × seeds."""
     seeds: tuple[int, ...] = ()
-    """Seeds (default: 42 for quick, 42..46 for full)."""
+    """Seeds (default: 42 for quick, 42..44 for record, 42..46 for full)."""
     learning_rate: float | None = None
-    """quick only: override the rate the quick budget picks (the record's, scaled for the model's width)."""
+    """quick/record: override the rate they pick (the record's, scaled for the model's width)."""
     batch_size: int | None = None
-    """quick only: override the record's batch size."""
+    """quick/record: override the record's batch size."""
     epochs: int | None = None
     """Override the number of epochs (both budgets)."""
     max_steps: int | None = None
@@ -176,6 +180,9 @@ class FinetuneArgs:
     """tqdm progress bars; None: only on a terminal."""
     restart: bool = False
     """Discard what ``out`` holds from other inputs or settings instead of refusing to run."""
+    source: ModelSource | None = None
+    """Where ``model`` came from (a Hub repo id and commit), recorded in ``metrics.json``; None: the
+    directory itself."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -183,10 +190,11 @@ class FinetuneArgs:
             problems.append("give either --task NAME (a BLURB dataset) or --task-type TYPE with --data DIR")
         if self.data is not None and self.task_type is None:
             problems.append("--data needs --task-type (ner, relation, similarity, multilabel, classification)")
-        if self.budget not in ("quick", "full"):
-            problems.append(f"budget must be quick or full, got {self.budget!r}")
+        if self.budget not in get_args(Budget):
+            problems.append(f"budget must be one of {', '.join(get_args(Budget))}, got {self.budget!r}")
         if self.budget == "full" and (self.learning_rate is not None or self.batch_size is not None):
-            problems.append("--lr/--batch-size fix one setting: use them with --budget quick (full runs the grid)")
+            problems.append("--lr/--batch-size fix one setting: use them with --budget quick or record "
+                            "(full runs the grid)")
         for name in ("batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -198,7 +206,7 @@ class FinetuneArgs:
         if problems:
             raise ConfigError("; ".join(problems))
         if not self.seeds:
-            self.seeds = (42,) if self.budget == "quick" else FULL_SEEDS
+            self.seeds = {"quick": (42,), "record": RECORD_SEEDS}.get(self.budget, FULL_SEEDS)
 
 
 @dataclass(frozen=True)
@@ -226,14 +234,15 @@ def quick_learning_rate(record_rate: float, hidden_size: int) -> float:
 
 def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int,
                  hidden_size: int = BASE_WIDTH) -> list[Setting]:
-    """The settings a budget trains: the record's one (quick; its rate scaled for the model's
-    width by :func:`quick_learning_rate`) or BLURB's grid (full)."""
+    """The settings a budget trains: the record's one (quick: epochs capped; record: all the
+    record's epochs; its rate scaled for the model's width by :func:`quick_learning_rate`) or
+    BLURB's grid (full)."""
     defaults = record.finetune
-    if args.budget == "quick":
+    if args.budget in ("quick", "record"):
         batch_size = args.batch_size or defaults.batch_size
         steps_per_epoch = max(1, math.ceil(train_size / batch_size))
-        epochs = args.epochs or min(defaults.epochs,
-                                    max(QUICK_MAX_EPOCHS, math.ceil(QUICK_MIN_STEPS / steps_per_epoch)))
+        epochs = args.epochs or (defaults.epochs if args.budget == "record" else min(
+            defaults.epochs, max(QUICK_MAX_EPOCHS, math.ceil(QUICK_MIN_STEPS / steps_per_epoch))))
         rate = args.learning_rate or quick_learning_rate(defaults.learning_rate, hidden_size)
         return [Setting(rate, batch_size, epochs)]
     epochs = args.epochs or defaults.epochs
@@ -549,6 +558,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     metrics = {
         "task": record.name, "display_name": record.display_name, "task_type": record.task_type,
         "group": record.group, "metric": record.metric, "model": str(args.model), "budget": args.budget,
+        "model_source": (args.source or ModelSource(args.model)).record(),
         "selected": selected["setting"],
         "dev": {**selected["dev"], "per_seed": {str(r.seed): r.dev for r in chosen}},
         "test": {**selected["test"], "per_seed": {str(r.seed): r.test for r in chosen}},
@@ -574,16 +584,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="your own dataset's task type (with --data)")
     what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
     what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
-    parser.add_argument("--model", type=Path, required=True, help="BERT checkpoint directory")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_revision_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
-    parser.add_argument("--budget", choices=["quick", "full"], default="quick",
+    parser.add_argument("--budget", choices=get_args(Budget), default="quick",
                         help="quick: one setting, one seed, ≤3 epochs (more, up to 100 steps, for tiny sets); "
+                             "record: that setting for the dataset's own epochs, 3 seeds; "
                              "full: BLURB's grid × 5 seeds")
     parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (quick only)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick only)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (quick/record only)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick/record only)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
     parser.add_argument("--max-seq-length", type=int, default=None,
@@ -599,8 +611,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
+    source = resolve_model(ns.model, ns.revision)
     return FinetuneArgs(
-        model=ns.model, out=ns.out, task=ns.task, task_type=ns.task_type, data=ns.data,
+        model=source.path, source=source, out=ns.out, task=ns.task, task_type=ns.task_type, data=ns.data,
         negative_label=ns.negative_label, data_dir=ns.data_dir, budget=ns.budget,
         seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
         max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,

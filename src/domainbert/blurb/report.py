@@ -50,15 +50,25 @@ def _pct(stats: dict[str, Any] | None) -> str:
     return text + (f" ± {100 * stats['std']:.2f} (n={stats['n']})" if stats.get("n", 1) > 1 else "")
 
 
+def _model_line(results: dict[str, Any]) -> str:
+    """The model as the report names it: a Hub repo id with its commit, or the directory."""
+    source = results.get("model_source") or {}
+    if source.get("repo_id"):
+        return f"`{source['repo_id']}` (Hugging Face Hub, revision `{source['revision']}`, commit `{source['commit']}`)"
+    return f"`{results['model']}`"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """``report.md``: per dataset, per task type, the BLURB score, published totals, gaps marked."""
     lines = [f"# BLURB results: {results.get('name') or model_label(results['model'])}", "",
-             f"- model: `{results['model']}`", f"- budget: `{results['budget']}`, "
+             f"- model: {_model_line(results)}", f"- budget: `{results['budget']}`, "
              f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
              f"- data: `{results['data_dir']}`"]
     caveats = []
-    if results["budget"] != "full":
+    if results["budget"] == "quick":
         caveats.append("`--budget quick` (one setting, one seed, capped epochs) — not BLURB's grid")
+    elif results["budget"] == "record":
+        caveats.append("`--budget record` (one setting per dataset, not BLURB's grid selected on dev)")
     if results.get("limit"):
         caveats.append(f"only the first {results['limit']} examples of each split")
     if results.get("max_steps"):

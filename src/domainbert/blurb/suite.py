@@ -27,25 +27,31 @@ import argparse
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.compare import write_comparison
-from domainbert.blurb.finetune import FinetuneArgs, finetune
+from domainbert.blurb.finetune import Budget, FinetuneArgs, finetune
 from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
+from domainbert.model.hub import ModelSource, add_revision_argument, resolve_model
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
               data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
               limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,
               precision: str = "auto", device: str | None = None, save_models: bool = False,
-              results_tsv: Path | None = None, restart: bool = False, name: str | None = None) -> dict[str, Any]:
-    """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs."""
-    label = name or model_label(model)  # before the loop below, whose variable is a dataset's name
+              results_tsv: Path | None = None, restart: bool = False, name: str | None = None,
+              source: ModelSource | None = None) -> dict[str, Any]:
+    """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs.
+
+    ``source`` says where ``model`` came from (a Hub repo id and commit) for the outputs."""
+    source = source or ModelSource(Path(model))
+    # before the loop below, whose variable is a dataset's name
+    label = name or source.repo_id or model_label(model)
     names = [get_record(t).name for t in (tasks or list(DATASETS))]
     if not (Path(model) / "config.json").is_file():  # every dataset would fail the same way: refuse before writing
         raise CheckpointError(f"{model} is not a model directory (no config.json): pass a BERT checkpoint folder")
@@ -69,7 +75,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         args = FinetuneArgs(model=model, out=out / name, task=name, data_dir=root, budget=budget,  # type: ignore[arg-type]
                             seeds=seeds, epochs=epochs, max_steps=max_steps, limit=limit,
                             max_seq_length=max_seq_length, precision=precision, device=device,
-                            save_model=save_models, restart=restart)
+                            save_model=save_models, restart=restart, source=source)
         try:
             metrics = finetune(args)
         except DomainBertError as exc:  # bad data in one dataset: report it, run the others
@@ -87,7 +93,8 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
                    "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
     results = {
-        "model": str(model), "name": label, "budget": budget, "data_dir": str(root),
+        "model": str(model), "name": label, "model_source": source.record(), "budget": budget,
+        "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -103,15 +110,19 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
 # ==================================================================================== command
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert blurb``."""
-    parser.add_argument("--model", type=Path, nargs="+", required=True,
-                        help="BERT checkpoint directory; several: each is run, then compared with the first")
+    parser.add_argument("--model", nargs="+", required=True,
+                        help="BERT checkpoint directory or Hugging Face Hub repo id; several: each is run, then "
+                        "compared with the first")
+    add_revision_argument(parser)
     parser.add_argument("--name", nargs="+", default=None,
                         help="a label per model for the reports (default: from the model's path)")
     parser.add_argument("--out", type=Path, required=True,
                         help="output directory (reused to resume); with several models, one folder per model "
                         "in it and comparison.{md,json,png}")
     parser.add_argument("--tasks", nargs="+", default=None, help=f"datasets (default: all): {', '.join(DATASETS)}")
-    parser.add_argument("--budget", choices=["quick", "full"], default="quick")
+    parser.add_argument("--budget", choices=get_args(Budget), default="quick",
+                        help="quick: one setting, one seed, capped epochs; record: that setting for each "
+                        "dataset's own epochs, 3 seeds; full: BLURB's grid x 5 seeds")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
     parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
@@ -136,22 +147,25 @@ def run(ns: argparse.Namespace) -> int:
     """``domainbert blurb``: run the suite for each model, print the BLURB scores; exit 1 if a dataset failed.
 
     With several models each runs into ``--out/<name>/`` and ``--out`` gets the comparison."""
-    models: list[Path] = ns.model
-    names = ns.name or [model_label(m) for m in models]
+    # every model must resolve (directory or Hub snapshot, with a config) before any is fine-tuned
+    sources = [resolve_model(m, ns.revision) for m in ns.model]
+    for source in sources:
+        if not (source.path / "config.json").is_file():
+            raise CheckpointError(f"{source.path} is not a model directory (no config.json): pass a BERT "
+                                  "checkpoint folder or a Hub repo id")
+    models = [s.path for s in sources]
+    names = ns.name or [s.repo_id or model_label(s.path) for s in sources]
     if len(names) != len(models):
         raise ConfigError(f"{len(names)} --name value(s) for {len(models)} --model value(s): give one name per model")
     if len(set(map(_slug, names))) != len(names):
         raise ConfigError(f"the models' names ({', '.join(names)}) are not distinct: give each its own --name")
-    for model in models:  # every model must exist before any is fine-tuned
-        if not (Path(model) / "config.json").is_file():
-            raise CheckpointError(f"{model} is not a model directory (no config.json): pass a BERT checkpoint folder")
     failed = []
     runs = []
-    for model, name in zip(models, names):
+    for model, name, source in zip(models, names, sources):
         out = ns.out if len(models) == 1 else ns.out / _slug(name)
         results = run_suite(model, out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
                             ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
-                            ns.save_models, ns.results_tsv, restart=ns.restart, name=name)
+                            ns.save_models, ns.results_tsv, restart=ns.restart, name=name, source=source)
         runs.append(results)
         summary = results["blurb"]
         score = f"{100 * summary['score']:.2f}" if summary else "—"

@@ -15,6 +15,7 @@ from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hf_io import LoadingInfo
+from domainbert.model.hub import add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForMaskedLM, BertForPreTraining, BertModel, load_model
 
 
@@ -52,18 +53,21 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def configure_info(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model directory (domainbert or Hugging Face BERT)")
+    parser.add_argument("model", help="model directory (domainbert or Hugging Face BERT) or a Hugging Face Hub repo id")
+    add_revision_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def run_info(args: argparse.Namespace) -> int:
     logging.getLogger("domainbert").setLevel(logging.ERROR)  # the loading info is printed below
-    model = load_model(args.model)
+    source = resolve_model(args.model, args.revision)
+    model = load_model(source.path)
     info: LoadingInfo = model.loading_info  # type: ignore[attr-defined]
     c = model.config
-    vocab = args.model / "vocab.txt"
+    vocab = source.path / "vocab.txt"
     report = {
-        "directory": str(args.model),
+        "directory": str(source.path),
+        "source": source.record(),
         "class": type(model).__name__,
         "parameters": model.num_parameters(),
         "config": {k: v for k, v in c.to_dict().items() if k not in ("id2label", "label2id")},
@@ -76,7 +80,8 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{report['directory']}: {report['class']}, {report['parameters']:,} parameters")
+    where = f"{source.repo_id} (commit {source.commit}, {source.path})" if source.repo_id else report["directory"]
+    print(f"{where}: {report['class']}, {report['parameters']:,} parameters")
     print(f"  {c.num_hidden_layers} layers, hidden {c.hidden_size}, {c.num_attention_heads} heads, "
           f"intermediate {c.intermediate_size}, max length {c.max_position_embeddings}, "
           f"vocab_size {c.vocab_size}" + (f" ({report['vocab_txt_lines']} in vocab.txt)"

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domainbert import __version__
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
+from domainbert.model.hub import add_revision_argument, resolve_model
 from domainbert.serve.inference import Classifier, Embedder, FillMask, InputError, Tagger
 
 logger = logging.getLogger("domainbert")
@@ -360,9 +361,11 @@ def _port(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, help="model for /fill-mask (needs its MLM head) and /embed")
-    parser.add_argument("--ner-model", type=Path, help="fine-tuned token-classification model for /ner")
-    parser.add_argument("--classify-model", type=Path, help="fine-tuned sequence classifier for /classify")
+    parser.add_argument("--model", help="model for /fill-mask (needs its MLM head) and /embed: a directory or a "
+                        "Hugging Face Hub repo id")
+    parser.add_argument("--ner-model", help="fine-tuned token-classification model for /ner (directory or Hub id)")
+    parser.add_argument("--classify-model", help="fine-tuned sequence classifier for /classify (directory or Hub id)")
+    add_revision_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=_port, default=8000, help="port to listen on (1-65535)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -382,7 +385,11 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_text_chars=args.max_text_chars, max_batch=args.max_batch,
                     max_body_bytes=args.max_body_bytes)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = create_app(args.model, args.ner_model, args.classify_model, limits=limits, device=args.device,
+    # --revision is for the Hub ids among the three; a directory beside them keeps its files
+    model, ner_model, classify_model = (
+        None if value is None else resolve_model(value, None if Path(value).is_dir() else args.revision).path
+        for value in (args.model, args.ner_model, args.classify_model))
+    app = create_app(model, ner_model, classify_model, limits=limits, device=args.device,
                      precision=args.precision, batch_size=args.batch_size)
     loaded = [k for k, v in app.state.models.__dict__.items() if v is not None and not k.endswith("reason")]
     print(f"domainbert serve: {', '.join(loaded)} on http://{args.host}:{args.port}/ "

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from domainbert.errors import DataError
+from domainbert.model.hub import MODEL_HELP, add_revision_argument, resolve_model
 from domainbert.serve.inference import POOLINGS, Classifier, Embedder, FillMask, InputError, Tagger
 
 
@@ -99,7 +100,8 @@ def _chunks(rows: Iterable[InputRow], size: int) -> Iterator[list[InputRow]]:
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="FILE",
                         help="input files (default: stdin): one text per line, or JSON lines with \"text\"")
-    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_revision_argument(parser)
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -173,25 +175,25 @@ def _with_line(message: str, chunk: Sequence[InputRow]) -> str:
 
 
 def run_fill_mask(args: argparse.Namespace) -> int:
-    predictor = FillMask(args.model, device=args.device, precision=args.precision,
+    predictor = FillMask(resolve_model(args.model, args.revision).path, device=args.device, precision=args.precision,
                          batch_size=args.batch_size, top_k=args.top_k)
     return _run(args, predictor, lambda rows: predictor([r.text for r in rows]))
 
 
 def run_ner(args: argparse.Namespace) -> int:
-    predictor = Tagger(args.model, device=args.device, precision=args.precision,
+    predictor = Tagger(resolve_model(args.model, args.revision).path, device=args.device, precision=args.precision,
                        batch_size=args.batch_size, max_length=args.max_length)
     return _run(args, predictor, lambda rows: [{"entities": e} for e in predictor([r.text for r in rows])])
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    predictor = Classifier(args.model, device=args.device, precision=args.precision,
+    predictor = Classifier(resolve_model(args.model, args.revision).path, device=args.device, precision=args.precision,
                            batch_size=args.batch_size, threshold=args.threshold)
     return _run(args, predictor, lambda rows: predictor([r.text for r in rows], [r.text_pair for r in rows]))
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    predictor = Embedder(args.model, device=args.device, precision=args.precision,
+    predictor = Embedder(resolve_model(args.model, args.revision).path, device=args.device, precision=args.precision,
                          batch_size=args.batch_size, pooling=args.pooling, normalize=args.normalize)
     return _run(args, predictor,
                 lambda rows: [{"embedding": v} for v in predictor([r.text for r in rows]).tolist()])

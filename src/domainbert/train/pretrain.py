@@ -58,7 +58,8 @@ from domainbert.data.loader import PretrainingDataset
 from domainbert.data.shards import check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, TrainingError
-from domainbert.model.configuration import BertConfig, parse_overrides
+from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
+from domainbert.model.hub import add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
 from domainbert.train import distributed
 from domainbert.train.args import OPTIONAL, RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
@@ -438,8 +439,9 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory (resumed when it has checkpoints)")
     parser.add_argument("--recipe", help=f"a shipped recipe ({', '.join(RECIPES)}) or a YAML file; flags "
                         "override it")
-    parser.add_argument("--model", help="preset (tiny, small, base, large) or a model directory to continue from "
-                        "(default: the recipe's, else small)")
+    parser.add_argument("--model", help="preset (tiny, small, base, large), or a model directory or Hugging Face "
+                        "Hub repo id to continue from (default: the recipe's, else small)")
+    add_revision_argument(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field, e.g. --set hidden_dropout_prob=0 (repeatable)")
     parser.add_argument("--eval-data", type=Path, help="held-out prepared data for periodic evaluation")
@@ -517,14 +519,17 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
         raise TrainingError(f"{ns.out} was started on other prepared data ({started_with.get('data')}, config "
                             f"{str(started_with.get('data_config_checksum'))[:12]}): resume with that --data, or "
                             "pass a new --out")
-    if Path(model_spec).is_dir():
-        model = BertForPreTraining.from_pretrained(model_spec, **overrides)
+    model_source = None
+    if Path(model_spec).is_dir() or model_spec not in PRESETS:  # a directory, else a Hub repo id
+        model_source = resolve_model(model_spec, ns.revision)
+        model = BertForPreTraining.from_pretrained(model_source.path, **overrides)
     else:
         sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
         model = new_model(BertConfig.preset(model_spec, **sized), args)
     source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
     run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
+                  "model_source": model_source.record() if model_source else {"preset": model_spec},
                   "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
                   "eval_data": str(ns.eval_data) if ns.eval_data else None,
                   "precision": resolve_precision(args.precision, dist_info.device)}
