@@ -271,3 +271,9 @@ def test_bin_only_repo_and_a_private_repo_with_hf_token(tmp_path):
         snapshot = Path(report["source"]["directory"])
         assert (snapshot / "pytorch_model.bin").is_file() and not (snapshot / "model.safetensors").exists()
         assert report["weights_initialised"] == [] and report["labels"]
+
+
+def test_update_card_refuses_a_hub_model_before_fine_tuning(offline_home, tmp_path):
+    done = cli(["blurb", "--model", REPO, "--tasks", "gad", "--out", str(tmp_path / "o"), "--update-card"],
+               {"HF_HOME": str(offline_home), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode != 0 and "--local-dir" in done.stderr and not (tmp_path / "o").exists()

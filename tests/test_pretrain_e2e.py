@@ -57,11 +57,13 @@ def test_tiny_end_to_end_writes_the_exact_files_and_exports_for_transformers(pre
                  "--out", str(run), "--recipe", TINY, "--no-progress"]) == 0
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "export", "metrics.jsonl", "run_config.json",
                                                      "tensorboard", "tokenizer"]
+    stats = "vocab_stats.json"  # kept with the run for the model card
+    assert (run / "tokenizer" / stats).read_bytes() == (prepared / "vocab" / stats).read_bytes()
     assert [c.name for c in checkpoint_dirs(run)] == ["step-00000020", "step-00000030"]  # keep_last 2
     assert sorted(p.name for p in (run / "checkpoints" / "step-00000030").iterdir()) == ["training_state.pt"]
     assert sorted(p.name for p in (run / "export").iterdir()) == [
-        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-        "vocab.txt"]
+        "README.md", "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+        "tokenizer_config.json", "vocab.txt"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if not r.get("eval")]
     evals = [r for r in rows if r.get("eval")]

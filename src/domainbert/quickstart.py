@@ -47,10 +47,13 @@ from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
 from domainbert.train import distributed
 from domainbert.train.export import export
+from domainbert.train.precision import resolve_precision
 from domainbert.train.pretrain import (
     RECIPE_EXTRA,
+    RUN_CONFIG,
     PretrainArgs,
     copy_tokenizer,
+    describe_run,
     fit,
     load_recipe,
     new_model,
@@ -131,10 +134,13 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
         print(f"  reusing {out} (finished at step {reached})")
     elif reached < max_steps:
         copy_tokenizer(data, out)
+        if not (out / RUN_CONFIG).is_file():  # what the exported model's card reads
+            atomic_write_json(out / RUN_CONFIG, describe_run(args, size, model, data, heldout,
+                                                             resolve_precision(args.precision, device)))
         fit(model, source, args, out, eval_source=eval_source, device=device, progress=progress,
             stop_after=max_steps - reached, time_budget_s=minutes * 60 * 1.5)
         atomic_write_json(plan, {**planned, "finished": True})
-    export(out, out / "export")
+    export(out, out / "export", name="domainbert-quickstart")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if not r.get("eval")]
     evals = [r for r in rows if r.get("eval")]

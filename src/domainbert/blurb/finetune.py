@@ -90,6 +90,7 @@ from domainbert.blurb.registry import DATASETS, DatasetRecord, default_data_dir,
 from domainbert.blurb.resume import FINGERPRINT_VERSION, check_outputs, content_hash, model_files
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
+from domainbert.model.card import finetuned_card, write_card
 from domainbert.model.configuration import BertConfig
 from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
@@ -572,6 +573,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         "notes": list(record.notes),
     }
     atomic_write_json(out / "metrics.json", metrics)
+    if args.save_model and (out / "model" / "config.json").is_file():
+        write_card(finetuned_card(metrics, out / "model"), out / "model")
     return metrics
 
 

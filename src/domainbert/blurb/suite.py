@@ -37,6 +37,7 @@ from domainbert.blurb.registry import DATASETS, dataset_status, get_record
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
+from domainbert.model.card import add_blurb_results
 from domainbert.model.hub import ModelSource, add_revision_argument, resolve_model
 
 
@@ -137,6 +138,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
     parser.add_argument("--restart", action="store_true",
                         help="discard results in --out made from another model, data or settings (default: refuse)")
+    parser.add_argument("--update-card", action="store_true",
+                        help="add the test scores to each evaluated model's card (its README.md: model-index "
+                        "entries and a BLURB section); local model folders only")
 
 
 def _slug(name: str) -> str:
@@ -153,6 +157,12 @@ def run(ns: argparse.Namespace) -> int:
         if not (source.path / "config.json").is_file():
             raise CheckpointError(f"{source.path} is not a model directory (no config.json): pass a BERT "
                                   "checkpoint folder or a Hub repo id")
+    if ns.update_card:
+        hub = [s.repo_id for s in sources if s.repo_id]
+        if hub:
+            raise ConfigError(f"--update-card writes the card in the model's folder, and {hub[0]} is a Hub model "
+                              f"(its folder is the cache): download it with `hf download {hub[0]} --local-dir DIR` "
+                              "and pass DIR")
     models = [s.path for s in sources]
     names = ns.name or [s.repo_id or model_label(s.path) for s in sources]
     if len(names) != len(models):
@@ -167,6 +177,8 @@ def run(ns: argparse.Namespace) -> int:
                             ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
                             ns.save_models, ns.results_tsv, restart=ns.restart, name=name, source=source)
         runs.append(results)
+        if ns.update_card:
+            print(f"updated the model card {add_blurb_results(model, results)}")
         summary = results["blurb"]
         score = f"{100 * summary['score']:.2f}" if summary else "—"
         print(f"{name}: BLURB score {score} ({'complete' if summary and summary['complete'] else 'partial'}); "

@@ -217,8 +217,11 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
 
     pool = DocumentPool()
     batch: list[Document] = []
+    words = 0  # whitespace-separated words of the kept documents (what a model card reports)
 
     def encode(batch: list[Document]) -> None:
+        nonlocal words
+        words += sum(doc.num_words() for doc in batch)
         flat = [s for doc in batch for s in doc.sentences]
         # The Rust backend directly, ids only: the wrapper's Encoding records (offsets, tokens, word
         # ids) would cost a third of the tokenizing time. encode_batch_fast skips offsets (>= 0.20).
@@ -266,8 +269,9 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
     meta = {
         "shard": task.shard, "source": str(path), "source_size": path.stat().st_size,
         "config_checksum": w["checksum"], "num_samples": int(buf.n),
-        "documents": len(pool), "sentences": pool.num_sentences, "source_tokens": int(len(pool.tokens)),
-        "skipped_empty_sentences": pool.empty_sentences, "skipped_empty_documents": pool.empty_documents,
+        "documents": len(pool), "sentences": pool.num_sentences, "words": words,
+        "source_tokens": int(len(pool.tokens)), "skipped_empty_sentences": pool.empty_sentences,
+        "skipped_empty_documents": pool.empty_documents,
         "random_next": int(stats["random_next"]), "random_next_forced": int(stats["random_next_forced"]),
         "masked_tokens": int(stats["masked_tokens"]),
         "example_tokens": int(stats["tokens"]), "corpus_counts": counts.as_dict(), "sha256": digests,
@@ -392,6 +396,8 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                   "skipped_empty_documents", "random_next", "random_next_forced", "masked_tokens",
                   "example_tokens")
     counts = {k: sum(m[k] for m in metas) for k in count_keys}
+    # shards kept from a domainbert that did not count words leave the total unknown
+    counts["words"] = sum(m["words"] for m in metas) if all("words" in m for m in metas) else None
     counts["pairs"] = total
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -79,9 +79,13 @@ def corpus_texts(files: Sequence[Path], corpus_filter: CorpusFilter = CorpusFilt
     bar.close()
 
 
+VOCAB_STATS = "vocab_stats.json"
+"""The file beside ``vocab.txt`` holding :class:`VocabStats` (copied into a pretraining run for its card)."""
+
+
 @dataclass
 class VocabStats:
-    """What ``vocab build`` reports (and writes to ``vocab_stats.json``)."""
+    """What ``vocab build`` reports (and writes to :data:`VOCAB_STATS`)."""
 
     vocab_size: int
     corpus_files: list[str]
@@ -199,7 +203,7 @@ def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: boo
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tokenizer.save_pretrained(tmp)
-        (tmp / "vocab_stats.json").write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
+        (tmp / VOCAB_STATS).write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -243,4 +247,5 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["build_vocab", "train_wordpiece", "split_stats", "corpus_texts", "VocabStats", "SPECIAL_TOKENS"]
+__all__ = ["VOCAB_STATS", "build_vocab", "train_wordpiece", "split_stats", "corpus_texts", "VocabStats",
+           "SPECIAL_TOKENS"]

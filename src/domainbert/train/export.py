@@ -1,4 +1,5 @@
-"""``domainbert export``: a pretraining checkpoint -> a Hugging Face model directory with its tokenizer."""
+"""``domainbert export``: a pretraining checkpoint -> a Hugging Face model directory with its tokenizer
+and its model card (``README.md``, :func:`domainbert.model.card.pretraining_card`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from pathlib import Path
 
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import TrainingError
+from domainbert.model.card import DEFAULT_LICENSE, pretraining_card, write_card
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train.state import checkpoint_dirs, load_checkpoint
 
 
-def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
-    """Write a run's checkpoint (the newest, or ``step``) as a Hugging Face directory with its tokenizer."""
+def export(run_dir: Path, out: Path, step: int | None = None, name: str | None = None,
+           license: str = DEFAULT_LICENSE) -> Path:
+    """Write a run's checkpoint (the newest, or ``step``) as a Hugging Face directory with its tokenizer
+    and a model card named ``name`` (default: the run folder's name) under ``license``."""
     found = checkpoint_dirs(run_dir)
     if step is not None:
         found = [c for c in found if c.name == f"step-{step:08d}"]
@@ -41,6 +45,7 @@ def export(run_dir: Path, out: Path, step: int | None = None) -> Path:
         shutil.rmtree(tmp)
     try:
         model.save_pretrained(tmp, tokenizer=tokenizer)
+        write_card(pretraining_card(Path(run_dir), tmp, name or Path(run_dir).resolve().name, license), tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -53,10 +58,13 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="pretraining run directory")
     parser.add_argument("--out", type=Path, required=True, help="Hugging Face directory to write")
     parser.add_argument("--step", type=int, help="which checkpoint (default: the newest)")
+    parser.add_argument("--name", help="the model's name in its card (default: the run folder's name)")
+    parser.add_argument("--license", default=DEFAULT_LICENSE,
+                        help="license id for the card's metadata (check your corpus's terms; default %(default)s)")
 
 
 def run_export(ns: argparse.Namespace) -> int:
-    out = export(ns.run, ns.out, ns.step)
-    print(f"wrote {out}: config.json, model.safetensors and the tokenizer files (loads with "
-          "transformers' AutoModel / BertForPreTraining and `domainbert` alike)")
+    out = export(ns.run, ns.out, ns.step, ns.name, ns.license)
+    print(f"wrote {out}: config.json, model.safetensors, the tokenizer files (loads with transformers' "
+          "AutoModel / BertForPreTraining and `domainbert` alike) and README.md, its model card")
     return 0

@@ -43,6 +43,7 @@ import copy
 import json
 import math
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -57,6 +58,7 @@ from domainbert.atomic import atomic_write_json, atomic_write_text, one_writer
 from domainbert.data.loader import PretrainingDataset
 from domainbert.data.shards import check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
+from domainbert.data.vocab import VOCAB_STATS
 from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
@@ -481,12 +483,30 @@ def resolve_args(ns: argparse.Namespace, world_size: int) -> tuple[PretrainArgs,
     return args, model, overrides
 
 
+#: The prepared data manifest's parts a run keeps in ``run_config.json`` for its model card.
+CARD_MANIFEST_KEYS = ("params", "corpus_filter", "decontamination", "inputs", "counts", "corpus_counts")
+
+
+def describe_run(args: PretrainArgs, model_spec: str, model: BertForPreTraining, data: Path,
+                 eval_data: Path | None, precision: str, model_source: Any = None) -> dict[str, Any]:
+    """``run_config.json``: the resolved settings, the model and where it started, and the data (its
+    checksum, and what the model card says about the corpus, kept with the run: the data may move)."""
+    manifest = load_manifest(data)
+    return {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
+            "model_source": model_source.record() if model_source else {"preset": model_spec},
+            "data": str(data), "data_config_checksum": manifest.get("config_checksum"),
+            "data_manifest": {k: manifest.get(k) for k in CARD_MANIFEST_KEYS},
+            "eval_data": str(eval_data) if eval_data else None, "precision": precision}
+
+
 def copy_tokenizer(data_dir: Path, run_dir: Path) -> Path:
     """Keep the data's vocabulary in the run, so that export never depends on the data directory."""
     target = run_dir / "tokenizer"
     if not (target / "vocab.txt").is_file():
         vocab_dir = Path(load_manifest(data_dir)["vocab"]["dir"])
         BertTokenizer.from_pretrained(vocab_dir).save_pretrained(target)
+        if (vocab_dir / VOCAB_STATS).is_file():  # what `vocab build` measured, for the model card
+            shutil.copyfile(vocab_dir / VOCAB_STATS, target / VOCAB_STATS)
     return target
 
 
@@ -528,11 +548,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
         model = new_model(BertConfig.preset(model_spec, **sized), args)
     source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
-    run_config = {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
-                  "model_source": model_source.record() if model_source else {"preset": model_spec},
-                  "data": str(ns.data), "data_config_checksum": manifest.get("config_checksum"),
-                  "eval_data": str(ns.eval_data) if ns.eval_data else None,
-                  "precision": resolve_precision(args.precision, dist_info.device)}
+    run_config = describe_run(args, model_spec, model, ns.data, ns.eval_data,
+                              resolve_precision(args.precision, dist_info.device), model_source)
     if dist_info.is_main:
         print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
               f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
