@@ -7,8 +7,11 @@ module): a cycle or a stray import fails here, not in a user's session.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 from conftest import REPO
@@ -134,3 +137,39 @@ def test_each_package_says_what_its_stage_takes_and_gives() -> None:
     for init in sorted(PACKAGE.rglob("__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
         assert doc and len(doc.splitlines()) >= 3, f"{init} needs a docstring saying what the stage takes and gives"
+
+
+#: Modules that may import packages of an optional extra (pyproject's [project.optional-dependencies]).
+EXTRA_MODULES = {"serve/app.py": "serve", "serve/__init__.py": "serve"}
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    """A package imported at module level must be in pyproject's dependencies (or the module's extra):
+    a user's `pip install domainbert` has only those, while the test environment has much more."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+    declared = names(project["dependencies"])
+    extras = {k: names(v) for k, v in project["optional-dependencies"].items()}
+    dists = packages_distributions()
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        allowed = declared | extras.get(EXTRA_MODULES.get(rel, ""), set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top == "domainbert" or top in sys.stdlib_module_names or (rel, module) in LAZY_IMPORTS:
+                    continue
+                found = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
+                if not found & allowed:
+                    missing.append(f"{rel} imports {top} ({', '.join(sorted(found))})")
+    assert not missing, "; ".join(sorted(set(missing))) + ": declare it in pyproject.toml's dependencies"

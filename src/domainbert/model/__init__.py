@@ -5,5 +5,7 @@ Hugging Face BERT: bert-base, BioBERT, PubMedBERT) and gives out PyTorch modules
 parameter names, saved back as directories transformers loads.
 
 ``configuration`` (``BertConfig``, presets) · ``modeling`` (the encoder and heads, one file) ·
-``hf_io`` (reading and writing checkpoint directories) · ``commands`` (``model create``, ``model info``).
+``hf_io`` (reading and writing checkpoint directories) · ``hub`` (a ``--model`` value: a directory or a
+Hugging Face Hub repo id, fetched into the Hub cache) · ``card`` (the model cards ``export``, ``finetune``
+and ``blurb --update-card`` write) · ``commands`` (``model create``, ``model info``).
 """

@@ -21,6 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
 from domainbert.errors import CheckpointError
 
 #: Files a BERT checkpoint needs besides its weights (absent ones are skipped).
@@ -86,16 +95,6 @@ def resolve_model(value: str | os.PathLike, revision: str | None = None) -> Mode
 
 
 def _download(repo_id: str, revision: str | None) -> ModelSource:
-    # Imported here: only a Hub model needs the library (and its import reads HF_* once).
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     offline = constants.HF_HUB_OFFLINE
     try:
         folder = Path(snapshot_download(repo_id, revision=revision,
