@@ -13,7 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
 from domainbert.blurb.compare import compare, load_results, plot_comparison, render_comparison, welch
-from domainbert.blurb.report import PUBLISHED_TOTALS, model_label
+from domainbert.blurb.published import PUBLISHED_TOTALS
+from domainbert.blurb.report import model_label
 from domainbert.cli import main
 from domainbert.errors import DataError
 

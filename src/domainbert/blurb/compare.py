@@ -24,8 +24,9 @@ from scipy import stats as scipy_stats
 
 from domainbert.atomic import atomic_write, atomic_write_json, atomic_write_text
 from domainbert.blurb.metrics import blurb_score
+from domainbert.blurb.published import PUBLISHED_TOTALS, WITH_ROWS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
-from domainbert.blurb.report import PUBLISHED_TOTALS, model_label
+from domainbert.blurb.report import TOTAL_STYLES, model_label
 from domainbert.errors import DataError
 
 ALPHA = 0.05
@@ -200,6 +201,12 @@ def render_comparison(cmp: dict[str, Any]) -> str:
         lines += [f"| {m} (published) | {v:.2f} | |" for m, v in PUBLISHED_TOTALS.items()]
     else:
         lines += ["", "Published BLURB totals are over all 13 datasets; they are not shown beside partial scores."]
+    published = [name for name in cmp["datasets"] if any(name in m.rows for m in WITH_ROWS)]
+    if published:
+        lines += ["", "## Published per-dataset results", "", "| Dataset |" + row_header(),
+                  "|---|" + "---|" * row_header().count("|")]
+        lines += [f"| {cmp['datasets'][name]['display_name']} |" + row_cells(name) for name in published]
+    lines += ["", *source_lines(totals=all(row["complete"] for row in cmp["blurb"]))]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +235,7 @@ def plot_comparison(cmp: dict[str, Any], path: Path) -> Figure:
         ax.bar(xs, ys, width=width, yerr=errs, capsize=2, label=name)
     complete = all(r["complete"] for r in cmp["blurb"])
     if complete:
-        for (label, value), style in zip(PUBLISHED_TOTALS.items(), ("--", "-.", ":")):
+        for (label, value), style in zip(PUBLISHED_TOTALS.items(), TOTAL_STYLES):
             ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=f"{label} (published): {value:.2f}")
     ax.set_xticks(range(len(groups)), [g for g, _ in groups], rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)

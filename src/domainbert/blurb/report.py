@@ -1,7 +1,8 @@
 """BLURB results -> what a reader sees: ``report.md``, the bar chart and a row of the cumulative TSV.
 
 The report puts the user's per-dataset and per-task-type test scores and the BLURB score beside the
-published totals, and marks every missing, partial or failed dataset with its reason.
+published per-dataset rows and totals (:mod:`domainbert.blurb.published`, with their sources), and
+marks every missing, partial or failed dataset with its reason.
 """
 
 from __future__ import annotations
@@ -12,17 +13,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from domainbert.atomic import atomic_write
+from domainbert.blurb.published import PUBLISHED_TOTALS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
 
-#: Published BLURB scores (Gu et al. 2021, "Domain-Specific Language Model Pretraining for
-#: Biomedical Natural Language Processing", BLURB score row). Only the totals are quoted: the
-#: per-dataset rows could not be checked against the paper's table from here, so none is shown.
-PUBLISHED_TOTALS: dict[str, float] = {
-    "PubMedBERT (base, uncased, abstracts)": 81.16,
-    "BioBERT": 80.34,
-    "BERT-base (uncased)": 76.11,
-}
-PUBLISHED_SOURCE = "Gu et al. 2021 (BLURB score; totals only)"
+#: Line styles of the published totals in the charts, one per published model.
+TOTAL_STYLES = ("--", "-.", ":", (0, (5, 2)), (0, (1, 3)), (0, (3, 1, 1, 1)))
 
 TSV_COLUMNS = ["date", "model", "budget", "blurb_score", "complete", *DATASETS]
 
@@ -76,8 +71,8 @@ def render_report(results: dict[str, Any]) -> str:
     if caveats:
         lines += ["", "**Not comparable to published BLURB numbers:** " + "; ".join(caveats) + "."]
     lines += ["", "## Per dataset (test, selected on dev)", "",
-              "| Dataset | Task type | Metric | Status | Dev | Test | Setting |",
-              "|---|---|---|---|---|---|---|"]
+              "| Dataset | Task type | Metric | Status | Dev | Test | Setting |" + row_header(),
+              "|---|---|---|---|---|---|---|" + "---|" * row_header().count("|")]
     gaps = []
     for name, d in results["datasets"].items():
         setting = d.get("selected")
@@ -89,7 +84,7 @@ def render_report(results: dict[str, Any]) -> str:
                         + "".join(f"; {n}" for n in d["notes"] if "not " in n and "shipped" in n
                                   or "not present" in n))
         lines.append(f"| {d['display_name']} | {d['group']} | {d['metric']} | {status} | "
-                     f"{_pct(d.get('dev'))} | {_pct(d.get('test'))} | {shown} |")
+                     f"{_pct(d.get('dev'))} | {_pct(d.get('test'))} | {shown} |" + row_cells(name))
     summary = results["blurb"]
     lines += ["", "## Per task type", "", "| Task type | Datasets run | Score |", "|---|---|---|"]
     for task_type, group in TASK_GROUPS.items():
@@ -105,8 +100,7 @@ def render_report(results: dict[str, Any]) -> str:
     else:
         lines.append("| **this model** | — (no dataset could be run) |")
     lines += [f"| {m} (published) | {v:.2f} |" for m, v in PUBLISHED_TOTALS.items()]
-    lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Per-dataset published rows are not shown "
-              "because they could not be checked against the paper's table here."]
+    lines += ["", *source_lines()]
     if summary and not summary["complete"]:
         missing = [TASK_GROUPS[t] for t in summary["missing_types"]]  # type: ignore[index]
         lines += ["", "This score averages only the task types and datasets that were run"
@@ -144,7 +138,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax = fig.subplots()
     ax.bar(range(len(labels)), values, yerr=errors, color=colors, capsize=3)
     complete = bool(summary and summary["complete"])
-    for (name, value), style in zip(PUBLISHED_TOTALS.items() if complete else (), ("--", "-.", ":")):
+    for (name, value), style in zip(PUBLISHED_TOTALS.items() if complete else (), TOTAL_STYLES):
         ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=f"{name}: {value:.2f}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
