@@ -480,6 +480,16 @@ def test_rerun_after_reexport_or_other_settings_never_reuses_stale_results(tiny_
     assert (out / "metrics.json").read_bytes() == before  # refused: nothing changed
     assert main([*argv, "--restart"]) == 0
     assert "discarding" in capsys.readouterr().err
+    # More seeds reuse the finished run; then going back to fewer seeds is refused (the saved model may
+    # be the new seed's).
+    runs = json.loads((out / "metrics.json").read_text())["runs"]
+    assert main([*argv, "--seed", "42", "7"]) == 0
+    grown = json.loads((out / "metrics.json").read_text())
+    assert grown["runs"][0] == runs[0] and [r["seed"] for r in grown["runs"]] == [42, 7]
+    assert json.loads((out / "selection.json").read_text())["plan"] == [runs[0]["run_id"],
+                                                                        runs[0]["run_id"].replace("seed42", "seed7")]
+    assert main([*argv, "--seed", "7"]) == 1 and "not a superset" in capsys.readouterr().err
+    assert main([*argv, "--restart"]) == 0
     again = json.loads((out / "metrics.json").read_text())
     assert again["fingerprint"]["model_sha256"] != first["fingerprint"]["model_sha256"]
     assert json.loads((out / "selection.json").read_text())["fingerprint"] == again["fingerprint"]

@@ -526,6 +526,10 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     settings = settings_for(record, args, len(task.features["train"]), config.hidden_size)
     plan = [setting.run_id(seed) for setting in settings for seed in args.seeds]
     check_outputs(out, expected, plan, args.restart)
+    if selection_path.is_file():  # a plan grown by more seeds: the saved run stays the selection
+        stored = json.loads(selection_path.read_text(encoding="utf-8"))
+        if stored.get("plan") != plan:
+            atomic_write_json(selection_path, {**stored, "plan": plan})
     results: list[RunResult] = []
     started = time.perf_counter()
     for setting in settings:
