@@ -18,17 +18,20 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from inference_models import minilm_dir, save_tiny_classifier, save_tiny_mlm
+from inference_models import minilm_dir, save_rule_ner, save_tiny_classifier, save_tiny_mlm
 
 REPO = "sentence-transformers/all-MiniLM-L6-v2"
 COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
@@ -277,3 +280,72 @@ def test_update_card_refuses_a_hub_model_before_fine_tuning(offline_home, tmp_pa
     done = cli(["blurb", "--model", REPO, "--tasks", "gad", "--out", str(tmp_path / "o"), "--update-card"],
                {"HF_HOME": str(offline_home), "HF_HUB_OFFLINE": "1"})
     assert done.returncode != 0 and "--local-dir" in done.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_hub(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """An offline cache holding three tiny models (MLM, rule-based NER, classifier) as Hub repos."""
+    root = tmp_path_factory.mktemp("tiny_hub")
+    dirs = {"lab/tiny-mlm": save_tiny_mlm(root / "mlm"), "lab/rule-ner": save_rule_ner(root / "ner"),
+            "lab/tiny-cls": save_tiny_classifier(root / "cls", ["yes", "no"], "single_label_classification")}
+    home = root / "home"
+    for i, (repo, folder) in enumerate(dirs.items()):
+        write_cache(home, repo, f"{i + 1}" * 40, {p.name: p for p in folder.iterdir() if p.is_file()})
+    return home, dirs
+
+
+@pytest.mark.parametrize("command,repo", [("fill-mask", "lab/tiny-mlm"), ("ner", "lab/rule-ner"),
+                                          ("classify", "lab/tiny-cls")])
+def test_prediction_commands_give_the_same_output_from_a_hub_id(tiny_hub, tmp_path, command, repo):
+    home, dirs = tiny_hub
+    text = tmp_path / "in.txt"
+    text.write_text("Patients with breast cancer and [MASK] mellitus.\nAspirin inhibits [MASK].\n")
+    by_id = cli([command, str(text), "--model", repo, "--precision", "fp32"],
+                {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    by_dir = cli([command, str(text), "--model", str(dirs[repo]), "--precision", "fp32"], {})
+    assert by_id.returncode == 0 and by_dir.returncode == 0, by_id.stderr + by_dir.stderr
+    assert by_id.stdout == by_dir.stdout and by_id.stdout.count("\n") == 2
+
+
+def test_serve_takes_hub_ids(tiny_hub):
+    home, _ = tiny_hub
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(home),
+                                                                           "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "domainbert", "serve", "--model", "lab/tiny-mlm", "--ner-model",
+                               "lab/rule-ner", "--port", str(port), "--precision", "fp32"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                time.sleep(0.2)
+        assert {"fill_mask", "ner"} <= {k for k, v in health["models"].items() if v}
+        entities = httpx.post(f"http://127.0.0.1:{port}/ner", json={"texts": ["breast cancer"]}).json()
+        assert [e["text"] for e in entities["results"][0]["entities"]] == ["breast cancer"]
+        assert str(home) in health["models"]["ner"]  # the snapshot in the Hub cache
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_pretrain_continues_from_a_hub_id_and_records_it(tiny_hub, tmp_path, shared_data):
+    home, dirs = tiny_hub
+    corpus = shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt"
+    assert cli(["data", "prepare", "--corpus", str(corpus), "--vocab", str(minilm_dir()), "--out",
+                str(tmp_path / "data"), "--dupe-factor", "1", "--quiet"], {}).returncode == 0
+    recipe = Path(__file__).resolve().parents[1] / "src" / "domainbert" / "train" / "recipes" / "tiny.yaml"
+    done = cli(["pretrain", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--recipe", str(recipe),
+                "--model", "lab/tiny-mlm", "--max-steps", "2", "--eval-every", "0", "--no-progress"],
+               {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    run_config = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert run_config["model_source"]["repo_id"] == "lab/tiny-mlm"
+    assert run_config["model_source"]["commit"] == "1" * 40
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "base_model: lab/tiny-mlm" in card and "further from `lab/tiny-mlm`" in card
