@@ -187,3 +187,81 @@ def test_too_long_input_is_refused_with_the_limit(config):
     model = BertModel(config)
     with pytest.raises(ValueError, match="max_position_embeddings 64"):
         model(torch.ones(1, 65, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------- unpadded path
+HEADS = {
+    "BertModel": lambda c: BertModel(c),
+    "BertForPreTraining": lambda c: BertForPreTraining(c),
+    "BertForMaskedLM": lambda c: BertForMaskedLM(c),
+    "BertForTokenClassification": lambda c: BertForTokenClassification(c.with_labels(["O", "B-X", "I-X"])),
+    "BertForSequenceClassification": lambda c: BertForSequenceClassification(c.with_labels(["a", "b", "c"])),
+}
+
+
+def _outputs(model, batch, **extra) -> list[torch.Tensor]:
+    out = model(**batch, **extra)
+    if isinstance(model, BertModel):
+        return [out.last_hidden_state, out.pooler_output]
+    if isinstance(model, BertForPreTraining):
+        return [out.prediction_logits, out.seq_relationship_logits, out.loss]
+    return [out.logits] + ([out.loss] if out.loss is not None else [])
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+@pytest.mark.parametrize("padded", [True, False])
+def test_unpadded_path_equals_the_padded_one_at_every_real_position(config, head, padded):
+    from domainbert.model.modeling import Packing
+
+    g = torch.Generator().manual_seed(1)
+    B_, T_ = 5, 11  # odd sizes; ragged lengths including one full row and one of length 1
+    ids = torch.randint(5, 99, (B_, T_), generator=g)
+    mask = torch.ones(B_, T_, dtype=torch.long)
+    if padded:
+        for row, n in enumerate([11, 1, 6, 9, 3]):
+            mask[row, n:] = 0
+    types = (torch.arange(T_) >= 4).long().expand(B_, -1)
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    mlm = torch.where(torch.rand(B_, T_, generator=g) < 0.3, ids, -100).masked_fill(mask == 0, -100)
+    labels = {"BertForPreTraining": {"labels": mlm, "next_sentence_label": torch.tensor([0, 1, 0, 1, 1])},
+              "BertForMaskedLM": {"labels": mlm},
+              "BertForTokenClassification": {"labels": torch.randint(0, 3, (B_, T_), generator=g)
+                                             .masked_fill(mask == 0, -100)},
+              "BertForSequenceClassification": {"labels": torch.tensor([0, 2, 1, 1, 0])}}.get(head, {})
+    batch.update(labels)
+    torch.manual_seed(0)
+    model = HEADS[head](config).eval()
+    reference = _outputs(model, batch)
+    base = model if isinstance(model, BertModel) else model.bert
+    base.unpad = True
+    by_flag = _outputs(model, batch)
+    by_packing = _outputs(model, batch, packing=Packing.from_mask(mask)) if padded else by_flag
+    real = mask.bool()
+    for ours, packing_out, theirs in zip(by_flag, by_packing, reference):
+        if ours.dim() == 3 and ours.shape[:2] == (B_, T_):  # per-token outputs: compare real positions
+            ours, packing_out, theirs = ours[real], packing_out[real], theirs[real]
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        torch.testing.assert_close(packing_out, theirs, rtol=0, atol=1e-5)
+    # and the gradients of a training step (dropout off): the same update either way
+    if any(t.requires_grad and t.dim() == 0 for t in reference):
+        grads = []
+        for unpad in (False, True):
+            base.unpad = unpad
+            model.zero_grad()
+            _outputs(model, batch)[-1].backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert grads[0].keys() == grads[1].keys()
+        for name in grads[0]:
+            torch.testing.assert_close(grads[1][name], grads[0][name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_packing_of_a_mask():
+    from domainbert.model.modeling import Packing
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    p = Packing.from_mask(mask)
+    assert p.indices.tolist() == [0, 1, 2, 4, 8, 9, 10, 11]
+    assert p.cu_seqlens.tolist() == [0, 3, 4, 8] and p.cu_seqlens.dtype == torch.int32
+    assert (p.max_seqlen, p.batch, p.length) == (4, 3, 4)
+    packed = torch.arange(8.0).unsqueeze(1)  # (R, 1)
+    assert p.pad(packed).squeeze(-1).tolist() == [[0, 1, 2, 0], [3, 0, 0, 0], [4, 5, 6, 7]]

@@ -15,12 +15,19 @@ References: Devlin et al. 2019 (BERT); google-research/bert ``modeling.py``; tra
   positions (``labels != -100``), as google-research/bert and NVIDIA's BERT do; the loss equals the
   all-positions loss and a small-model training step is several times faster, since the vocabulary
   projection dominates. ``mlm_all_positions=True`` gives transformers' (B, T, V) logits instead;
+* an unpadded path (``BertModel.unpad``, or a :class:`Packing` passed to ``forward``): padding tokens
+  are dropped once, at the embeddings, every dense layer runs on the (R, H) matrix of the R real
+  tokens, and attention runs on them with PyTorch's variable-length kernel (``varlen_attn``) on a GPU
+  in bf16/fp16 without attention dropout, or on the CPU (and with attention dropout) re-padded for
+  SDPA; the output is padded back to (B, T, H) for the heads. Real positions equal the padded
+  path's (tests/test_modeling.py); padding positions are zeros instead of unused values;
 * ``BertForPreTraining`` returns the MLM and NSP parts of the loss as well as their sum;
 * no decoder, cross-attention, ``head_mask`` or ``return_dict`` plumbing: this is an encoder.
 
 Dimension legend used in the shape comments:
     B = batch size, T = sequence length, H = hidden size, N = attention heads,
-    D = head size (H / N), I = intermediate size, V = vocabulary size, M = labelled MLM positions.
+    D = head size (H / N), I = intermediate size, V = vocabulary size, M = labelled MLM positions,
+    R = real (non-padding) tokens of a batch.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+try:  # PyTorch's variable-length attention (FlashAttention kernels; CUDA only), where this torch has it
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - older torch: the unpadded path re-pads for SDPA
+    varlen_attn = None
 
 from domainbert.model import hf_io
 from domainbert.model.configuration import BertConfig
@@ -88,6 +100,43 @@ class SequenceClassifierOutput:
 
 
 # ==================================================================================== encoder
+# ==================================================================================== packing
+@dataclass(frozen=True)
+class Packing:
+    """Where the real tokens of a padded (B, T) batch sit, for the unpadded path.
+
+    Made by :meth:`from_mask`, best on the host before the batch moves to a GPU (finding the real
+    tokens of a GPU mask waits for the GPU), then moved with :meth:`to`. A sequence's real tokens are
+    contiguous in the packed order (row-major), which is what ``cu_seqlens`` describes.
+    """
+
+    indices: torch.Tensor  # (R,) int64: flat positions b * T + t of the real tokens, row-major
+    cu_seqlens: torch.Tensor  # (B + 1,) int32: cumulative real lengths, 0 first
+    max_seqlen: int  # the longest real length (a host int: the kernel needs it)
+    batch: int  # B
+    length: int  # T
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> Packing:
+        """From a (B, T) mask, 1 = real token."""
+        B, T = attention_mask.shape
+        real = attention_mask.bool()
+        lengths = real.sum(1)  # (B,)
+        cu = torch.zeros(B + 1, dtype=torch.int32, device=attention_mask.device)
+        cu[1:] = lengths.cumsum(0)
+        return cls(real.reshape(-1).nonzero().squeeze(1), cu, int(lengths.max()) if B else 0, B, T)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Packing:
+        return Packing(self.indices.to(device, non_blocking=non_blocking),
+                       self.cu_seqlens.to(device, non_blocking=non_blocking), self.max_seqlen, self.batch,
+                       self.length)
+
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        """(R, F) → (B, T, F), zeros at padding."""
+        flat = packed.new_zeros(self.batch * self.length, packed.shape[-1])
+        return flat.index_copy(0, self.indices, packed).view(self.batch, self.length, -1)
+
+
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
@@ -99,14 +148,19 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                packing: Packing | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
-        positions = torch.arange(T, device=input_ids.device)  # (T,)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)  # (B, T, H)
-        if token_type_ids is None:  # all segment A: add row 0 without materialising zeros (B, T)
+        if packing is not None:  # only the real tokens: (R, H)
+            ids, positions = input_ids.reshape(-1)[packing.indices], packing.indices % T  # (R,), (R,)
+            types = None if token_type_ids is None else token_type_ids.reshape(-1)[packing.indices]
+        else:
+            ids, positions, types = input_ids, torch.arange(T, device=input_ids.device), token_type_ids
+        x = self.word_embeddings(ids) + self.position_embeddings(positions)  # (B, T, H) or (R, H)
+        if types is None:  # all segment A: add row 0 without materialising zeros (B, T)
             x = x + self.token_type_embeddings.weight[0]
         else:
-            x = x + self.token_type_embeddings(token_type_ids)
+            x = x + self.token_type_embeddings(types)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -146,7 +200,10 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None) -> torch.Tensor:
+        dropout = self.dropout_p if self.training else 0.0
+        if packing is not None:
+            return self._packed(x, mask, packing, dropout)
         B, T, H = x.shape
 
         def heads(t: torch.Tensor) -> torch.Tensor:
@@ -155,9 +212,29 @@ class BertSelfAttention(nn.Module):
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         # mask: (B, 1, 1, T) bool, True = a real key that may be attended to; broadcast over heads
         # and queries. None (no padding) lets SDPA pick its fastest (flash) kernel.
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)  # (B, N, T, D)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, N, T, D)
         return ctx.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+    def _packed(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing, dropout: float) -> torch.Tensor:
+        """Attention over the real tokens only: x (R, H) → (R, H)."""
+        R, H = x.shape
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (R, H) each
+        if (varlen_attn is not None and x.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+                and dropout == 0.0):  # varlen_attn has no dropout
+            def heads(t: torch.Tensor) -> torch.Tensor:
+                return t.view(R, self.num_heads, self.head_dim)  # (R, N, D)
+
+            ctx = varlen_attn(heads(q), heads(k), heads(v), packing.cu_seqlens, packing.cu_seqlens,
+                              packing.max_seqlen, packing.max_seqlen)  # (R, N, D)
+            return ctx.reshape(R, H)
+        B, T = packing.batch, packing.length
+
+        def padded_heads(t: torch.Tensor) -> torch.Tensor:
+            return packing.pad(t).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, N, T, D)
+
+        ctx = F.scaled_dot_product_attention(padded_heads(q), padded_heads(k), padded_heads(v), attn_mask=mask,
+                                             dropout_p=dropout)  # (B, N, T, D)
+        return ctx.transpose(1, 2).reshape(B * T, H).index_select(0, packing.indices)  # (R, H)
 
 
 class BertSelfOutput(nn.Module):
@@ -179,8 +256,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, mask), x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None) -> torch.Tensor:
+        return self.output(self.self(x, mask, packing), x)
 
 
 class BertIntermediate(nn.Module):
@@ -211,8 +288,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None) -> torch.Tensor:
+        x = self.attention(x, mask, packing)  # (B, T, H), or (R, H) with packing
         return self.output(self.intermediate(x), x)
 
 
@@ -221,9 +298,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None) -> torch.Tensor:
         for layer in self.layer:
-            x = layer(x, mask)
+            x = layer(x, mask, packing)
         return x
 
 
@@ -340,6 +417,8 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.unpad = False
+        """Run the unpadded path whenever a batch has padding (a setting, not saved in config.json)."""
         self.post_init()
 
     @property
@@ -351,14 +430,25 @@ class BertModel(BertPreTrainedModel):
         input_ids: torch.Tensor,  # (B, T) token ids
         attention_mask: torch.Tensor | None = None,  # (B, T) 1 = real token, 0 = padding
         token_type_ids: torch.Tensor | None = None,  # (B, T) 0 = segment A, 1 = segment B
+        packing: Packing | None = None,  # the unpadded path with these real tokens (else see self.unpad)
     ) -> BaseModelOutput:
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}: truncate or split the input")
         mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
+        # On a GPU, asking whether a mask has padding waits for the GPU: a CUDA batch is masked as given.
+        if attention_mask is not None and (attention_mask.device.type != "cpu" or not bool(attention_mask.all())):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        hidden = self.encoder(self.embeddings(input_ids, token_type_ids), mask)  # (B, T, H)
+            if packing is None and self.unpad:
+                packing = Packing.from_mask(attention_mask)
+        if packing is not None and mask is None and packing.indices.numel() != packing.batch * packing.length:
+            real = torch.zeros(packing.batch * packing.length, dtype=torch.bool, device=input_ids.device)
+            mask = real.index_fill(0, packing.indices, True).view(packing.batch, 1, 1, packing.length)
+        if packing is not None:
+            packed = self.encoder(self.embeddings(input_ids, token_type_ids, packing), mask, packing)  # (R, H)
+            hidden = packing.pad(packed)  # (B, T, H), zeros at padding
+        else:
+            hidden = self.encoder(self.embeddings(input_ids, token_type_ids), mask)  # (B, T, H)
         pooled = self.pooler(hidden) if self.pooler is not None else None
         return BaseModelOutput(last_hidden_state=hidden, pooler_output=pooled)
 
@@ -466,8 +556,9 @@ class BertForPreTraining(_TiedMLMModel):
         labels: torch.Tensor | None = None,  # (B, T): original id at masked positions, -100 elsewhere
         next_sentence_label: torch.Tensor | None = None,  # (B,): 0 = B follows A, 1 = B is random
         mlm_all_positions: bool = False,
+        packing: Packing | None = None,
     ) -> PreTrainingOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids)
+        out = self.bert(input_ids, attention_mask, token_type_ids, packing)
         mlm_logits, mlm_loss = _masked_lm(self.cls.predictions, out.last_hidden_state, labels, mlm_all_positions)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         nsp_loss = None
@@ -494,8 +585,9 @@ class BertForMaskedLM(_TiedMLMModel):
         token_type_ids: torch.Tensor | None = None,  # (B, T)
         labels: torch.Tensor | None = None,  # (B, T), -100 where not predicted
         mlm_all_positions: bool = False,
+        packing: Packing | None = None,
     ) -> MaskedLMOutput:
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.bert(input_ids, attention_mask, token_type_ids, packing).last_hidden_state
         logits, loss = _masked_lm(self.cls.predictions, hidden, labels, mlm_all_positions)
         return MaskedLMOutput(loss, logits)
 
@@ -518,8 +610,9 @@ class BertForTokenClassification(BertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,  # (B, T)
         token_type_ids: torch.Tensor | None = None,  # (B, T)
         labels: torch.Tensor | None = None,  # (B, T) class ids, -100 = not scored (sub-tokens, padding)
+        packing: Packing | None = None,
     ) -> TokenClassifierOutput:
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.bert(input_ids, attention_mask, token_type_ids, packing).last_hidden_state
         logits = self.classifier(self.dropout(hidden))  # (B, T, num_labels)
         loss = None
         if labels is not None:
@@ -559,8 +652,9 @@ class BertForSequenceClassification(BertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,  # (B, T)
         token_type_ids: torch.Tensor | None = None,  # (B, T)
         labels: torch.Tensor | None = None,  # (B,) ids or values, or (B, num_labels) 0/1 for multi-label
+        packing: Packing | None = None,
     ) -> SequenceClassifierOutput:
-        pooled = self.bert(input_ids, attention_mask, token_type_ids).pooler_output
+        pooled = self.bert(input_ids, attention_mask, token_type_ids, packing).pooler_output
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
