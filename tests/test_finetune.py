@@ -494,3 +494,27 @@ def test_rerun_after_reexport_or_other_settings_never_reuses_stale_results(tiny_
     assert again["fingerprint"]["model_sha256"] != first["fingerprint"]["model_sha256"]
     assert json.loads((out / "selection.json").read_text())["fingerprint"] == again["fingerprint"]
     assert BertConfig.load(out / "model").extra["architectures"] == ["BertForSequenceClassification"]
+
+
+@pytest.mark.parametrize("task", ["ncbi-disease", "gad"])
+def test_unpad_fine_tunes_the_same_model(tiny_model, shared_data, tmp_path, task):
+    """--unpad (token and sequence classification on the real tokens only) gives the padded run's
+    training losses up to float rounding, and the same predictions (fp32, random batches: padding)."""
+    from domainbert.data.tokenization import BertTokenizer
+    from domainbert.model.modeling import BertModel
+
+    # dropout off: the two paths draw their dropout masks over differently shaped tensors
+    model = BertModel.from_pretrained(tiny_model, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    assert model.config.hidden_dropout_prob == 0.0
+    model.save_pretrained(tmp_path / "model", tokenizer=BertTokenizer.from_pretrained(tiny_model))
+    histories = {}
+    for flag in ("--no-unpad", "--unpad"):
+        out = tmp_path / flag.strip("-")
+        assert main(["finetune", "--task", task, "--model", str(tmp_path / "model"), "--out", str(out), "--data-dir",
+                     str(shared_data), "--limit", "48", "--max-steps", "3", "--epochs", "1", "--precision", "fp32",
+                     "--device", "cpu", "--no-group-by-length", "--no-save-model", flag]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        histories[flag] = (metrics["runs"][0]["dev"], metrics["runs"][0]["test"],
+                           (out / "test_predictions.jsonl").read_text())
+    assert histories["--unpad"][:2] == pytest.approx(histories["--no-unpad"][:2], abs=1e-6)
+    assert histories["--unpad"][2] == histories["--no-unpad"][2]

@@ -261,3 +261,18 @@ def test_two_process_kill_9_then_resume_equals_the_uninterrupted_two_process_run
     rows, reference = _rows(run), _rows(tmp_path / "straight")
     assert [r["step"] for r in rows] == list(range(1, last_step + 5))
     assert [r["loss"] for r in rows] == [r["loss"] for r in reference]
+
+
+def test_unpad_trains_the_same_model_as_the_padded_path(prepared, tmp_path):
+    """--unpad (the encoder on the real tokens only, its Packing found on the host) gives the padded
+    run's losses, up to float rounding, step by step (fp32, dropout off)."""
+    runs = {}
+    for flag in ("--no-unpad", "--unpad"):
+        out = tmp_path / flag.strip("-")
+        assert main(["pretrain", "--data", str(prepared / "data"), "--out", str(out), "--recipe", TINY,
+                     "--max-steps", "4", "--eval-every", "0", "--dropout", "0", "--precision", "fp32", flag,
+                     "--no-progress"]) == 0
+        runs[flag] = losses(out)
+        assert json.loads((out / "run_config.json").read_text())["args"]["unpad"] == (flag == "--unpad")
+    assert len(runs["--unpad"]) == 4
+    assert runs["--unpad"] == pytest.approx(runs["--no-unpad"], rel=0, abs=1e-4)

@@ -26,6 +26,7 @@ import torch
 
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.registry import DatasetRecord
+from domainbert.model.modeling import Packing
 
 Example = TokenExample | TextExample
 
@@ -188,8 +189,9 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
-def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest member and make tensors (labels padded with -100 for tokens)."""
+def collate(features: Sequence[Feature], pad_id: int, device: torch.device, unpad: bool = False) -> dict[str, Any]:
+    """Pad a batch to its longest member and make tensors (labels padded with -100 for tokens); with
+    ``unpad``, a batch with padding also gets its :class:`Packing` (found on the host)."""
     width = max(len(f) for f in features)
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
     types = torch.zeros((len(features), width), dtype=torch.long)
@@ -208,4 +210,6 @@ def collate(features: Sequence[Feature], pad_id: int, device: torch.device) -> d
     else:
         labels = torch.tensor([f.labels for f in features], dtype=torch.long)
     batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
-    return {k: v.to(device) for k, v in batch.items()}
+    moved: dict[str, Any] = {k: v.to(device) for k, v in batch.items()}
+    moved["packing"] = Packing.from_mask(mask).to(device) if unpad and not bool(mask.all()) else None
+    return moved

@@ -167,6 +167,8 @@ class FinetuneArgs:
     """Use only the first N examples of each split (smoke runs; the scores are then not BLURB's)."""
     eval_batch_size: int = 64
     """Examples per evaluation batch."""
+    unpad: bool = False
+    """Train on the real tokens only (the unpadded encoder path; see benchmarks/RESULTS.md)."""
     group_by_length: bool = True
     """Batch training examples of similar length (less padding: on NCBI-disease about 2.2x faster
     training than random batches). False: random batches, as transformers' Trainer samples by
@@ -439,10 +441,10 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
                 break
             for group in optimizer.param_groups:
                 group["lr"] = get_lr(step, total, setting.learning_rate)
-            batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device)
+            batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device, args.unpad)
             with autocast(args.precision, device):
                 out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                            labels=batch["labels"])
+                            labels=batch["labels"], packing=batch["packing"])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -611,6 +613,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+    parser.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
+                        help="train the encoder on the real tokens only (same results up to rounding)")
     parser.add_argument("--no-group-by-length", action="store_true",
                         help="random training batches instead of length-grouped ones (slower: more padding)")
     parser.add_argument("--restart", action="store_true",
@@ -625,7 +629,7 @@ def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
         seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
         max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
         precision=ns.precision, device=ns.device, save_model=not ns.no_save_model,
-        group_by_length=not ns.no_group_by_length, restart=ns.restart)
+        group_by_length=not ns.no_group_by_length, unpad=ns.unpad, restart=ns.restart)
 
 
 def run(ns: argparse.Namespace) -> int:

@@ -99,6 +99,9 @@ class PretrainArgs:
     """Micro-batches of held-out data per evaluation."""
     compile: bool = False
     """Compile the encoder with ``torch.compile`` (in place: checkpoint names are unchanged)."""
+    unpad: bool = False
+    """Run the encoder on the real tokens only (:class:`domainbert.model.modeling.Packing`, found on the
+    host for each micro-batch); the same losses up to float rounding. See benchmarks/RESULTS.md."""
     world_size: int = field(default=1, repr=False)
     """Set from the torchrun environment, not by hand."""
 
@@ -181,7 +184,7 @@ class PretrainArgs:
 #: on the hardware (micro batch, processes, compilation), which leave the schedule and the samples
 #: of every step as they were. Every other field decides what the run computes.
 RESUMABLE = frozenset({"save_every", "keep_last", "log_every", "eval_every", "eval_batches", "compile",
-                       "micro_batch_size", "world_size"})
+                       "unpad", "micro_batch_size", "world_size"})
 
 
 #: The options a recipe may set besides the PretrainArgs fields.

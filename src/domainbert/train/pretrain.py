@@ -62,7 +62,7 @@ from domainbert.data.vocab import VOCAB_STATS
 from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
-from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
+from domainbert.model.modeling import BertForPreTraining, Packing, sinusoidal_positions
 from domainbert.train import distributed
 from domainbert.train.args import OPTIONAL, RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
 from domainbert.train.export import export
@@ -154,10 +154,16 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
             module.dropout_p = p
 
 
-def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Drop the columns that are padding in every row (dynamic padding), then move to ``device``."""
+def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: bool = False) -> dict[str, Any]:
+    """Drop the columns that are padding in every row (dynamic padding), then move to ``device``;
+    with ``unpad``, a batch that still has padding gets its :class:`Packing`, found on the host."""
     n = int(batch["attention_mask"].sum(1).max())
-    return {k: (v[:, :n] if v.dim() == 2 else v).to(device) for k, v in batch.items()}
+    trimmed = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in batch.items()}
+    moved: dict[str, Any] = {k: v.to(device, non_blocking=True) for k, v in trimmed.items()}
+    mask = trimmed["attention_mask"]
+    if unpad and not bool(mask.all()):
+        moved["packing"] = Packing.from_mask(mask).to(device, non_blocking=True)
+    return moved
 
 
 def _batch_sums(out: Any, batch: dict[str, torch.Tensor], accuracy: bool = True) -> torch.Tensor:
@@ -329,7 +335,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
             for micro in range(args.accumulation):
                 host_batch = next(batches)
                 tokens += int(host_batch["attention_mask"].sum())
-                batch = _trim_padding(host_batch, device)
+                batch = _trim_padding(host_batch, device, args.unpad)
                 last = micro == args.accumulation - 1
                 with (ddp_model.no_sync() if args.world_size > 1 and not last else contextlib.nullcontext()):
                     with autocast(precision, device):
