@@ -107,7 +107,7 @@ def real_lengths(kind: str, seq: int, data: Path) -> list[int]:
 
         tok = BertTokenizer.from_pretrained(vocab)
         rows = load_split("ncbi-disease", "train", data)
-        return [min(seq, 2 + len(tok.encode(" ".join(r.tokens), add_special_tokens=False))) for r in rows]
+        return [min(seq, len(tok.encode(r.tokens, is_split_into_words=True).input_ids)) for r in rows]
     from domainbert.data.examples import PrepareConfig
     from domainbert.data.shards import prepare_pretraining_data
 

@@ -159,6 +159,8 @@ def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: b
     with ``unpad``, a batch that still has padding gets its :class:`Packing`, found on the host."""
     n = int(batch["attention_mask"].sum(1).max())
     trimmed = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in batch.items()}
+    if device.type == "cuda":  # pinned host memory: the copies below return at once and overlap the GPU's work
+        trimmed = {k: v.contiguous().pin_memory() for k, v in trimmed.items()}
     moved: dict[str, Any] = {k: v.to(device, non_blocking=True) for k, v in trimmed.items()}
     mask = trimmed["attention_mask"]
     if unpad and not bool(mask.all()):
