@@ -265,3 +265,18 @@ def test_packing_of_a_mask():
     assert (p.max_seqlen, p.batch, p.length) == (4, 3, 4)
     packed = torch.arange(8.0).unsqueeze(1)  # (R, 1)
     assert p.pad(packed).squeeze(-1).tolist() == [[0, 1, 2, 0], [3, 0, 0, 0], [4, 5, 6, 7]]
+
+
+def test_mlm_positions_found_beforehand_give_the_same_logits_and_loss(config, batch):
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).eval()
+    g = torch.Generator().manual_seed(3)
+    labels = torch.where(torch.rand(B, T, generator=g) < 0.3, batch["input_ids"], -100)
+    labels = labels.masked_fill(batch["attention_mask"] == 0, -100)
+    positions = (labels.reshape(-1) != -100).nonzero().squeeze(1)
+    a = model(**batch, labels=labels)
+    b = model(**batch, labels=labels, mlm_positions=positions)
+    torch.testing.assert_close(b.prediction_logits, a.prediction_logits, rtol=0, atol=0)
+    torch.testing.assert_close(b.mlm_loss, a.mlm_loss, rtol=0, atol=0)
+    none = model(**batch, labels=torch.full((B, T), -100), mlm_positions=positions[:0])
+    assert none.mlm_loss.item() == 0.0 and none.prediction_logits.shape == (0, config.vocab_size)

@@ -501,15 +501,22 @@ class BertPreTrainingHeads(nn.Module):
 
 
 def _masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, labels: torch.Tensor | None,
-               all_positions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+               all_positions: bool, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """MLM logits and mean cross-entropy over the labelled positions (labels != -100).
 
     Without labels, or with ``all_positions``, the head runs at every position: logits (B, T, V).
     Otherwise it runs only at the M labelled positions: logits (M, V), rows in row-major order of
     the positions. Both give the same loss; the gather skips (T - M) / T of the head's work.
+    ``positions`` (M,) are those positions flat (b * T + t), found on the host beforehand: finding
+    them here from a GPU tensor waits for the GPU.
     """
     if labels is None:
         return head(hidden), None
+    if positions is not None and not all_positions:
+        if positions.numel() == 0:  # known on the host: no wait
+            return hidden.new_zeros(0, head.decoder.out_features), hidden.sum() * 0.0
+        logits = head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))  # (M, V)
+        return logits, F.cross_entropy(logits.float(), labels.reshape(-1).index_select(0, positions))
     if all_positions:
         logits = head(hidden)  # (B, T, V)
         flat_logits, flat_labels = logits.view(-1, logits.shape[-1]), labels.view(-1)
@@ -557,9 +564,11 @@ class BertForPreTraining(_TiedMLMModel):
         next_sentence_label: torch.Tensor | None = None,  # (B,): 0 = B follows A, 1 = B is random
         mlm_all_positions: bool = False,
         packing: Packing | None = None,
+        mlm_positions: torch.Tensor | None = None,  # (M,) flat positions of the labels, found on the host
     ) -> PreTrainingOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, packing)
-        mlm_logits, mlm_loss = _masked_lm(self.cls.predictions, out.last_hidden_state, labels, mlm_all_positions)
+        mlm_logits, mlm_loss = _masked_lm(self.cls.predictions, out.last_hidden_state, labels, mlm_all_positions,
+                                          mlm_positions)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         nsp_loss = None
         if next_sentence_label is not None:

@@ -156,7 +156,8 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
 
 def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: bool = False) -> dict[str, Any]:
     """Drop the columns that are padding in every row (dynamic padding), then move to ``device``;
-    with ``unpad``, a batch that still has padding gets its :class:`Packing`, found on the host."""
+    with ``unpad``, a batch that still has padding gets its :class:`Packing`; the labelled positions
+    come as ``mlm_positions``: both found on the host, so that the step does not wait for the GPU."""
     n = int(batch["attention_mask"].sum(1).max())
     trimmed = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in batch.items()}
     if device.type == "cuda":  # pinned host memory: the copies below return at once and overlap the GPU's work
@@ -165,6 +166,9 @@ def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: b
     mask = trimmed["attention_mask"]
     if unpad and not bool(mask.all()):
         moved["packing"] = Packing.from_mask(mask).to(device, non_blocking=True)
+    if "labels" in trimmed:  # the MLM positions, found here rather than by the model on the device
+        moved["mlm_positions"] = (trimmed["labels"].reshape(-1) != -100).nonzero().squeeze(1).to(
+            device, non_blocking=True)
     return moved
 
 
@@ -325,6 +329,11 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     bar = tqdm(total=args.max_steps, initial=step, desc="pretraining", disable=not (progress and main_process))
     shown: dict[str, str] = {}  # the last measured accuracies, for the progress bar
     model.train()
+    # A step queues its work and keeps its figures on the device; the host waits for the device only
+    # at a sync step (a logging, evaluation or checkpoint step, the last one, or every step when
+    # ``on_step`` decides from each step's figures): one all-reduce and one copy for all steps since.
+    pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
+    interval_start = time.perf_counter()
     try:
         while step < end:
             lr = get_lr(step, args.max_steps, args.learning_rate, args.warmup, args.decay)
@@ -345,41 +354,58 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                     (out.loss / args.accumulation).backward()
                 totals[:7] += _batch_sums(out, batch, accuracy=measure)
             # The time budget is one decision for all ranks: each rank's clock says whether it is over,
-            # and the flag travels in the step's all-reduce (no extra sync), so that every rank stops
-            # after the same step and none enters the checkpoint's collectives alone.
+            # and the flag travels in the sync step's all-reduce, so that every rank stops after the
+            # same step and none enters the checkpoint's collectives alone.
             if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
                 totals[7] = 1.0
-            totals = distributed.all_reduce_mean(totals).cpu()  # the global batch's figures (one sync)
-            loss = totals[0].item() / args.accumulation
-            if not math.isfinite(loss):
-                good = checkpoint_dirs(run_dir)
-                where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written yet"
-                raise TrainingError(f"the loss became {loss} at step {step + 1}; {where}. Lower the learning "
-                                    "rate, raise warmup, or use --precision fp32, then resume")
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             consumed += args.global_batch_size
-            seconds = time.perf_counter() - t0
-            mlm_acc = totals[3].item() / totals[4].item() if measure and totals[4] > 0 else None
-            nsp_acc = totals[5].item() / totals[6].item() if measure and totals[6] > 0 else None
-            m = StepMetrics(step, loss, totals[1].item() / args.accumulation, totals[2].item() / args.accumulation,
-                            mlm_acc, nsp_acc, lr, tokens * args.world_size / seconds, consumed, seconds)
-            history.append(m)
-            over_time = bool(totals[7] > 0)  # some rank is past the budget
-            if over_time or (on_step is not None and on_step(m)):
+            pending.append((step, lr, tokens, time.perf_counter() - t0, totals))
+            evaluating = eval_source is not None and args.eval_every and (step % args.eval_every == 0 or step == end)
+            saving = step % args.save_every == 0 or step == end
+            if not (measure or evaluating or saving or step == end or on_step is not None):
+                continue
+            sums = distributed.all_reduce_mean(torch.stack([p[-1] for p in pending])).cpu()  # the one sync
+            interval = time.perf_counter() - interval_start
+            interval_start = time.perf_counter()
+            over_time = False
+            for (at, at_lr, at_tokens, host_s, _), row in zip(pending, sums):
+                loss = row[0].item() / args.accumulation
+                if not math.isfinite(loss):
+                    good = checkpoint_dirs(run_dir)
+                    where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written yet"
+                    raise TrainingError(f"the loss became {loss} at step {at}; {where}. Lower the learning "
+                                        "rate, raise warmup, or use --precision fp32, then resume")
+                # On the CPU a step's host time is its time; a GPU's queued steps share the interval's.
+                seconds = host_s if device.type == "cpu" else interval / len(pending)
+                measured = at == step and measure
+                mlm_acc = row[3].item() / row[4].item() if measured and row[4] > 0 else None
+                nsp_acc = row[5].item() / row[6].item() if measured and row[6] > 0 else None
+                m = StepMetrics(at, loss, row[1].item() / args.accumulation, row[2].item() / args.accumulation,
+                                mlm_acc, nsp_acc, at_lr, at_tokens * args.world_size / seconds,
+                                consumed - (step - at) * args.global_batch_size, seconds)
+                history.append(m)
+                over_time = over_time or bool(row[7] > 0)  # some rank is past the budget
+                if on_step is not None and on_step(m):
+                    over_time = True
+                logger.log(at, {k: v for k, v in asdict(m).items() if k != "step"}, flush=at % args.log_every == 0)
+                bar.update(1)
+                if measured:
+                    shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}", "nsp_acc": f"{m.nsp_accuracy:.3f}"}
+                bar.set_postfix(loss=f"{m.loss:.3f}", **shown, lr=f"{at_lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
+            pending = []
+            if over_time:
                 end = step
-            logger.log(step, {k: v for k, v in asdict(m).items() if k != "step"}, flush=step % args.log_every == 0)
-            bar.update(1)
-            if measure:
-                shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}", "nsp_acc": f"{m.nsp_accuracy:.3f}"}
-            bar.set_postfix(loss=f"{m.loss:.3f}", **shown, lr=f"{lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
-            if eval_source is not None and args.eval_every and (step % args.eval_every == 0 or step == end):
+                evaluating = eval_source is not None and bool(args.eval_every)
+                saving = True
+            if evaluating:
                 scores = evaluate(model, eval_source, args.eval_batches, args.micro_batch_size, precision, device,
                                   rank, args.world_size)
                 logger.log(step, {"eval": True, **scores}, flush=True)
-            if step % args.save_every == 0 or step == end:
+            if saving:
                 rng = gather_rng_states()  # every rank takes part; rank 0 writes
                 if main_process:
                     logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
