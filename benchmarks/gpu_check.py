@@ -12,6 +12,9 @@ Each check prints one PASS/FAIL row with what it measured; a JSON copy goes to `
 * ``sdpa-default``: which attention kernels the profiler sees when SDPA picks for itself.
 * ``nccl-ddp``: a one-process NCCL group, an all-reduce, and one DDP training step of the model.
 * ``bf16-learns``: 30 AdamW steps in bf16 autocast on one fixed batch bring the loss down.
+* ``unpadded-bf16``: the unpadded encoder path (``varlen_attn``) against the padded one in bf16.
+* ``no-sync-step``: a training step with the host-found Packing and MLM positions runs under
+  ``torch.cuda.set_sync_debug_mode("error")`` (no GPU→CPU wait), padded and unpadded.
 
     python benchmarks/gpu_check.py --json gpu_check.json
     python benchmarks/gpu_check.py --device cpu   # the same checks that make sense without a GPU
@@ -30,6 +33,7 @@ from typing import Any, Callable
 import torch
 import transformers
 
+from domainbert.model import modeling
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train.precision import autocast
@@ -159,6 +163,60 @@ def check_nccl_ddp(device: torch.device) -> str:
         dist.destroy_process_group()
 
 
+def check_unpadded_bf16(device: torch.device) -> str:
+    """The unpadded path (varlen_attn on a GPU, attention dropout off) against the padded one, bf16."""
+    from domainbert.model.modeling import Packing
+
+    config = BertConfig.preset("base", attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).to(device).eval()
+    batch = padded_batch(config, 16, 128, device)
+    packing = Packing.from_mask(batch["attention_mask"].cpu()).to(device)
+    with torch.no_grad(), autocast("bf16", device):
+        padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
+        packed = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                            packing=packing).last_hidden_state
+    real = batch["attention_mask"].bool()
+    diff = (packed[real].float() - padded[real].float()).abs()
+    scale = padded[real].float().abs().mean()
+    if not diff.mean() < 0.02 * scale:
+        raise AssertionError(f"mean |unpadded - padded| {diff.mean():.4f} vs mean |h| {scale:.4f}")
+    return (f"base, 16x128 with padding ({int(real.sum())} real tokens): mean |diff| {diff.mean():.4f}, max "
+            f"{diff.max():.3f}, mean |h| {scale:.3f}; varlen_attn used: {modeling.varlen_attn is not None}")
+
+
+def check_no_sync_step(device: torch.device) -> str:
+    """A training step (forward, backward, clip, fused AdamW) with the host-found Packing and MLM
+    positions runs under torch.cuda.set_sync_debug_mode("error"): any GPU→CPU wait raises."""
+    from domainbert.model.modeling import Packing
+
+    config = BertConfig.preset("small", attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    host = {k: v.cpu() for k, v in padded_batch(config, 32, 128, device).items()}
+    results = []
+    for unpad in (False, True):
+        batch = {k: v.pin_memory().to(device, non_blocking=True) for k, v in host.items()}
+        batch["mlm_positions"] = (host["labels"].reshape(-1) != -100).nonzero().squeeze(1).to(device)
+        if unpad:
+            batch["packing"] = Packing.from_mask(host["attention_mask"]).to(device, non_blocking=True)
+        for _ in range(2):  # the first step allocates; the second is the one checked
+            torch.cuda.synchronize(device)
+            torch.cuda.set_sync_debug_mode("error" if _ else "default")
+            try:
+                with autocast("bf16", device):
+                    loss = model(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        results.append(f"{'unpadded' if unpad else 'padded'}: no sync")
+    return "; ".join(results)
+
+
 def check_bf16_learns(device: torch.device) -> str:
     config = BertConfig.preset("small")
     torch.manual_seed(0)
@@ -202,7 +260,8 @@ def main() -> int:
     if device.type == "cuda":
         checks[2:2] = [("sdpa-flash", lambda d: check_sdpa(d, "flash")),
                        ("sdpa-efficient", lambda d: check_sdpa(d, "efficient")),
-                       ("sdpa-default", check_sdpa_default)]
+                       ("sdpa-default", check_sdpa_default), ("unpadded-bf16", check_unpadded_bf16),
+                       ("no-sync-step", check_no_sync_step)]
     results = []
     for name, fn in checks:
         t = time.perf_counter()

@@ -37,6 +37,13 @@ step pretrain 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrai
   --out /tmp/db-pretrain --max-steps 150 --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 \
   --log-every 10 --eval-every 150 --eval-batches 4 --save-every 150 --no-progress
 cp /tmp/db-pretrain/metrics.jsonl "$OUT/pretrain_metrics.jsonl" 2>/dev/null
+# The same loop on the unpadded path (varlen_attn needs attention dropout off, as cramming trains).
+rm -rf /tmp/db-pretrain-unpad
+step pretrain_unpad 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
+  --recipe pubmedbert-base --data $WORK/train --out /tmp/db-pretrain-unpad --max-steps 150 \
+  --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 --log-every 10 --save-every 150 --no-progress \
+  --unpad --set attention_probs_dropout_prob=0
+cp /tmp/db-pretrain-unpad/metrics.jsonl "$OUT/pretrain_unpad_metrics.jsonl" 2>/dev/null
 step export 30 python3 -m domainbert export --run /tmp/db-pretrain --out /tmp/db-export
 step finetune_gad 60 python3 -m domainbert finetune --task gad --data-dir $WORK/blurb --model /tmp/db-export \
   --out /tmp/db-finetune --budget quick --epochs 1
