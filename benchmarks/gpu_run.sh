@@ -32,14 +32,14 @@ step model_step_512 90 python3 benchmarks/model_step.py --device cuda --configs 
 # The real loop under torchrun on real prepared PubMed data: base shape, the PubMedBERT recipe's
 # settings except the batch (256 = one micro-batch) and a 150-step schedule.
 rm -rf /tmp/db-pretrain /tmp/db-export /tmp/db-finetune
-step pretrain 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
+step pretrain 240 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
   --recipe pubmedbert-base --data $WORK/train --eval-data $WORK/heldout \
   --out /tmp/db-pretrain --max-steps 150 --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 \
   --log-every 10 --eval-every 150 --eval-batches 4 --save-every 150 --no-progress
 cp /tmp/db-pretrain/metrics.jsonl "$OUT/pretrain_metrics.jsonl" 2>/dev/null
 # The same loop on the unpadded path (varlen_attn needs attention dropout off, as cramming trains).
 rm -rf /tmp/db-pretrain-unpad
-step pretrain_unpad 120 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
+step pretrain_unpad 240 torchrun --standalone --nproc-per-node 1 -m domainbert pretrain \
   --recipe pubmedbert-base --data $WORK/train --out /tmp/db-pretrain-unpad --max-steps 150 \
   --global-batch-size 256 --micro-batch-size 256 --warmup 0.1 --log-every 10 --save-every 150 --no-progress \
   --unpad --set attention_probs_dropout_prob=0

@@ -227,7 +227,7 @@ def test_indivisible_batch_and_bad_settings_are_refused_with_the_fix():
 
 
 @pytest.mark.slow
-def test_compiled_encoder_trains_like_the_eager_one(tmp_path):
+def test_compiled_encoder_trains_like_the_eager_one(tmp_path, capsys):
     def no_dropout() -> BertForPreTraining:  # compiled dropout draws its masks differently
         torch.manual_seed(0)
         return BertForPreTraining(BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
@@ -237,6 +237,8 @@ def test_compiled_encoder_trains_like_the_eager_one(tmp_path):
                    progress=False)
     torch.testing.assert_close(torch.tensor([m.loss for m in compiled]), torch.tensor([m.loss for m in eager]),
                                rtol=1e-4, atol=1e-4)
+    said = capsys.readouterr().out
+    assert said.count("torch.compile: the first") == 1 and "graph break(s) in the encoder" in said
     assert "bert.encoder.layer.0.attention.self.query.weight" in load_checkpoint(
         checkpoint_dirs(tmp_path / "compiled")[-1])["model"]  # names unchanged by compiling
 
@@ -360,3 +362,22 @@ def test_sinusoidal_position_init_makes_offsets_rotations_at_berts_scale():
     assert plain.bert.embeddings.position_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.2)
     with pytest.raises(ConfigError, match="position_init"):
         args(position_init="rotary")
+
+
+def test_compile_auto_is_off_on_the_cpu_and_the_flags_and_old_values_map(tmp_path, capsys):
+    import argparse
+
+    from domainbert.train.pretrain import configure_pretrain
+
+    assert args().compile == "auto" and args(compile=True).compile == "on" and args(compile=False).compile == "off"
+    with pytest.raises(ConfigError, match="compile 'maybe' is not one of auto, on, off"):
+        args(compile="maybe")
+    parser = argparse.ArgumentParser()
+    configure_pretrain(parser)
+    base = ["--data", "d", "--out", "o"]
+    assert parser.parse_args(base).compile is None  # the recipe's, else auto
+    assert parser.parse_args([*base, "--compile"]).compile == "on"
+    assert parser.parse_args([*base, "--compile", "auto"]).compile == "auto"
+    assert parser.parse_args([*base, "--no-compile"]).compile == "off"
+    fit(tiny_model(), IndexedSource(), args(max_steps=2), tmp_path, progress=False)  # auto on the CPU: eager
+    assert "torch.compile" not in capsys.readouterr().out

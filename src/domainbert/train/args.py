@@ -40,6 +40,7 @@ _KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
 
 
 POSITION_INITS = ("normal", "sinusoidal")
+COMPILE_MODES = ("auto", "on", "off")
 #: The fields whose default is None (a number when set), and what None means.
 OPTIONAL = {"masked_lm_prob": "the data's", "dropout": "the model config's"}
 
@@ -97,8 +98,10 @@ class PretrainArgs:
     """Score the held-out data every this many steps (0: never)."""
     eval_batches: int = 10
     """Micro-batches of held-out data per evaluation."""
-    compile: bool = False
-    """Compile the encoder with ``torch.compile`` (in place: checkpoint names are unchanged)."""
+    compile: str = "auto"
+    """Compile the encoder with ``torch.compile`` (in place: checkpoint names are unchanged): ``on``,
+    ``off``, or ``auto``: on for CUDA (measured faster on an H100, benchmarks/RESULTS.md), off on the
+    CPU. true/false (older recipes and checkpoints) mean on/off."""
     unpad: bool = False
     """Run the encoder on the real tokens only (:class:`domainbert.model.modeling.Packing`, found on the
     host for each micro-batch); the same losses up to float rounding. See benchmarks/RESULTS.md."""
@@ -106,6 +109,8 @@ class PretrainArgs:
     """Set from the torchrun environment, not by hand."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):  # older recipes and checkpoints
+            self.compile = "on" if self.compile else "off"
         wrong = [f"{f.name} must be {_KINDS[type(f.default)][1]}, got {getattr(self, f.name)!r}"
                  for f in fields(self) if f.name not in ("betas", "warmup") and f.default is not None
                  and not _KINDS[type(f.default)][0](getattr(self, f.name))]
@@ -131,6 +136,8 @@ class PretrainArgs:
             problems.append(f"position_init {self.position_init!r} is not one of {', '.join(POSITION_INITS)}")
         if self.optimizer not in ("adamw", "lamb"):
             problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
+        if self.compile not in COMPILE_MODES:
+            problems.append(f"compile {self.compile!r} is not one of {', '.join(COMPILE_MODES)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not self.learning_rate > 0:

@@ -64,7 +64,15 @@ from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForPreTraining, Packing, sinusoidal_positions
 from domainbert.train import distributed
-from domainbert.train.args import OPTIONAL, RECIPE_EXTRA, RECIPES, PretrainArgs, load_recipe, recipe_path
+from domainbert.train.args import (
+    COMPILE_MODES,
+    OPTIONAL,
+    RECIPE_EXTRA,
+    RECIPES,
+    PretrainArgs,
+    load_recipe,
+    recipe_path,
+)
 from domainbert.train.export import export
 from domainbert.train.optim import Lamb, get_lr, param_groups
 from domainbert.train.precision import autocast, resolve_precision
@@ -316,7 +324,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     precision = resolve_precision(args.precision, device)
     if args.dropout is not None:
         set_dropout(model, args.dropout)
-    if args.compile:
+    compiling = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+    if compiling:
         model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
     ddp_model: torch.nn.Module = model
     if args.world_size > 1:
@@ -333,6 +342,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     # at a sync step (a logging, evaluation or checkpoint step, the last one, or every step when
     # ``on_step`` decides from each step's figures): one all-reduce and one copy for all steps since.
     pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
+    reported_compile = False
     interval_start = time.perf_counter()
     try:
         while step < end:
@@ -370,6 +380,11 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 continue
             sums = distributed.all_reduce_mean(torch.stack([p[-1] for p in pending])).cpu()  # the one sync
             interval = time.perf_counter() - interval_start
+            if compiling and main_process and not reported_compile:
+                reported_compile = True
+                breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+                print(f"torch.compile: the first {len(pending)} step(s) took {interval:.1f} s with compiling; "
+                      f"{breaks} graph break(s) in the encoder", flush=True)
             interval_start = time.perf_counter()
             over_time = False
             for (at, at_lr, at_tokens, host_s, _), row in zip(pending, sums):
@@ -493,7 +508,11 @@ def configure_pretrain(parser: argparse.ArgumentParser) -> None:
         if f.name in ("world_size", "betas"):
             continue
         flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(f.default, bool):
+        if f.name == "compile":  # --compile alone means on
+            group.add_argument(flag, nargs="?", const="on", choices=COMPILE_MODES, default=None,
+                               help="torch.compile the encoder: auto (on for CUDA, off on the CPU), on, off")
+            group.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+        elif isinstance(f.default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "warmup":  # "500" is steps, "0.1" a share: keep the literal's type
             group.add_argument(flag, type=_int_or_float, default=None, metavar="SHARE_OR_STEPS")
