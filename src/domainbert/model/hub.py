@@ -89,8 +89,8 @@ def resolve_model(value: str | os.PathLike, revision: str | None = None) -> Mode
     if path.exists():
         raise CheckpointError(f"{text} is a file, not a model directory: pass the folder holding config.json")
     if _looks_like_path(text):
-        raise CheckpointError(f"{text}: no such model directory (and not a Hub repo id such as "
-                              "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract): check the path")
+        raise CheckpointError(f"{text} does not exist: pass a model directory (with config.json) or a Hub repo "
+                              "id such as microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract")
     return _download(text, revision)
 
 
