@@ -190,6 +190,8 @@ class FakeHub:
             return self._error(h, 404, "RepoNotFound", body)
         if repo.get("token") and h.headers.get("Authorization") != f"Bearer {repo['token']}":
             return self._error(h, 401, "RepoNotFound", body)
+        if repo.get("gated"):
+            return self._error(h, 403, "GatedRepo", body)
         kind, revision, filename = parts[2], parts[3] if len(parts) > 3 else "main", "/".join(parts[4:])
         commit = repo["refs"].get(revision, revision if revision in repo["files"] else None)
         if commit is None:
@@ -262,12 +264,15 @@ def test_bin_only_repo_and_a_private_repo_with_hf_token(tmp_path):
     bin_only = {n: d for n, d in files.items() if n != "model.safetensors"}
     bin_only["pytorch_model.bin"] = (tmp_path / "pytorch_model.bin").read_bytes()
     commit = "c" * 40
-    repos = {"lab/private-bert": {"refs": {"main": commit}, "files": {commit: bin_only}, "token": "hf_secret"}}
+    repos = {"lab/private-bert": {"refs": {"main": commit}, "files": {commit: bin_only}, "token": "hf_secret"},
+             "lab/gated-bert": {"refs": {"main": commit}, "files": {commit: bin_only}, "gated": True}}
     home = tmp_path / "home"
     with FakeHub(repos) as hub:
         env = {"HF_HOME": str(home), "HF_ENDPOINT": hub.endpoint}
         done = cli(["model", "info", "lab/private-bert"], env)
         assert done.returncode != 0 and "HF_TOKEN" in done.stderr
+        done = cli(["model", "info", "lab/gated-bert"], env)
+        assert done.returncode != 0 and "gated Hub model: accept its terms" in done.stderr
         done = cli(["model", "info", "lab/private-bert", "--json"], {**env, "HF_TOKEN": "hf_secret"})
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)

@@ -94,6 +94,18 @@ def resolve_model(value: str | os.PathLike, revision: str | None = None) -> Mode
     return _download(text, revision)
 
 
+#: What each Hub error means for a ``--model`` value, in the order they are tried.
+_HUB_ERRORS = (
+    (HFValidationError, "{repo_id}: no such model directory, and not a valid Hub repo id (owner/name): check the "
+                        "path or the name"),
+    (GatedRepoError, "{repo_id} is a gated Hub model: accept its terms on the Hub, then set HF_TOKEN to a token of "
+                     "that account"),
+    (RevisionNotFoundError, "{repo_id} has no revision {revision!r} on the Hub: pass a branch, tag or commit it has"),
+    (RepositoryNotFoundError, "{repo_id}: no such model directory, and no Hub model of that name (a private one "
+                              "needs HF_TOKEN): check the path or the repo id"),
+)
+
+
 def _download(repo_id: str, revision: str | None) -> ModelSource:
     offline = constants.HF_HUB_OFFLINE
     try:
@@ -102,18 +114,10 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
         if not any(folder.glob("*.safetensors")) and not (folder / SAFETENSORS_PATTERNS[-1]).is_file():
             folder = Path(snapshot_download(repo_id, revision=revision,
                                             allow_patterns=CONFIG_AND_VOCAB + BIN_PATTERNS))
-    except HFValidationError:
-        raise CheckpointError(f"{repo_id}: no such model directory, and not a valid Hub repo id (owner/name): "
-                              "check the path or the name") from None
-    except GatedRepoError:
-        raise CheckpointError(f"{repo_id} is a gated Hub model: accept its terms on the Hub, then set HF_TOKEN "
-                              "to a token of that account") from None
-    except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id} has no revision {revision!r} on the Hub: pass a branch, tag or "
-                              "commit it has") from None
-    except RepositoryNotFoundError:
-        raise CheckpointError(f"{repo_id}: no such model directory, and no Hub model of that name (a private "
-                              "one needs HF_TOKEN): check the path or the repo id") from None
+    except (HFValidationError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        # the first class that matches says it (a gated repo is also a RepositoryNotFoundError)
+        what = next(text for cls, text in _HUB_ERRORS if isinstance(exc, cls))
+        raise CheckpointError(what.format(repo_id=repo_id, revision=revision)) from None
     except LocalEntryNotFoundError:
         where = "HF_HUB_OFFLINE is set" if offline else f"the Hub ({constants.ENDPOINT}) could not be reached"
         raise CheckpointError(f"{repo_id} is not a directory and not in the Hugging Face cache "
