@@ -342,8 +342,12 @@ def test_serve_takes_hub_ids(tiny_hub):
 def test_pretrain_continues_from_a_hub_id_and_records_it(tiny_hub, tmp_path, shared_data):
     home, dirs = tiny_hub
     corpus = shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt"
-    assert cli(["data", "prepare", "--corpus", str(corpus), "--vocab", str(minilm_dir()), "--out",
-                str(tmp_path / "data"), "--dupe-factor", "1", "--quiet"], {}).returncode == 0
+    offline = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    # the data takes the model's own vocabulary, by its Hub id too
+    assert cli(["data", "prepare", "--corpus", str(corpus), "--vocab", "lab/tiny-mlm", "--out",
+                str(tmp_path / "data"), "--dupe-factor", "1", "--quiet"], offline).returncode == 0
+    vocab_dir = json.loads((tmp_path / "data" / "manifest.json").read_text())["vocab"]["dir"]
+    assert vocab_dir.startswith(str(home)) and vocab_dir.endswith("1" * 40)
     recipe = Path(__file__).resolve().parents[1] / "src" / "domainbert" / "train" / "recipes" / "tiny.yaml"
     done = cli(["pretrain", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--recipe", str(recipe),
                 "--model", "lab/tiny-mlm", "--max-steps", "2", "--eval-every", "0", "--no-progress"],

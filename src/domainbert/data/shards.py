@@ -78,6 +78,7 @@ from domainbert.data.filters import (
 )
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, DomainBertError
+from domainbert.model.hub import resolve_model
 
 __all__ = ["prepare_pretraining_data", "vocab_hash", "load_manifest", "check_manifest",
            "MANIFEST_NAME", "FORMAT_VERSION"]
@@ -514,7 +515,8 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
     d = PrepareConfig()
     parser.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="FILE_OR_DIR",
                         help="text (BERT format), MEDLINE XML (.xml/.xml.gz) or PubTator files, or folders")
-    parser.add_argument("--vocab", type=Path, required=True, help="vocabulary directory (holds vocab.txt)")
+    parser.add_argument("--vocab", required=True,
+                        help="vocabulary directory (holds vocab.txt), or a model's Hub repo id (continual pretraining)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (shards + manifest.json)")
     parser.add_argument("--max-seq-len", type=int, default=d.max_seq_len, help="tokens per example")
     parser.add_argument("--max-predictions", type=int, default=d.max_predictions, help="masked positions cap")
@@ -547,7 +549,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     corpus_filter = filter_from_args(args)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    manifest = prepare_pretraining_data(args.corpus, args.vocab, args.out, config, corpus_filter=corpus_filter,
+    vocab = resolve_model(args.vocab).path  # a directory, or a model's snapshot from the Hub cache
+    manifest = prepare_pretraining_data(args.corpus, vocab, args.out, config, corpus_filter=corpus_filter,
                                         decontaminate=args.decontaminate, split_sentences=args.split_sentences,
                                         workers=args.workers, progress=not args.quiet)
     c = manifest["counts"]

@@ -28,6 +28,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 
 from domainbert.atomic import atomic_write_text
 from domainbert.errors import DataError, VocabError
+from domainbert.model.hub import resolve_model
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
                   "sep_token": "[SEP]", "mask_token": "[MASK]"}
@@ -292,7 +293,7 @@ class BertTokenizer:
 
 # ==================================================================================== command
 def configure_encode(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vocab", type=Path, required=True, help="vocabulary or model directory")
+    parser.add_argument("--vocab", required=True, help="vocabulary or model directory, or a model's Hub repo id")
     parser.add_argument("--max-length", type=int, default=None, help="truncate to this many tokens")
     parser.add_argument("--tokens", action="store_true", help="also print the WordPiece tokens")
     parser.add_argument("files", nargs="*", type=Path, help="text files, one input per line (default: stdin)")
@@ -315,7 +316,7 @@ def _lines(files: Iterable[Path]) -> Iterable[str]:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    tokenizer = BertTokenizer.from_pretrained(args.vocab)
+    tokenizer = BertTokenizer.from_pretrained(resolve_model(args.vocab).path)
     for line in _lines(args.files):
         enc = tokenizer.encode(line, max_length=args.max_length)
         record: dict[str, Any] = {"input_ids": enc.input_ids}

@@ -46,6 +46,7 @@ from domainbert.data.filters import (
 )
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
 from domainbert.errors import DataError, VocabError
+from domainbert.model.hub import resolve_model
 
 #: Special tokens in the order they take ids 0..4 (PubMedBERT's vocabulary orders them the same way).
 SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -223,17 +224,19 @@ def configure_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-alphabet", type=int, default=1000, help="most distinct characters kept")
     parser.add_argument("--stats-lines", type=int, default=50_000,
                         help="corpus texts (lines, or title/abstract) to measure the split-word share on")
-    parser.add_argument("--compare", type=Path, default=None, metavar="VOCAB_DIR",
-                        help="also measure a reference vocabulary (e.g. BERT's general-domain one)")
+    parser.add_argument("--compare", default=None, metavar="VOCAB_DIR",
+                        help="also measure a reference vocabulary (e.g. BERT's general-domain one): a directory "
+                        "or a model's Hub repo id")
     parser.add_argument("--out", type=Path, required=True, help="vocabulary directory to write")
     add_filter_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_build(args: argparse.Namespace) -> int:
+    reference = resolve_model(args.compare).path if args.compare else None  # a directory or a Hub id
     stats = build_vocab(args.corpus, args.out, args.vocab_size, cased=args.cased,
                         min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
-                        stats_lines=args.stats_lines, reference=args.compare, progress=not args.quiet,
+                        stats_lines=args.stats_lines, reference=reference, progress=not args.quiet,
                         corpus_filter=filter_from_args(args), decontaminate=args.decontaminate)
     kept = stats.corpus["counts"]
     print(f"wrote {args.out}: {stats.vocab_size:,} tokens ({'cased' if args.cased else 'uncased'}) from "
