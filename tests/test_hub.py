@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from inference_models import minilm_dir, save_rule_ner, save_tiny_classifier, save_tiny_mlm
@@ -113,10 +114,12 @@ def test_finetune_and_blurb_record_the_repo_and_commit(offline_home, tmp_path, s
     env = {"HF_HOME": str(offline_home), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "ft"
     done = cli(["finetune", "--model", REPO, "--task", "gad", "--data-dir", str(shared_data), "--out", str(out),
-                "--limit", "24", "--max-steps", "1", "--precision", "fp32", "--no-save-model"], env)
+                "--limit", "24", "--max-steps", "1", "--precision", "fp32"], env)
     assert done.returncode == 0, done.stderr
     source = json.loads((out / "metrics.json").read_text())["model_source"]
     assert (source["repo_id"], source["revision"], source["commit"]) == (REPO, "main", COMMIT)
+    card = ModelCard.load(out / "model" / "README.md")  # the fine-tuned model names its Hub base
+    assert card.data.base_model == REPO and f"`{REPO}` (Hugging Face Hub, commit `{COMMIT}`)" in card.text
     out = tmp_path / "suite"
     done = cli(["blurb", "--model", REPO, "--tasks", "biosses", "--data-dir", str(shared_data), "--out", str(out),
                 "--limit", "16", "--max-steps", "1", "--precision", "fp32"], env)
