@@ -211,5 +211,5 @@ def collate(features: Sequence[Feature], pad_id: int, device: torch.device, unpa
         labels = torch.tensor([f.labels for f in features], dtype=torch.long)
     batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
     moved: dict[str, Any] = {k: v.to(device) for k, v in batch.items()}
-    moved["packing"] = Packing.from_mask(mask).to(device) if unpad and not bool(mask.all()) else None
+    moved["packing"] = Packing.for_batch(mask, device) if unpad else None
     return moved

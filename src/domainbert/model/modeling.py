@@ -126,6 +126,14 @@ class Packing:
         cu[1:] = lengths.cumsum(0)
         return cls(real.reshape(-1).nonzero().squeeze(1), cu, int(lengths.max()) if B else 0, B, T)
 
+    @classmethod
+    def for_batch(cls, attention_mask: torch.Tensor, device: torch.device | str) -> Packing | None:
+        """The Packing of a host (CPU) mask, moved to ``device``; None when the batch has no padding
+        (the padded path is then the same computation). What the training loops call per batch."""
+        if bool(attention_mask.all()):
+            return None
+        return cls.from_mask(attention_mask).to(device, non_blocking=True)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Packing:
         return Packing(self.indices.to(device, non_blocking=non_blocking),
                        self.cu_seqlens.to(device, non_blocking=non_blocking), self.max_seqlen, self.batch,

@@ -171,9 +171,9 @@ def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: b
     if device.type == "cuda":  # pinned host memory: the copies below return at once and overlap the GPU's work
         trimmed = {k: v.contiguous().pin_memory() for k, v in trimmed.items()}
     moved: dict[str, Any] = {k: v.to(device, non_blocking=True) for k, v in trimmed.items()}
-    mask = trimmed["attention_mask"]
-    if unpad and not bool(mask.all()):
-        moved["packing"] = Packing.from_mask(mask).to(device, non_blocking=True)
+    packing = Packing.for_batch(trimmed["attention_mask"], device) if unpad else None
+    if packing is not None:
+        moved["packing"] = packing
     if "labels" in trimmed:  # the MLM positions, found here rather than by the model on the device
         moved["mlm_positions"] = (trimmed["labels"].reshape(-1) != -100).nonzero().squeeze(1).to(
             device, non_blocking=True)
@@ -541,10 +541,12 @@ CARD_MANIFEST_KEYS = ("params", "corpus_filter", "decontamination", "inputs", "c
 
 
 def describe_run(args: PretrainArgs, model_spec: str, model: BertForPreTraining, data: Path,
-                 eval_data: Path | None, precision: str, model_source: Any = None) -> dict[str, Any]:
+                 eval_data: Path | None, precision: str, model_source: Any = None,
+                 manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """``run_config.json``: the resolved settings, the model and where it started, and the data (its
-    checksum, and what the model card says about the corpus, kept with the run: the data may move)."""
-    manifest = load_manifest(data)
+    checksum, and what the model card says about the corpus, kept with the run: the data may move).
+    ``manifest``: the data's, when the caller has read it already."""
+    manifest = manifest if manifest is not None else load_manifest(data)
     return {"args": args.to_dict(), "model": model_spec, "model_config": model.config.to_dict(),
             "model_source": model_source.record() if model_source else {"preset": model_spec},
             "data": str(data), "data_config_checksum": manifest.get("config_checksum"),
@@ -602,7 +604,7 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
     source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob)
     eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
     run_config = describe_run(args, model_spec, model, ns.data, ns.eval_data,
-                              resolve_precision(args.precision, dist_info.device), model_source)
+                              resolve_precision(args.precision, dist_info.device), model_source, manifest)
     if dist_info.is_main:
         print(f"pretraining {model.num_parameters():,}-parameter BERT ({model_spec}) for {args.max_steps} steps, "
               f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
