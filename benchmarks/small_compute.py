@@ -34,7 +34,7 @@ from domainbert.data.examples import PrepareConfig
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.vocab import build_vocab
 from domainbert.model.configuration import BertConfig
-from domainbert.model.modeling import BertForPreTraining, sinusoidal_positions
+from domainbert.model.modeling import BertForPreTraining, local_attention, sinusoidal_positions
 from domainbert.quickstart import HELD_OUT_TEXT
 from domainbert.train.args import PretrainArgs
 from domainbert.train.export import export
@@ -89,6 +89,24 @@ ARMS: dict[str, dict[str, Any]] = {
                                      model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
                                      args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25,
                                                learning_rate=2e-3, betas=(0.9, 0.98))),
+    "h128-sinpos-t64": dict(desc="h128-sinpos at length 64, batch 64 (the same tokens a step)", fit=True,
+                            init="sinusoidal", data=dict(seq_len=64),
+                            model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
+                            args=dict(global_batch_size=64, micro_batch_size=64, warmup=0.06, dropout=0.0,
+                                      decay=0.25)),
+    "h128-sinpos-t32": dict(desc="h128-sinpos at length 32, batch 128 (the same tokens a step)", fit=True,
+                            init="sinusoidal", data=dict(seq_len=32),
+                            model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
+                            args=dict(global_batch_size=128, micro_batch_size=128, warmup=0.06, dropout=0.0,
+                                      decay=0.25)),
+    "h128-sinpos-local": dict(desc="h128-sinpos, heads start on offsets -1/+1/-2/+2 (query/key)", fit=True,
+                              init="sinusoidal", local={},
+                              model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
+                              args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25)),
+    "h128-sinpos-local-copy": dict(desc="h128-sinpos-local, + value/output start copying the neighbour",
+                                   fit=True, init="sinusoidal", local=dict(vo_scale=1.0),
+                                   model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
+                                   args=dict(global_batch_size=32, warmup=0.06, dropout=0.0, decay=0.25)),
     "b16-nodrop-wsd": dict(desc="batch 16, no dropout, trapezoid", fit=True,
                            args=dict(global_batch_size=16, micro_batch_size=16, warmup=0.06, dropout=0.0,
                                      decay=0.25)),
@@ -130,6 +148,8 @@ def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> 
     model = BertForPreTraining(config)
     if arm.get("init") == "sinusoidal":
         sinusoidal_positions(model, config.initializer_range)
+    if "local" in arm:  # heads start on a neighbour (needs the sinusoids)
+        local_attention(model, **arm["local"])
     source, eval_source = open_data(train, 0, config), open_data(heldout, 0, config)
     values = {**BASE_ARGS, **arm.get("args", {})}
     args = PretrainArgs(**values)

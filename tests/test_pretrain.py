@@ -381,3 +381,37 @@ def test_compile_auto_is_off_on_the_cpu_and_the_flags_and_old_values_map(tmp_pat
     assert parser.parse_args([*base, "--no-compile"]).compile == "off"
     fit(tiny_model(), IndexedSource(), args(max_steps=2), tmp_path, progress=False)  # auto on the CPU: eager
     assert "torch.compile" not in capsys.readouterr().out
+
+
+def test_local_attention_init_starts_each_head_on_its_neighbour():
+    import math
+
+    from domainbert.model.configuration import BertConfig as Config
+    from domainbert.train.pretrain import new_model
+
+    config = Config.preset("tiny", hidden_size=38, num_attention_heads=2, num_hidden_layers=3,
+                           max_position_embeddings=61)
+    model = new_model(config, args(position_init="sinusoidal", attention_init="local"))
+    ids = torch.randint(5, config.vocab_size, (3, 61), generator=torch.Generator().manual_seed(1))
+    x = model.bert.embeddings(ids)  # (B, T, H)
+    offsets = [-1, 1, -2, 2, -1, 1]  # head after head, layer after layer
+    for layer in range(3):
+        attention = model.bert.encoder.layer[layer].attention.self
+        q = attention.query(x).view(3, 61, 2, 19).transpose(1, 2)  # (B, N, T, D)
+        k = attention.key(x).view(3, 61, 2, 19).transpose(1, 2)
+        probs = (q @ k.transpose(-1, -2) / math.sqrt(19)).softmax(-1)  # (B, N, T, T)
+        for head in range(2):
+            delta = offsets[2 * layer + head]
+            rows = torch.arange(2, 59)
+            on_target = probs[:, head, rows, rows + delta].mean().item()
+            assert on_target > 0.5, (layer, head, on_target)  # uniform would be 1/61
+            assert probs[:, head, rows].argmax(-1).eq(rows + delta).float().mean() > 0.75
+    embeddings = model.bert.embeddings
+    assert embeddings.word_embeddings.weight[:, :16].abs().max() == 0  # 8 pairs: dims 0..15 are positions'
+    assert embeddings.word_embeddings.weight[:, 16:].std().item() == pytest.approx(0.02, rel=0.2)
+    plain = new_model(config, args(position_init="sinusoidal"))  # the same names, shapes, other weights
+    assert {n: p.shape for n, p in plain.named_parameters()} == {n: p.shape for n, p in model.named_parameters()}
+    assert torch.equal(plain.bert.encoder.layer[0].intermediate.dense.weight,
+                       model.bert.encoder.layer[0].intermediate.dense.weight)
+    with pytest.raises(ConfigError, match="attention_init"):
+        args(attention_init="alibi")

@@ -196,6 +196,72 @@ def sinusoidal_positions(model: nn.Module, std: float) -> None:
         table.copy_((values * scale).to(table.dtype))
 
 
+#: Offsets the heads of ``local_attention`` look at, head after head through the layers.
+LOCAL_OFFSETS = (-1, 1, -2, 2)
+
+
+def local_attention(model: nn.Module, pairs: int | None = None, qk_scale: float = 5.0, vo_scale: float = 0.0,
+                    offsets: tuple[int, ...] = LOCAL_OFFSETS, seed: int = 0) -> None:
+    """Start every attention head looking at one neighbour: offsets -1, +1, -2, +2, ... head after head.
+
+    The first ``pairs`` (sin, cos) pairs of the position table (dims 0 .. 2 pairs - 1; default 8, at
+    most head size / 2) are set to sinusoids of p at frequencies from 0.9 pi down to pi / 96, where
+    those of :func:`sinusoidal_positions` stop at 1 radian a position and so barely tell a token's
+    neighbour from itself. A shift by d positions rotates pair k by w_k d, so a head whose query is
+    its key rotated by d scores q_i . k_j ~ sum_k cos(w_k (i + d - j)): highest at j = i + d, and
+    at these frequencies at least 3.3 of the 8 units below it at every other offset up to 127. The
+    query and key read those pairs, scaled by ``qk_scale``; those dims of the word and token-type
+    embeddings start at zero, so that a token's likeness to itself does not drown the positional
+    score. ``vo_scale`` > 0 also starts the value and output projections copying the neighbour
+    (``vo_scale`` times a random orthonormal D-dimensional projection, read and written): measured
+    at 1.0 it kept the model on the unigram plateau, so it is off by default. This is the pattern
+    trained BERTs show in their lower layers (heads on the previous or next token, Clark et al.
+    2019), started by construction: a position-aware form of mimetic initialisation (Trockman &
+    Kolter 2023, who start W_q W_k^T and W_v W_o near structured matrices instead of noise). The structured parts are added to BERT's normal init;
+    the model stays a Hugging Face BERT and only its starting point changes. A from-scratch
+    pretraining option (``PretrainArgs.attention_init``), measured in benchmarks/small_compute.py.
+    """
+    (embeddings,) = [m for m in model.modules() if isinstance(m, BertEmbeddings)]
+    layers = [m for m in model.modules() if isinstance(m, BertAttention)]
+    H = embeddings.position_embeddings.weight.shape[1]
+    N = layers[0].self.num_heads
+    D = H // N
+    pairs = min(8, D // 2) if pairs is None else pairs
+    if not 1 <= pairs <= D // 2:
+        raise ValueError(f"pairs must be between 1 and head size / 2 ({D // 2}), got {pairs}")
+    table = embeddings.position_embeddings.weight  # (P, H)
+    frequency = math.pi * torch.logspace(math.log10(0.9), math.log10(1 / 96), pairs, dtype=torch.float64)  # (m,)
+    angles = torch.arange(table.shape[0], dtype=torch.float64)[:, None] * frequency  # (P, m)
+    generator = torch.Generator().manual_seed(seed)
+    head = 0
+    with torch.no_grad():
+        for layer in layers:
+            attention, output = layer.self, layer.output
+            for n in range(N):
+                delta = offsets[head % len(offsets)]
+                head += 1
+                rows = slice(n * D, (n + 1) * D)
+                key = torch.zeros(D, H, dtype=torch.float64)  # (D, H): reads pairs 0..m-1 as they are
+                query = torch.zeros(D, H, dtype=torch.float64)  # (D, H): the same pairs rotated by w_k delta
+                cos, sin = torch.cos(frequency * delta), torch.sin(frequency * delta)
+                for k in range(pairs):
+                    s, c = 2 * k, 2 * k + 1  # the sin and cos dims of pair k
+                    key[s, s] = key[c, c] = 1.0
+                    query[s, s], query[s, c] = cos[k], sin[k]  # sin(a + b) = sin a cos b + cos a sin b
+                    query[c, s], query[c, c] = -sin[k], cos[k]  # cos(a + b) = cos a cos b - sin a sin b
+                attention.query.weight[rows] += (qk_scale * query).to(attention.query.weight.dtype)
+                attention.key.weight[rows] += (qk_scale * key).to(attention.key.weight.dtype)
+                if vo_scale:
+                    basis = torch.linalg.qr(torch.randn(H, D, generator=generator, dtype=torch.float64))[0]  # (H, D)
+                    attention.value.weight[rows] += (vo_scale * basis.T).to(attention.value.weight.dtype)
+                    output.dense.weight[:, rows] += (vo_scale * basis).to(output.dense.weight.dtype)
+        scale = float(table.detach().double().pow(2).mean().sqrt()) * math.sqrt(2.0)  # the table's own size
+        table[:, 0: 2 * pairs: 2] = (torch.sin(angles) * scale).to(table.dtype)
+        table[:, 1: 2 * pairs: 2] = (torch.cos(angles) * scale).to(table.dtype)
+        embeddings.word_embeddings.weight[:, : 2 * pairs] = 0.0
+        embeddings.token_type_embeddings.weight[:, : 2 * pairs] = 0.0
+
+
 class BertSelfAttention(nn.Module):
     """Multi-head scaled dot-product attention over the whole sequence (bidirectional)."""
 

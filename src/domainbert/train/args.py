@@ -40,6 +40,7 @@ _KINDS: dict[type, tuple[Callable[[Any], bool], str]] = {
 
 
 POSITION_INITS = ("normal", "sinusoidal")
+ATTENTION_INITS = ("normal", "local")
 COMPILE_MODES = ("auto", "on", "off")
 #: The fields whose default is None (a number when set), and what None means.
 OPTIONAL = {"masked_lm_prob": "the data's", "dropout": "the model config's"}
@@ -76,6 +77,10 @@ class PretrainArgs:
     """How a model pretrained from scratch starts its learned position table: ``normal`` (BERT's
     N(0, initializer_range)) or ``sinusoidal`` (the Transformer's sinusoids at the same scale; see
     ``modeling.sinusoidal_positions``). Only a new model is initialised: ``--model DIR`` keeps its own."""
+    attention_init: str = "normal"
+    """How a new model's attention starts: ``normal`` (BERT's init) or ``local`` (each head starts
+    attending to one neighbour, offsets -1, +1, -2, +2 ...; see
+    ``modeling.local_attention``)."""
     weight_decay: float = 0.01
     """Decoupled weight decay, not applied to LayerNorm weights and biases."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -134,6 +139,8 @@ class PretrainArgs:
             problems.append(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.position_init not in POSITION_INITS:
             problems.append(f"position_init {self.position_init!r} is not one of {', '.join(POSITION_INITS)}")
+        if self.attention_init not in ATTENTION_INITS:
+            problems.append(f"attention_init {self.attention_init!r} is not one of {', '.join(ATTENTION_INITS)}")
         if self.optimizer not in ("adamw", "lamb"):
             problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
         if self.compile not in COMPILE_MODES:

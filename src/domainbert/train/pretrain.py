@@ -62,7 +62,7 @@ from domainbert.data.vocab import VOCAB_STATS
 from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
-from domainbert.model.modeling import BertForPreTraining, Packing, sinusoidal_positions
+from domainbert.model.modeling import BertForPreTraining, Packing, local_attention, sinusoidal_positions
 from domainbert.train import distributed
 from domainbert.train.args import (
     COMPILE_MODES,
@@ -134,11 +134,13 @@ class StepMetrics:
 
 def new_model(config: BertConfig, args: PretrainArgs) -> BertForPreTraining:
     """A model to pretrain from scratch: BERT's init from ``args.seed``, the position table as
-    ``args.position_init`` says."""
+    ``args.position_init`` and ``args.attention_init`` say."""
     torch.manual_seed(args.seed)
     model = BertForPreTraining(config)
     if args.position_init == "sinusoidal":
         sinusoidal_positions(model, config.initializer_range)
+    if args.attention_init == "local":
+        local_attention(model, seed=args.seed)
     return model
 
 
