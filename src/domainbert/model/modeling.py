@@ -217,9 +217,10 @@ def local_attention(model: nn.Module, pairs: int | None = None, qk_scale: float 
     at 1.0 it kept the model on the unigram plateau, so it is off by default. This is the pattern
     trained BERTs show in their lower layers (heads on the previous or next token, Clark et al.
     2019), started by construction: a position-aware form of mimetic initialisation (Trockman &
-    Kolter 2023, who start W_q W_k^T and W_v W_o near structured matrices instead of noise). The structured parts are added to BERT's normal init;
-    the model stays a Hugging Face BERT and only its starting point changes. A from-scratch
-    pretraining option (``PretrainArgs.attention_init``), measured in benchmarks/small_compute.py.
+    Kolter 2023, who start W_q W_k^T and W_v W_o near structured matrices instead of noise). The
+    structured parts are added to BERT's normal init; the model stays a Hugging Face BERT and only
+    its starting point changes. A from-scratch pretraining option (``PretrainArgs.attention_init``),
+    measured in benchmarks/small_compute.py.
     """
     (embeddings,) = [m for m in model.modules() if isinstance(m, BertEmbeddings)]
     layers = [m for m in model.modules() if isinstance(m, BertAttention)]
