@@ -1,9 +1,9 @@
 """The PubMedBERT finding at equal compute: in-domain text and vocabulary against general ones.
 
-Five arms, all the `small` shape, the same recipe and the same pretraining budget in **optimizer
-steps** (``--steps`` x the recipe's batch x 128 tokens: the same number of sequences for every arm,
-so the same compute, whatever the text), then fine-tuned identically on NCBI-disease, BC5-chem,
-ChemProt and GAD:
+Five arms, all the shape of the same recipe (``--recipe``, small-cpu by default) and the same
+pretraining budget in **optimizer steps** (``--steps`` x the recipe's batch x 128 tokens: the same
+number of sequences for every arm, so the same compute, whatever the text), then fine-tuned
+identically on NCBI-disease, BC5-chem, ChemProt and GAD:
 
 ====  ===============================  =================  =========================================
 arm   vocabulary (16,384 WordPiece)    corpus             what it stands for (Gu et al. 2021)
@@ -19,9 +19,10 @@ e     in-domain                        none               random initialisation
 The general vocabulary is built by the same builder at the same size on ``general_corpus/prepared``
 (WikiText-2 and Project Gutenberg), not BERT's own 30,522-token one, so that (a) and (c) differ only
 in the text the vocabulary was learned from (BERT's was built by Google's WordPiece trainer, at
-another size, on far more text). Every arm masks whole words (15%) and predicts next sentences.
-The PubMed corpus holds the unlabelled train and dev abstracts of several BLURB sets (never a test
-split: every corpus is decontaminated against all BLURB test files).
+another size, on far more text). Every arm masks whole words at the recipe's rate (held-out MLM
+is scored at 15%) and predicts next sentences. The PubMed corpus holds the unlabelled train and dev
+abstracts of several BLURB sets (never a test split: every corpus is decontaminated against all
+BLURB test files).
 
 Fine-tuning (``finetune --budget quick``: one setting, at most 3 epochs): the learning rate of each
 arm and task is chosen on dev among ``--grid`` with seed 42, then seeds 43 and 44 run at the chosen
@@ -93,10 +94,12 @@ def vocab_dir(out: Path, name: str, size: int) -> Path:
     return path
 
 
-def examples_dir(out: Path, corpus: str, vocab: str, vocab_path: Path) -> Path:
-    path = out / f"examples-{corpus}-vocab-{vocab}"
+def examples_dir(out: Path, corpus: str, vocab: str, vocab_path: Path, rate: float) -> Path:
+    """Training examples masked at the recipe's rate (static masks, as ``data prepare`` makes them)."""
+    path = out / f"examples-{corpus}-vocab-{vocab}-m{rate:g}"
     if not (path / "manifest.json").is_file():
-        config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=2, whole_word_mask=True)
+        config = PrepareConfig(max_seq_len=128, max_predictions=round(rate * 128 * 1.05), masked_lm_prob=rate,
+                               dupe_factor=2, whole_word_mask=True)
         prepare_pretraining_data(CORPORA[corpus], vocab_path, path, config, decontaminate=SHARED, workers=2,
                                  progress=False)
     return path
@@ -128,7 +131,7 @@ def pretrain_arm(out: Path, arm: str, steps: int, recipe: dict[str, Any], vocab_
     share = steps // len(corpora)
     heldout = open_data(heldout_dir(out, vocab, vocab_path), 0, config)
     for phase, corpus in enumerate(corpora):
-        data = examples_dir(out, corpus, vocab, vocab_path)
+        data = examples_dir(out, corpus, vocab, vocab_path, float(values.get("masked_lm_prob") or 0.15))
         run = out / arm / f"pretrain-{phase}-{corpus}"
         args = PretrainArgs(**{**values, "max_steps": share, "save_every": max(1, share // 4),
                                "eval_every": max(1, share // 4)})

@@ -61,7 +61,10 @@ def test_presets_have_the_documented_shapes():
     assert shape == (12, 768, 12, 3072)
     large = BertConfig.preset("large")
     assert (large.num_hidden_layers, large.hidden_size) == (24, 1024)
-    assert set(PRESETS) == {"tiny", "small", "base", "large"}
+    mini = BertConfig.preset("mini")
+    shape = (mini.num_hidden_layers, mini.hidden_size, mini.num_attention_heads, mini.intermediate_size)
+    assert shape == (4, 128, 2, 512)
+    assert set(PRESETS) == {"tiny", "mini", "small", "base", "large"}
     with pytest.raises(ConfigError, match="unknown model preset"):
         BertConfig.preset("huge")
 

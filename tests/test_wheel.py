@@ -49,7 +49,7 @@ def test_the_wheel_ships_its_recipes_and_data(wheel_env: Path, tmp_path: Path) -
     assert done.returncode == 0, done.stderr[-2000:]
     where, recipes, steps, blurb, page = yaml.safe_load(done.stdout)
     assert str(wheel_env) in where and str(REPO / "src") not in where  # the wheel, not the checkout
-    assert recipes == ["pubmedbert-base", "pubmedbert-base-phase2", "small-cpu", "tiny"]
+    assert recipes == ["mini-cpu", "pubmedbert-base", "pubmedbert-base-phase2", "small-cpu", "tiny"]
     assert steps == yaml.safe_load((REPO / "src/domainbert/train/recipes/small-cpu.yaml").read_text())["max_steps"]
     assert blurb == 12 and page > 1000
     missing = subprocess.run([str(python), "-m", "domainbert", "pretrain", "--data", str(tmp_path), "--out",
@@ -67,7 +67,8 @@ def test_a_tiny_quickstart_runs_from_the_wheel_outside_the_repository(wheel_env:
            "--tasks", "biosses", "--no-baseline", "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    # The small-cpu recipe, read from the installed package (an installed wheel once fell back to
+    # The mini-cpu recipe, read from the installed package (an installed wheel once fell back to
     # PretrainArgs' defaults silently, when the recipes lived outside the package).
-    assert f"recipe small-cpu ({wheel_env}" in done.stdout and "position init sinusoidal" in done.stdout
+    assert f"recipe mini-cpu ({wheel_env}" in done.stdout and "position init sinusoidal" in done.stdout
+    assert "attention init local" in done.stdout
     assert (out / "blurb" / "report.md").is_file()

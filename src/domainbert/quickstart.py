@@ -12,7 +12,7 @@ pretraining within a time budget → export → fine-tuning on NCBI-disease and 
  2    vocabulary        ``vocab build`` on the training files       ``vocab/``
  3    examples          ``data prepare``, decontaminated against    ``examples-128/``,
                         every BLURB test split; one file held out   ``heldout-128/``
- 4    pretraining       ``pretrain`` (small-cpu recipe and its      ``pretrain/`` (checkpoints,
+ 4    pretraining       ``pretrain`` (mini-cpu recipe and its       ``pretrain/`` (checkpoints,
                         schedule), stopped when ``--minutes`` end   metrics, ``export/``)
  5    fine-tuning       ``blurb --budget quick`` on ``--tasks``,    ``blurb/`` (report.md,
                         then the same shape from random weights     comparison.md, png),
@@ -67,8 +67,9 @@ from domainbert.train.state import checkpoint_dirs
 HELD_OUT_XML = "medline_xml/medline16n0902.xml.gz"
 HELD_OUT_TEXT = "medline16n0902.txt"  # the text copy of that file inside pubmed_corpus/
 DEFAULT_TASKS = ("ncbi-disease", "gad")
-RECIPE = "small-cpu"
-"""The pretraining recipe quickstart follows, its schedule fitted to ``--minutes``."""
+RECIPE = "mini-cpu"
+"""The pretraining recipe quickstart follows (its shape unless ``--model-size``), its schedule
+fitted to ``--minutes``."""
 
 
 def _stage(k: int, total: int, title: str) -> float:
@@ -125,7 +126,8 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     args = PretrainArgs(**{**values, "max_steps": max_steps, "eval_every": max(1, max_steps // 6),
                            "save_every": max(1, max_steps // 4)})
     print(f"  recipe {RECIPE} ({recipe_path(RECIPE)}): peak rate {args.learning_rate:g}, "
-          f"masking {args.masked_lm_prob or 'as prepared'}, position init {args.position_init}")
+          f"masking {args.masked_lm_prob or 'as prepared'}, position init {args.position_init}, "
+          f"attention init {args.attention_init}")
     print(f"  {size} BERT, {model.num_parameters():,} parameters; {max_steps} steps of {args.global_batch_size} "
           f"sequences, the learning-rate schedule fitted to {minutes:g} min")
     done = checkpoint_dirs(out)
@@ -192,7 +194,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings["examples"] = time.perf_counter() - t
 
     t = _stage(4, total, f"pretraining: MLM + NSP for about {ns.minutes:g} minutes")
-    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, ns.model_size, progress, recipe)
+    size = ns.model_size or str(load_recipe(RECIPE).get("model", "small"))
+    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, size, progress, recipe)
     timings["pretraining"] = time.perf_counter() - t
 
     t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")
@@ -280,7 +283,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="where everything goes")
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="BLURB datasets to fine-tune on")
     parser.add_argument("--vocab-size", type=int, default=16384, help="in-domain vocabulary size")
-    parser.add_argument("--model-size", choices=["tiny", "small"], default="small", help="model preset")
+    parser.add_argument("--model-size", choices=["tiny", "mini", "small"], default=None,
+                        help=f"model preset (default: the {RECIPE} recipe's)")
     parser.add_argument("--dupe-factor", type=int, default=2, help="masking rounds over the corpus")
     parser.add_argument("--corpus-files", type=int, default=None, help="use only the first N corpus files")
     parser.add_argument("--finetune-steps", type=int, default=None, help="cap on fine-tuning steps per task")
