@@ -1,6 +1,6 @@
 """The PubMedBERT finding at equal compute: in-domain text and vocabulary against general ones.
 
-Five arms, all the shape of the same recipe (``--recipe``, small-cpu by default) and the same
+Five arms, all the shape of the same recipe (``--recipe``, mini-cpu by default) and the same
 pretraining budget in **optimizer steps** (``--steps`` x the recipe's batch x 128 tokens: the same
 number of sequences for every arm, so the same compute, whatever the text), then fine-tuned
 identically on NCBI-disease, BC5-chem, ChemProt and GAD:
@@ -31,7 +31,7 @@ t-test over seeds (``domainbert.blurb.compare``). Every stage is kept under ``--
 when done, so the benchmark resumes after a kill (pretraining from its last checkpoint, fine-tuning
 per run). Hours of CPU: run it in the background, in parts if need be::
 
-    .venv/bin/python benchmarks/domain_ablation.py --steps 800 --out runs/domain_ablation
+    .venv/bin/python benchmarks/domain_ablation.py --steps 1000 --out runs/domain_ablation
     .venv/bin/python benchmarks/domain_ablation.py --out runs/domain_ablation --table   # what is done
 """
 
@@ -198,8 +198,8 @@ def vocabulary_table(out: Path, vocab_size: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/domain_ablation"))
-    parser.add_argument("--steps", type=int, default=800, help="pretraining optimizer steps per arm")
-    parser.add_argument("--recipe", default="small-cpu", help="the pretraining recipe every arm follows")
+    parser.add_argument("--steps", type=int, default=1000, help="pretraining optimizer steps per arm")
+    parser.add_argument("--recipe", default="mini-cpu", help="the pretraining recipe every arm follows")
     parser.add_argument("--vocab-size", type=int, default=16384)
     parser.add_argument("--grid", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3],
                         help="fine-tuning learning rates, chosen on dev per arm and task")

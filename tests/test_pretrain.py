@@ -415,3 +415,27 @@ def test_local_attention_init_starts_each_head_on_its_neighbour():
                        model.bert.encoder.layer[0].intermediate.dense.weight)
     with pytest.raises(ConfigError, match="attention_init"):
         args(attention_init="alibi")
+
+
+def test_the_schedule_probe_sees_past_warm_up_and_a_short_disturbance(monkeypatch):
+    """Steps 1-2 pay for warm-up (2 s), steps 3-5 share the CPU with something else (1.5 s), the
+    rest take 0.5 s: the probe must find 0.5 s a step. Timing eight steps and taking the median of
+    the last six gave 1.0 s (half the schedule), three steps and the faster of the last two 1.5 s."""
+    from types import SimpleNamespace
+
+    import domainbert.train.pretrain as pretrain
+
+    calls = []
+
+    def fake_fit(model, source, probe_args, out, stop_after, **kw):
+        calls.append(stop_after)
+        times = [2.0, 2.0, 1.5, 1.5, 1.5] + [0.5] * 100
+        return [SimpleNamespace(step_seconds=t) for t in times[:stop_after]]
+
+    monkeypatch.setattr(pretrain, "fit", fake_fit)
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fitted = pretrain.steps_in_minutes(model, None, args(), 1.0, "cpu")
+    assert fitted == int(60 * 0.95 / 0.5)
+    assert calls == [3, 10]  # a first estimate (1.5 s), then about PROBE_SECONDS (15 s) of steps
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

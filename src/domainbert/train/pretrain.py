@@ -462,23 +462,36 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
     return sum(losses) / len(losses)
 
 
+PROBE_SECONDS = 15.0
+"""About how long ``steps_in_minutes`` times steps for."""
+
+
 def steps_in_minutes(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, minutes: float,
                      device: torch.device | str, rank: int = 0) -> int:
-    """How many optimizer steps of ``args`` fit in ``minutes``: eight steps timed on a throw-away copy
-    of ``model`` (its weights, the optimizer and every RNG are left as they were), the median of the
-    last six taken (the first two pay for warm-up; with three steps and the faster of the last two,
-    a 4 x 128 model's schedule ended at 7.8 of 10 minutes), 5% kept for evaluations and
-    checkpoints. Under several processes every rank gets the same answer (the step time is
-    all-reduced)."""
+    """How many optimizer steps of ``args`` fit in ``minutes``, timed on throw-away copies of
+    ``model`` (its weights, the optimizer and every RNG are left as they were): three steps give a
+    first estimate, then enough steps for about ``PROBE_SECONDS`` (8 to 40) are timed and the median
+    of all but the first two taken (they pay for warm-up). 5% is kept for evaluations and
+    checkpoints. Three steps alone (the faster of the last two) over-estimated a 4 x 128 model's
+    step by 22% on an idle machine, and a few seconds of other work on the CPU during an 8-step
+    probe cut a 10-minute schedule to 4 minutes. Under several processes every rank gets the same
+    answer (the step time is all-reduced)."""
     probe = replace(args, max_steps=100, save_every=1000, eval_every=0)
     rng = rng_states()
-    with tempfile.TemporaryDirectory() as tmp:
-        hist = fit(copy.deepcopy(model), source, probe, Path(tmp), rank=rank, device=device, stop_after=8,
-                   progress=False)
-    set_rng_states(rng)
-    per_step = statistics.median(m.step_seconds for m in hist[2:]) if len(hist) > 2 else hist[-1].step_seconds
-    per_step = float(distributed.all_reduce_mean(torch.tensor([per_step], dtype=torch.float64,
-                                                              device=device)).item())
+
+    def timed(steps: int) -> list[float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            hist = fit(copy.deepcopy(model), source, probe, Path(tmp), rank=rank, device=device, stop_after=steps,
+                       progress=False)
+        set_rng_states(rng)
+        return [m.step_seconds for m in hist]
+
+    def mean_over_ranks(value: float) -> float:
+        return float(distributed.all_reduce_mean(torch.tensor([value], dtype=torch.float64, device=device)).item())
+
+    first = mean_over_ranks(min(timed(3)))  # every rank then times the same number of steps
+    steps = min(40, max(8, math.ceil(PROBE_SECONDS / max(first, 1e-6))))
+    per_step = mean_over_ranks(statistics.median(timed(steps)[2:]))
     return max(4, int(minutes * 60 * 0.95 / per_step))
 
 
