@@ -22,6 +22,7 @@ import transformers
 
 from conftest import REPO
 from domainbert.cli import main
+from domainbert.model.configuration import PRESETS
 from domainbert.train.optim import get_lr
 from domainbert.train.pretrain import PretrainArgs, checkpoint_dirs, load_recipe
 
@@ -180,7 +181,7 @@ def test_two_process_torchrun_matches_one_process_at_the_same_global_batch(prepa
 def test_every_shipped_recipe_validates(recipe):
     data = load_recipe(recipe)
     args = PretrainArgs(**{k: v for k, v in data.items() if k not in ("model", "model_overrides")})
-    assert data["model"] in ("tiny", "small", "base", "large")
+    assert data["model"] in PRESETS
     if recipe.stem == "pubmedbert-base":  # the paper's settings
         assert (args.global_batch_size, args.learning_rate, args.warmup) == (8192, 6e-4, 0.1)
         phase2 = PretrainArgs(**{k: v for k, v in load_recipe(recipe.with_name("pubmedbert-base-phase2.yaml")).items()
