@@ -50,7 +50,7 @@ import torch
 from domainbert.blurb.compare import compare, render_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.registry import get_record, load_split
-from domainbert.data.examples import PrepareConfig
+from domainbert.data.examples import PrepareConfig, max_predictions_for
 from domainbert.data.shards import prepare_pretraining_data
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.data.vocab import build_vocab, split_stats
@@ -98,7 +98,7 @@ def examples_dir(out: Path, corpus: str, vocab: str, vocab_path: Path, rate: flo
     """Training examples masked at the recipe's rate (static masks, as ``data prepare`` makes them)."""
     path = out / f"examples-{corpus}-vocab-{vocab}-m{rate:g}"
     if not (path / "manifest.json").is_file():
-        config = PrepareConfig(max_seq_len=128, max_predictions=round(rate * 128 * 1.05), masked_lm_prob=rate,
+        config = PrepareConfig(max_seq_len=128, max_predictions=max_predictions_for(rate, 128), masked_lm_prob=rate,
                                dupe_factor=2, whole_word_mask=True)
         prepare_pretraining_data(CORPORA[corpus], vocab_path, path, config, decontaminate=SHARED, workers=2,
                                  progress=False)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from domainbert.blurb.finetune import FinetuneArgs, finetune
-from domainbert.data.examples import PrepareConfig
+from domainbert.data.examples import PrepareConfig, max_predictions_for
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.vocab import build_vocab
 from domainbert.model.configuration import BertConfig
@@ -129,7 +129,7 @@ def data_dirs(out: Path, vocab_size: int, mask: float, seq_len: int) -> tuple[Pa
     vocab = out / "data" / f"vocab-{vocab_size}"
     if not (vocab / "vocab_stats.json").is_file():
         build_vocab(train_files, vocab, vocab_size, progress=False, decontaminate=SHARED)
-    predictions = max(1, round(mask * seq_len * 1.05))
+    predictions = max_predictions_for(mask, seq_len)
     train = out / "data" / f"train-v{vocab_size}-m{mask:g}-t{seq_len}"
     heldout = out / "data" / f"heldout-v{vocab_size}"
     for files, target, config in (
@@ -151,7 +151,7 @@ def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> 
     model = BertForPreTraining(config)
     if arm.get("init") == "sinusoidal":
         sinusoidal_positions(model, config.initializer_range)
-    if "local" in arm:  # heads start on a neighbour (needs the sinusoids)
+    if "local" in arm:  # heads start on a neighbour (local_attention's own position pairs)
         local_attention(model, **arm["local"])
     source, eval_source = open_data(train, 0, config), open_data(heldout, 0, config)
     values = {**BASE_ARGS, **arm.get("args", {})}

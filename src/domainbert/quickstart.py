@@ -38,7 +38,7 @@ from domainbert.atomic import atomic_write_json
 from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.suite import run_suite
 from domainbert.data.download import download
-from domainbert.data.examples import PrepareConfig
+from domainbert.data.examples import PrepareConfig, max_predictions_for
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.sources import blurb_files, corpus_files, pubmed_baseline_files
 from domainbert.data.tokenization import BertTokenizer
@@ -93,9 +93,11 @@ def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path
     return train, out / HELD_OUT_XML
 
 
-def recipe_values() -> dict[str, Any]:
-    """The PretrainArgs fields of quickstart's recipe (shipped with the package; missing is an error)."""
-    return {k: v for k, v in load_recipe(RECIPE).items() if k not in RECIPE_EXTRA}
+def recipe_values() -> tuple[dict[str, Any], str]:
+    """The PretrainArgs fields of quickstart's recipe (shipped with the package; missing is an error)
+    and its model preset."""
+    recipe = load_recipe(RECIPE)
+    return {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}, str(recipe.get("model", "small"))
 
 
 def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: str, progress: bool,
@@ -156,7 +158,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     progress = not ns.no_progress
     total = 5
-    recipe = recipe_values()  # read once: the examples' masking rate, pretraining, the random-init baseline
+    recipe, recipe_size = recipe_values()  # read once: masking rate, pretraining, the random-init baseline
 
     t = _stage(1, total, "data: BLURB datasets and a PubMed slice" + (f" from {ns.mirror}" if ns.mirror else ""))
     train_files, heldout_file = fetch_data(out / "data", ns.mirror, progress)
@@ -179,7 +181,7 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     # Training examples are masked at the recipe's rate; the held-out ones at BERT's 15% (20 of 128),
     # so that held-out MLM loss and accuracy are comparable with any other run's.
     rate = float(recipe.get("masked_lm_prob") or 0.15)
-    train_config = PrepareConfig(max_seq_len=128, max_predictions=round(rate * 128 * 1.05), masked_lm_prob=rate,
+    train_config = PrepareConfig(max_seq_len=128, max_predictions=max_predictions_for(rate, 128), masked_lm_prob=rate,
                                  dupe_factor=ns.dupe_factor, whole_word_mask=True)
     held_config = PrepareConfig(max_seq_len=128, max_predictions=20, dupe_factor=ns.dupe_factor, whole_word_mask=True)
     examples, heldout = out / "examples-128", out / "heldout-128"
@@ -194,8 +196,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     timings["examples"] = time.perf_counter() - t
 
     t = _stage(4, total, f"pretraining: MLM + NSP for about {ns.minutes:g} minutes")
-    size = ns.model_size or str(load_recipe(RECIPE).get("model", "small"))
-    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, size, progress, recipe)
+    pre = pretrain_stage(out / "pretrain", examples, heldout, ns.minutes, ns.model_size or recipe_size, progress,
+                         recipe)
     timings["pretraining"] = time.perf_counter() - t
 
     t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")

@@ -43,11 +43,18 @@ from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError
 
 __all__ = [
+    "max_predictions_for",
     "PrepareConfig", "TrainingInstance", "DocumentPool", "MaskingSpec", "NspDebt", "derive_seed",
     "truncate_seq_pair", "create_masked_lm_predictions", "create_instances_from_document",
 ]
 
 MIN_SEQ_LEN = 8
+
+
+def max_predictions_for(masked_lm_prob: float, max_seq_len: int) -> int:
+    """The masked positions an example keeps room for at a masking rate: 5% above the expected
+    count, as BERT's 20 for 0.15 x 128 (google-research/bert's ``max_predictions_per_seq``)."""
+    return max(1, round(masked_lm_prob * max_seq_len * 1.05))
 
 
 # ==================================================================================== config

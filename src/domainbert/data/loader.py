@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from domainbert.data.examples import MaskingSpec, create_masked_lm_predictions, derive_seed
+from domainbert.data.examples import MaskingSpec, create_masked_lm_predictions, derive_seed, max_predictions_for
 from domainbert.data.shards import SHARD_META, VOCAB_COPY, check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError
@@ -133,7 +133,7 @@ class PretrainingDataset(IterableDataset):
             if not 0.0 < masked_lm_prob < 1.0:
                 raise ConfigError(f"masked_lm_prob {masked_lm_prob} must be in (0, 1); BERT uses 0.15")
             if not self.dynamic:
-                cap = round(masked_lm_prob * self.params["max_seq_len"] * 1.05)  # 20 for 0.15 x 128, as BERT
+                cap = max_predictions_for(masked_lm_prob, self.params["max_seq_len"])
                 raise DataError(f"{self.dir} was masked at {self.params['masked_lm_prob']:g} when prepared, and the "
                                 f"run asks for {masked_lm_prob:g}: prepare it with --masked-lm-prob {masked_lm_prob:g} "
                                 f"--max-predictions {cap}, or with --dynamic-masking to let the run choose")
