@@ -280,3 +280,31 @@ def test_unpad_trains_the_same_model_as_the_padded_path(prepared, tmp_path):
         assert json.loads((out / "run_config.json").read_text())["args"]["unpad"] == (flag == "--unpad")
     assert len(runs["--unpad"]) == 4
     assert runs["--unpad"] == pytest.approx(runs["--no-unpad"], rel=0, abs=1e-4)
+
+
+def test_quickstart_fits_its_schedule_to_what_is_left_of_its_minutes(prepared, tmp_path, monkeypatch):
+    """Quickstart's minutes are the whole pretraining stage's: what ran before the schedule was fitted
+    (here a settings pass made 1.5 s slower) comes off them, and about six evaluations end on the
+    final step (floor division once put one a step before it, and one at every step of a short run)."""
+    import domainbert.quickstart as quickstart
+
+    real_verify, asked = quickstart.verify_settings, {}
+
+    def slow_verify(*a, **kw):
+        time.sleep(1.5)
+        return real_verify(*a, **kw)
+
+    def fitted_steps(model, source, args, minutes, device, **kw):
+        since = kw.get("since")
+        asked["seconds_left"] = minutes * 60 - (time.perf_counter() - since if since is not None else 0.0)
+        return 7
+
+    monkeypatch.setattr(quickstart, "verify_settings", slow_verify)
+    monkeypatch.setattr(quickstart, "steps_in_minutes", fitted_steps)
+    recipe, _ = quickstart.recipe_values()
+    done = quickstart.pretrain_stage(tmp_path / "pretrain", prepared / "data", prepared / "heldout", 0.2, "tiny",
+                                     False, recipe)
+    assert asked["seconds_left"] <= 0.2 * 60 - 1.5
+    assert done["steps"] == 7
+    evals = [e["step"] for e in done["evals"]]
+    assert evals[-1] == 7 and len(evals) == len(set(evals)) <= 6

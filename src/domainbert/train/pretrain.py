@@ -467,15 +467,17 @@ PROBE_SECONDS = 15.0
 
 
 def steps_in_minutes(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, minutes: float,
-                     device: torch.device | str, rank: int = 0) -> int:
+                     device: torch.device | str, rank: int = 0, reserve: float = 0.05,
+                     since: float | None = None) -> int:
     """How many optimizer steps of ``args`` fit in ``minutes``, timed on throw-away copies of
     ``model`` (its weights, the optimizer and every RNG are left as they were): three steps give a
     first estimate, then enough steps for about ``PROBE_SECONDS`` (8 to 40) are timed and the median
-    of all but the first two taken (they pay for warm-up). 5% is kept for evaluations and
-    checkpoints. Three steps alone (the faster of the last two) over-estimated a 4 x 128 model's
-    step by 22% on an idle machine, and a few seconds of other work on the CPU during an 8-step
-    probe cut a 10-minute schedule to 4 minutes. Under several processes every rank gets the same
-    answer (the step time is all-reduced)."""
+    of all but the first two taken (they pay for warm-up). ``reserve`` (5%) of the time is kept for
+    evaluations and checkpoints. With ``since`` (a ``time.perf_counter()`` reading), the minutes
+    count from then: what ran before, the probe included, comes off them. Three steps alone (the
+    faster of the last two) over-estimated a 4 x 128 model's step by 22% on an idle machine, and a
+    few seconds of other work on the CPU during an 8-step probe cut a 10-minute schedule to 4
+    minutes. Under several processes every rank gets the same answer (the step time is all-reduced)."""
     probe = replace(args, max_steps=100, save_every=1000, eval_every=0)
     rng = rng_states()
 
@@ -492,7 +494,8 @@ def steps_in_minutes(model: BertForPreTraining, source: BatchSource, args: Pretr
     first = mean_over_ranks(min(timed(3)))  # every rank then times the same number of steps
     steps = min(40, max(8, math.ceil(PROBE_SECONDS / max(first, 1e-6))))
     per_step = mean_over_ranks(statistics.median(timed(steps)[2:]))
-    return max(4, int(minutes * 60 * 0.95 / per_step))
+    seconds = minutes * 60 - (time.perf_counter() - since if since is not None else 0.0)
+    return max(4, int(seconds * (1 - reserve) / per_step))
 
 
 # ==================================================================================== commands
@@ -637,7 +640,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
                 args = replace(args, max_steps=fitted)
                 if dist_info.is_main:
                     print(f"the learning-rate schedule fits --max-minutes {ns.max_minutes:g}: {fitted} steps "
-                          "(from 3 timed steps); pass --max-steps to keep the recipe's and only stop at the time")
+                          "(from about 15 s of timed steps); pass --max-steps to keep the recipe's and only stop "
+                          "at the time")
         run_config["args"] = args.to_dict()
     if dist_info.is_main:
         print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
