@@ -438,4 +438,10 @@ def test_the_schedule_probe_sees_past_warm_up_and_a_short_disturbance(monkeypatc
     fitted = pretrain.steps_in_minutes(model, None, args(), 1.0, "cpu")
     assert fitted == int(60 * 0.95 / 0.5)
     assert calls == [3, 10]  # a first estimate (1.5 s), then about PROBE_SECONDS (15 s) of steps
+    # with `since`, what ran before (here 30 s) comes off the minutes, and `reserve` is what is kept
+    import time
+
+    started = time.perf_counter() - 30.0
+    assert pretrain.steps_in_minutes(model, None, args(), 1.0, "cpu", reserve=0.1, since=started) in (
+        int(29.9 * 0.9 / 0.5), int(30 * 0.9 / 0.5))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

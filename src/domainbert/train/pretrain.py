@@ -640,8 +640,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
                 args = replace(args, max_steps=fitted)
                 if dist_info.is_main:
                     print(f"the learning-rate schedule fits --max-minutes {ns.max_minutes:g}: {fitted} steps "
-                          "(from about 15 s of timed steps); pass --max-steps to keep the recipe's and only stop "
-                          "at the time")
+                          f"(from about {PROBE_SECONDS:g} s of timed steps); pass --max-steps to keep the "
+                          "recipe's and only stop at the time")
         run_config["args"] = args.to_dict()
     if dist_info.is_main:
         print(f"verifying settings: 2 batches ran, loss {loss:.3f}")
