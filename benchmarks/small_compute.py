@@ -7,7 +7,8 @@ time (always on the same held-out examples, masked at 15% with whole-word maskin
 trains with; the scoring time is not charged to the budget), and optionally fine-tunes the result
 on NCBI-disease (``--finetune``: ``finetune --budget quick`` at the learning rate the quick budget
 picks for the model's size). The learning-rate schedule of an arm that fits the budget spans the
-steps that fit in it, measured from three timed steps, as ``quickstart`` does.
+steps that fit in it, timed by ``steps_in_minutes`` and refitted to the training time left while the
+rate is at its peak (``fit(time_left=)``), as ``quickstart`` does.
 
 Results go to ``<out>/results/<arm>.json``; an arm with a result is skipped, so the benchmark
 resumes after a kill (a killed arm restarts: its budget is wall time). Run one at a time on an
@@ -36,9 +37,9 @@ from domainbert.data.vocab import build_vocab
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining, local_attention, sinusoidal_positions
 from domainbert.quickstart import HELD_OUT_TEXT
-from domainbert.train.args import PretrainArgs
+from domainbert.train.args import RECIPE_EXTRA, PretrainArgs, load_recipe
 from domainbert.train.export import export
-from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, open_data, steps_in_minutes
+from domainbert.train.pretrain import copy_tokenizer, evaluate, fit, new_model, open_data, steps_in_minutes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EVAL_BATCHES, EVAL_MICRO = 16, 32  # 512 held-out examples
@@ -132,6 +133,9 @@ ARMS: dict[str, dict[str, Any]] = {
                           model=dict(hidden_size=128, num_attention_heads=2, intermediate_size=512),
                           args=dict(global_batch_size=16, micro_batch_size=16, warmup=0.06, dropout=0.0,
                                     decay=0.25)),
+    # The shipped recipes themselves (their YAML read as it is, only the schedule fitted to the minutes):
+    "recipe-small-cpu": dict(desc="the shipped small-cpu recipe", fit=True, recipe="small-cpu"),
+    "recipe-mini-cpu": dict(desc="the shipped mini-cpu recipe (quickstart's)", fit=True, recipe="mini-cpu"),
     "b16-nodrop-wsd": dict(desc="batch 16, no dropout, trapezoid", fit=True,
                            args=dict(global_batch_size=16, micro_batch_size=16, warmup=0.06, dropout=0.0,
                                      decay=0.25)),
@@ -166,22 +170,32 @@ def data_dirs(out: Path, vocab_size: int, mask: float, seq_len: int) -> tuple[Pa
 
 def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> dict[str, Any]:
     arm = ARMS[name]
-    spec = {"vocab": 16384, "mask": 0.15, "seq_len": 128, **arm.get("data", {})}
+    recipe = {}
+    if "recipe" in arm:  # checkpoints only at the end, as every arm: the curve is scored in on_step
+        recipe = {**load_recipe(arm["recipe"]), "save_every": 100000, "keep_last": 1, "eval_every": 0}
+    spec = {"vocab": 16384, "mask": float(recipe.get("masked_lm_prob") or 0.15), "seq_len": 128, **arm.get("data", {})}
     vocab, train, heldout = data_dirs(out, spec["vocab"], spec["mask"], spec["seq_len"])
-    config = BertConfig.preset("small", vocab_size=int(load_manifest(train)["vocab"]["size"]), **arm.get("model", {}))
-    torch.manual_seed(0)
-    model = BertForPreTraining(config)
-    if arm.get("init") == "sinusoidal":
-        sinusoidal_positions(model, config.initializer_range)
-    if "local" in arm:  # heads start on a neighbour (local_attention's own position pairs)
-        local_attention(model, **arm["local"])
+    vocab_size = int(load_manifest(train)["vocab"]["size"])
+    if recipe:
+        config = BertConfig.preset(str(recipe["model"]), vocab_size=vocab_size)
+        values = {k: v for k, v in recipe.items() if k not in RECIPE_EXTRA}
+        model = new_model(config, PretrainArgs(**values))
+    else:
+        config = BertConfig.preset("small", vocab_size=vocab_size, **arm.get("model", {}))
+        torch.manual_seed(0)
+        model = BertForPreTraining(config)
+        if arm.get("init") == "sinusoidal":
+            sinusoidal_positions(model, config.initializer_range)
+        if "local" in arm:  # heads start on a neighbour (local_attention's own position pairs)
+            local_attention(model, **arm["local"])
+        values = {**BASE_ARGS, **arm.get("args", {})}
     source, eval_source = open_data(train, 0, config), open_data(heldout, 0, config)
-    values = {**BASE_ARGS, **arm.get("args", {})}
     args = PretrainArgs(**values)
     device = torch.device("cpu")
     if arm.get("fit"):
         values["max_steps"] = steps_in_minutes(model, source, args, minutes, device)
         args = PretrainArgs(**values)
+    fitted_steps = args.max_steps  # before any refit
     run_dir = out / "runs" / name
     if run_dir.exists():  # a killed arm restarts: its budget is wall time
         shutil.rmtree(run_dir)
@@ -190,23 +204,33 @@ def run_arm(name: str, out: Path, minutes: float, finetune_lr: float | None) -> 
     curve: list[dict[str, Any]] = []
     clock = {"start": time.perf_counter(), "scoring": 0.0}
 
-    def on_step(m: Any) -> bool:
+    def score(step: int, lr: float) -> None:
         trained = time.perf_counter() - clock["start"] - clock["scoring"]
-        if trained < marks[len(curve)] and m.step < args.max_steps:
-            return False
         t = time.perf_counter()
         scores = evaluate(model, eval_source, EVAL_BATCHES, EVAL_MICRO, "auto", device)
         clock["scoring"] += time.perf_counter() - t
-        curve.append({"minutes": round(trained / 60, 2), "step": m.step, "lr": m.lr, **scores})
-        print(f"  {name}: {trained / 60:5.2f} min, step {m.step}, held-out MLM loss {scores['eval_mlm_loss']:.3f} "
+        curve.append({"minutes": round(trained / 60, 2), "step": step, "lr": lr, **scores})
+        print(f"  {name}: {trained / 60:5.2f} min, step {step}, held-out MLM loss {scores['eval_mlm_loss']:.3f} "
               f"accuracy {scores['eval_mlm_accuracy']:.3f}", flush=True)
+
+    def on_step(m: Any) -> bool:
+        if time.perf_counter() - clock["start"] - clock["scoring"] < marks[len(curve)]:
+            return False
+        score(m.step, m.lr)
         return len(curve) == len(marks)
 
-    history = fit(model, source, args, run_dir, device=device, progress=False, on_step=on_step)
+    def time_left() -> float:  # the fitted schedule is refitted to the training time left while at its peak
+        return minutes * 60 - (time.perf_counter() - clock["start"] - clock["scoring"])
+
+    history = fit(model, source, args, run_dir, device=device, progress=False, on_step=on_step,
+                  time_left=time_left if arm.get("fit") else None)
+    if len(curve) < len(marks):  # the schedule ended before the time: its last step is the last point
+        score(history[-1].step, history[-1].lr)
     export(run_dir, run_dir / "export")
     result: dict[str, Any] = {
         "arm": name, "desc": arm["desc"], "minutes": minutes, "data": spec, "model": config.to_dict(),
-        "args": args.to_dict(), "steps": history[-1].step, "tokens_per_s": round(
+        "args": args.to_dict(), "steps": history[-1].step, "schedule_steps": fitted_steps,
+        "last_lr": history[-1].lr, "tokens_per_s": round(
             sum(h.tokens_per_s * h.step_seconds for h in history) / sum(h.step_seconds for h in history)),
         "curve": curve, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "torch_threads": torch.get_num_threads()}

@@ -445,3 +445,48 @@ def test_the_schedule_probe_sees_past_warm_up_and_a_short_disturbance(monkeypatc
     assert pretrain.steps_in_minutes(model, None, args(), 1.0, "cpu", reserve=0.1, since=started) in (
         int(29.9 * 0.9 / 0.5), int(30 * 0.9 / 0.5))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_refit_steps_moves_only_the_end_of_the_peak_and_keeps_warmup_and_decay():
+    """A warmup-stable-decay schedule is refitted to the time left from the recent pace, while the
+    rate is at its peak; the warmup keeps its end, a decay once begun its length, and a schedule that
+    decays over all its steps is never refitted (its rate depends on the count at every step)."""
+    from domainbert.train.optim import warmup_steps
+    from domainbert.train.pretrain import refit_steps
+
+    wsd = args(max_steps=100, warmup=0.1, decay=0.25)
+    paces = [(10, 0.0), (20, 1.0), (30, 2.0)]  # 0.1 s a step
+    assert refit_steps(30, wsd, paces, 10.0) == 130  # 100 more steps fit in 10 s
+    assert refit_steps(30, wsd, paces, 3.0) == 60  # fewer: the decay starts sooner
+    assert refit_steps(30, wsd, paces, 0.0) == 31  # none: end at the next step
+    assert refit_steps(30, args(max_steps=100, warmup=0.1), paces, 10.0) == 100  # decay over all steps
+    assert refit_steps(8, wsd, [(0, 0.0), (8, 0.8)], 10.0) == 100  # still warming up
+    assert refit_steps(80, wsd, [(50, 0.0), (80, 3.0)], 10.0) == 100  # the decay has begun (at 75)
+    assert refit_steps(30, wsd, [(20, 0.0), (30, 1.0)], 10.0) == 100  # fewer than 20 steps timed
+    longest = refit_steps(30, wsd, paces, 1e6)
+    assert longest > 100 and warmup_steps(0.1, longest) <= 30  # the warmup ends where it ended
+    # the pace is the recent one: the last 200 steps, not the whole run's
+    assert refit_steps(500, args(max_steps=1000, warmup=0.1, decay=0.25),
+                       [(0, 0.0), (300, 30.0), (500, 130.0)], 50.0) == 600
+
+
+def test_a_schedule_refitted_to_the_time_still_decays_to_zero_and_resumes_with_its_count(tmp_path):
+    """Told it has time for more steps than fitted, fit lengthens the peak (up to most_steps), then
+    decays over the new count's last share down to zero; its checkpoint keeps the new count, and a
+    resume with the first count continues that schedule instead of refusing it."""
+    wsd = args(max_steps=40, warmup=0.1, decay=0.25, log_every=5, save_every=10)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "run_config.json").write_text(json.dumps({"args": wsd.to_dict()}))  # what the card reads
+    history = fit(tiny_model(), IndexedSource(), wsd, tmp_path, progress=False,
+                  time_left=lambda: 1e6, most_steps=60)
+    assert history[-1].step == 60
+    assert [round(m.lr / 1e-3, 3) for m in history[-3:]] == [0.2, 0.133, 0.067]  # 3, 2, 1 of 15 decay steps
+    assert max(m.lr for m in history) == pytest.approx(1e-3)
+    assert load_checkpoint(checkpoint_dirs(tmp_path)[-1])["args"]["max_steps"] == 60
+    assert json.loads((tmp_path / "run_config.json").read_text())["args"]["max_steps"] == 60
+    resumed = tmp_path / "resumed"
+    first = fit(tiny_model(), IndexedSource(), wsd, resumed, progress=False, stop_after=30, time_left=lambda: 1e6,
+                most_steps=60)  # refitted at step 20, stopped at 30
+    rest = fit(tiny_model(), IndexedSource(), wsd, resumed, progress=False)  # the first count, no time
+    assert rest[0].step == 31 and rest[-1].step == 60
+    assert [m.loss for m in first + rest] == [m.loss for m in history]  # the same run, resumed exactly

@@ -308,3 +308,17 @@ def test_quickstart_fits_its_schedule_to_what_is_left_of_its_minutes(prepared, t
     assert done["steps"] == 7
     evals = [e["step"] for e in done["evals"]]
     assert evals[-1] == 7 and len(evals) == len(set(evals)) <= 6
+
+
+def test_quickstart_spends_all_its_minutes_when_they_hold_more_steps_than_the_recipe(prepared, tmp_path,
+                                                                                   monkeypatch):
+    """The minutes are quickstart's budget: on a machine fast enough to fit more steps than the
+    recipe's own schedule, the fitted steps run (the recipe's count once capped them, and on a fast
+    machine the 10 minutes then ended after a few)."""
+    import domainbert.quickstart as quickstart
+
+    monkeypatch.setattr(quickstart, "steps_in_minutes", lambda *a, **kw: 9)
+    recipe, _ = quickstart.recipe_values()
+    done = quickstart.pretrain_stage(tmp_path / "pretrain", prepared / "data", prepared / "heldout", 0.2, "tiny",
+                                     False, {**recipe, "max_steps": 5})
+    assert done["steps"] == 9

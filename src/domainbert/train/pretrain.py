@@ -75,7 +75,7 @@ from domainbert.train.args import (
     recipe_path,
 )
 from domainbert.train.export import export
-from domainbert.train.optim import Lamb, get_lr, param_groups
+from domainbert.train.optim import Lamb, get_lr, param_groups, warmup_steps
 from domainbert.train.precision import autocast, resolve_precision
 from domainbert.train.state import (
     checkpoint_dirs,
@@ -290,7 +290,8 @@ class _Logger:
 def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_dir: Path, *,
         eval_source: BatchSource | None = None, resume: bool = True, rank: int = 0,
         device: torch.device | str = "cpu", stop_after: int | None = None, time_budget_s: float | None = None,
-        progress: bool = True, on_step: Callable[[StepMetrics], bool | None] | None = None) -> list[StepMetrics]:
+        progress: bool = True, on_step: Callable[[StepMetrics], bool | None] | None = None,
+        time_left: Callable[[], float] | None = None, most_steps: int | None = None) -> list[StepMetrics]:
     """Pretrain ``model`` on ``source`` until ``args.max_steps``; returns this call's step metrics.
 
     With ``resume`` and a checkpoint in ``run_dir``, continues from the newest one exactly.
@@ -300,6 +301,13 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     ``on_step`` is called with each step's metrics (the global batch's, the same on every rank) and
     ends the run (with a checkpoint) when it returns True; benchmarks use it to evaluate over
     wall-clock time. Under several processes it must decide from those metrics alone.
+
+    ``time_left`` (seconds the schedule has left, asked at logging steps) refits a warmup-stable-decay
+    schedule to the time while the rate is at its peak (never past ``most_steps``): see
+    :func:`refit_steps`. A machine that slows
+    down after the schedule was fitted otherwise ends the run before its decay (over a 60-minute run
+    here the steps took 26% longer than the probe had timed). The refitted step count is kept in the
+    checkpoints, and a resume continues with it.
     """
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,12 +319,17 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     optimizer = build_optimizer(model, args)
     step, consumed = 0, 0
     existing = checkpoint_dirs(run_dir) if resume else []
+    stored_refit = False
     if existing:
         state = load_checkpoint(existing[-1])
         if state["config"] != model.config.to_dict():
             raise TrainingError(f"{existing[-1]} was written for another model config: use a new run "
                                 "directory or the same model settings")
-        changed = args.resume_changes(state.get("args", {}))
+        stored = state.get("args", {})
+        if stored.get(REFITTED) and stored.get("max_steps") != args.max_steps:
+            args = replace(args, max_steps=stored["max_steps"])  # the schedule as the run refitted it
+        stored_refit = bool(stored.get(REFITTED))
+        changed = args.resume_changes(stored)
         if changed:
             raise TrainingError(f"{existing[-1]} was written with other training arguments ({'; '.join(changed)}): "
                                 "resume with the run's own settings (its run_config.json), or pass a new --out")
@@ -336,7 +349,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     batches = source.micro_batches(args.global_batch_size, args.micro_batch_size, consumed, rank, args.world_size)
     logger = _Logger(run_dir, main_process, resume_step=step)
     history: list[StepMetrics] = []
-    end = args.max_steps if stop_after is None else min(args.max_steps, step + stop_after)
+    stop_at = None if stop_after is None else step + stop_after
+    end = args.max_steps if stop_at is None else min(args.max_steps, stop_at)
     started = time.perf_counter()
     bar = tqdm(total=args.max_steps, initial=step, desc="pretraining", disable=not (progress and main_process))
     shown: dict[str, str] = {}  # the last measured accuracies, for the progress bar
@@ -345,6 +359,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     # at a sync step (a logging, evaluation or checkpoint step, the last one, or every step when
     # ``on_step`` decides from each step's figures): one all-reduce and one copy for all steps since.
     pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
+    paces: list[tuple[int, float]] = [(step, time.perf_counter())]  # (step, clock) at sync steps, for refit_steps
+    refitted = False
     reported_compile = False
     interval_start = time.perf_counter()
     try:
@@ -415,6 +431,19 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                     shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}", "nsp_acc": f"{m.nsp_accuracy:.3f}"}
                 bar.set_postfix(loss=f"{m.loss:.3f}", **shown, lr=f"{at_lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
             pending = []
+            if time_left is not None and not over_time and step < end:
+                paces.append((step, time.perf_counter()))
+                while len(paces) > 2 and paces[1][0] <= step - PACE_WINDOW:
+                    paces.pop(0)
+                fitted = refit_steps(step, args, paces, time_left())
+                fitted = fitted if most_steps is None else max(step + 1, min(fitted, most_steps))
+                if args.world_size > 1:  # one schedule for every rank: the mean of their answers
+                    fitted = round(distributed.all_reduce_mean(
+                        torch.tensor([float(fitted)], dtype=torch.float64, device=device)).item())
+                if fitted != args.max_steps:
+                    args, refitted = replace(args, max_steps=fitted), True
+                    end = fitted if stop_at is None else min(fitted, stop_at)
+                    bar.total = fitted
             if over_time:
                 end = step
                 evaluating = eval_source is not None and bool(args.eval_every)
@@ -427,7 +456,14 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 rng = gather_rng_states()  # every rank takes part; rank 0 writes
                 if main_process:
                     logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
-                    save_checkpoint(run_dir, step, model, optimizer, consumed, args.to_dict(), rng, args.keep_last)
+                    stored_args = {**args.to_dict(), **({REFITTED: True} if refitted or stored_refit else {})}
+                    save_checkpoint(run_dir, step, model, optimizer, consumed, stored_args, rng, args.keep_last)
+                    described = run_dir / RUN_CONFIG
+                    if refitted and described.is_file():  # the card and a resume read the schedule from it
+                        run_config = json.loads(described.read_text(encoding="utf-8"))
+                        if run_config.get("args", {}).get("max_steps") != args.max_steps:
+                            run_config.setdefault("args", {})["max_steps"] = args.max_steps
+                            atomic_write_json(described, run_config)
                 distributed.barrier()
     finally:
         bar.close()
@@ -460,6 +496,40 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
     if not all(math.isfinite(x) for x in losses):
         raise TrainingError(f"the first batches give a non-finite loss {losses}: check the data and the model")
     return sum(losses) / len(losses)
+
+
+REFITTED = "refitted_to_time"
+"""Set in a checkpoint's stored arguments when ``fit`` refitted the schedule (see :func:`refit_steps`)."""
+REFIT_RESERVE = 0.02
+"""The share of a time budget a refitted schedule leaves for the last evaluation and checkpoint."""
+PACE_WINDOW = 200
+"""Steps over which :func:`refit_steps` measures the pace (or all since the start, when fewer)."""
+
+
+def refit_steps(step: int, args: PretrainArgs, paces: list[tuple[int, float]], seconds_left: float) -> int:
+    """The schedule's step count refitted to ``seconds_left``, after ``step`` (``args.max_steps``
+    when it may not change).
+
+    Only a warmup-stable-decay schedule (``decay`` < 1) is refitted, and only while its rate is at
+    the peak: there the rate does not depend on the step count, so a new count changes nothing
+    already done, and the decay still gets its whole share of the (new) steps. The warmup keeps its
+    end, and once the decay has begun its length is kept. The pace is the wall time per step over
+    the last ``PACE_WINDOW`` steps of ``paces`` ((step, ``time.perf_counter()``) at sync steps), so
+    evaluations and checkpoints count as the time they take.
+    """
+    if args.decay >= 1.0 or step < warmup_steps(args.warmup, args.max_steps):
+        return args.max_steps
+    if step >= args.max_steps - max(1, int(round(args.decay * args.max_steps))):  # the decay has begun
+        return args.max_steps
+    now_step, now = paces[-1]
+    first_step, first = next((s, t) for s, t in paces if s >= now_step - PACE_WINDOW)
+    if now_step - first_step < min(PACE_WINDOW, 20) or now <= first:  # too few steps timed yet
+        return args.max_steps
+    fitted = step + max(1, int(seconds_left * (now_step - first_step) / (now - first)))
+    # the warmup keeps its end: a share of more steps would put the run back into it
+    while fitted > args.max_steps and warmup_steps(args.warmup, fitted) > step:
+        fitted = step + (fitted - step) // 2
+    return max(fitted, step + 1)
 
 
 PROBE_SECONDS = 15.0
@@ -631,12 +701,16 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
               f"global batch {args.global_batch_size} = {args.micro_batch_size} x {args.accumulation} x "
               f"{args.world_size} process(es), {run_config['precision']} on {dist_info.device}")
     loss = verify_settings(model, source, args, dist_info.device, dist_info.rank)  # before anything is written
+    refit: dict[str, Any] = {}
     if ns.max_minutes and ns.max_steps is None:  # the schedule fits the time (never longer than the recipe's)
         if started_with is not None:  # a resumed run keeps the schedule it was fitted to
             args = replace(args, max_steps=int(started_with["args"]["max_steps"]))
         else:
             fitted = steps_in_minutes(model, source, args, ns.max_minutes, dist_info.device, dist_info.rank)
             if fitted < args.max_steps:
+                # refitted to the minutes left while the rate is at its peak (fit(time_left=)), up to the recipe's
+                deadline = time.perf_counter() + ns.max_minutes * 60 * (1 - REFIT_RESERVE)
+                refit = {"time_left": lambda: deadline - time.perf_counter(), "most_steps": args.max_steps}
                 args = replace(args, max_steps=fitted)
                 if dist_info.is_main:
                     print(f"the learning-rate schedule fits --max-minutes {ns.max_minutes:g}: {fitted} steps "
@@ -651,7 +725,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
             atomic_write_json(ns.out / RUN_CONFIG, run_config)
     history = fit(model, source, args, ns.out, eval_source=eval_source, resume=True, rank=dist_info.rank,
                   device=dist_info.device, stop_after=ns.stop_after,
-                  time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress)
+                  time_budget_s=ns.max_minutes * 60 if ns.max_minutes else None, progress=not ns.no_progress,
+                  **refit)
     if dist_info.is_main:
         done = checkpoint_dirs(ns.out)[-1]  # fit always ends with a checkpoint (stop_after >= 1)
         export(ns.out, ns.out / "export")
