@@ -487,6 +487,9 @@ def test_a_schedule_refitted_to_the_time_still_decays_to_zero_and_resumes_with_i
     resumed = tmp_path / "resumed"
     first = fit(tiny_model(), IndexedSource(), wsd, resumed, progress=False, stop_after=30, time_left=lambda: 1e6,
                 most_steps=60)  # refitted at step 20, stopped at 30
+    with pytest.raises(TrainingError, match=r"max_steps: 60 -> 50"):  # another count is still refused
+        fit(tiny_model(), IndexedSource(), args(max_steps=50, warmup=0.1, decay=0.25, log_every=5, save_every=10),
+            resumed, progress=False)
     rest = fit(tiny_model(), IndexedSource(), wsd, resumed, progress=False)  # the first count, no time
     assert rest[0].step == 31 and rest[-1].step == 60
     assert [m.loss for m in first + rest] == [m.loss for m in history]  # the same run, resumed exactly

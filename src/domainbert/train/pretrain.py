@@ -319,16 +319,17 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     optimizer = build_optimizer(model, args)
     step, consumed = 0, 0
     existing = checkpoint_dirs(run_dir) if resume else []
-    stored_refit = False
+    first_count = args.max_steps  # the count the schedule was first fitted to, before any refit
     if existing:
         state = load_checkpoint(existing[-1])
         if state["config"] != model.config.to_dict():
             raise TrainingError(f"{existing[-1]} was written for another model config: use a new run "
                                 "directory or the same model settings")
         stored = state.get("args", {})
-        if stored.get(REFITTED) and stored.get("max_steps") != args.max_steps:
-            args = replace(args, max_steps=stored["max_steps"])  # the schedule as the run refitted it
-        stored_refit = bool(stored.get(REFITTED))
+        if stored.get(REFITTED) is not None:  # resumed with its first count: the schedule as it was refitted
+            first_count = int(stored[REFITTED])
+            if args.max_steps == first_count:
+                args = replace(args, max_steps=int(stored["max_steps"]))
         changed = args.resume_changes(stored)
         if changed:
             raise TrainingError(f"{existing[-1]} was written with other training arguments ({'; '.join(changed)}): "
@@ -360,7 +361,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     # ``on_step`` decides from each step's figures): one all-reduce and one copy for all steps since.
     pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
     paces: list[tuple[int, float]] = [(step, time.perf_counter())]  # (step, clock) at sync steps, for refit_steps
-    refitted = False
+    refitted = first_count != args.max_steps
     reported_compile = False
     interval_start = time.perf_counter()
     try:
@@ -456,7 +457,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 rng = gather_rng_states()  # every rank takes part; rank 0 writes
                 if main_process:
                     logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
-                    stored_args = {**args.to_dict(), **({REFITTED: True} if refitted or stored_refit else {})}
+                    stored_args = {**args.to_dict(), **({REFITTED: first_count} if refitted else {})}
                     save_checkpoint(run_dir, step, model, optimizer, consumed, stored_args, rng, args.keep_last)
                     described = run_dir / RUN_CONFIG
                     if refitted and described.is_file():  # the card and a resume read the schedule from it
@@ -498,8 +499,10 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
     return sum(losses) / len(losses)
 
 
-REFITTED = "refitted_to_time"
-"""Set in a checkpoint's stored arguments when ``fit`` refitted the schedule (see :func:`refit_steps`)."""
+REFITTED = "refitted_from_steps"
+"""In a checkpoint's stored arguments when ``fit`` refitted the schedule (see :func:`refit_steps`): the
+step count it was first fitted to. A resume that passes that count (or the refitted one) continues
+the refitted schedule; any other count is refused like any changed argument."""
 REFIT_RESERVE = 0.02
 """The share of a time budget a refitted schedule leaves for the last evaluation and checkpoint."""
 PACE_WINDOW = 200
