@@ -306,7 +306,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     schedule to the time while the rate is at its peak (never past ``most_steps``): see
     :func:`refit_steps`. A machine that slows
     down after the schedule was fitted otherwise ends the run before its decay (over a 60-minute run
-    here the steps took 26% longer than the probe had timed). The refitted step count is kept in the
+    here the steps took 25-28% longer than the probe had timed). The refitted step count is kept in the
     checkpoints, and a resume continues with it.
     """
     device = torch.device(device)
