@@ -493,3 +493,15 @@ def test_a_schedule_refitted_to_the_time_still_decays_to_zero_and_resumes_with_i
     rest = fit(tiny_model(), IndexedSource(), wsd, resumed, progress=False)  # the first count, no time
     assert rest[0].step == 31 and rest[-1].step == 60
     assert [m.loss for m in first + rest] == [m.loss for m in history]  # the same run, resumed exactly
+
+
+def test_small_cpu_is_mini_cpu_with_an_hours_steps():
+    """small-cpu copies mini-cpu's settings (the hour measured both shapes, and mini won): a change
+    to one recipe's training settings that is not made to the other fails here."""
+    from domainbert.train.args import load_recipe
+
+    mini, hour = load_recipe("mini-cpu"), load_recipe("small-cpu")
+    cadence = {"max_steps", "save_every", "eval_every"}
+    assert set(mini) == set(hour)
+    assert {k: v for k, v in mini.items() if k not in cadence} == {k: v for k, v in hour.items() if k not in cadence}
+    assert hour["max_steps"] > mini["max_steps"]
