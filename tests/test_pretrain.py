@@ -19,7 +19,15 @@ from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertForPreTraining
 from domainbert.train.optim import Lamb, get_lr, param_groups
-from domainbert.train.pretrain import PretrainArgs, TrainingError, checkpoint_dirs, evaluate, fit, load_checkpoint
+from domainbert.train.pretrain import (
+    RECIPE_EXTRA,
+    PretrainArgs,
+    TrainingError,
+    checkpoint_dirs,
+    evaluate,
+    fit,
+    load_checkpoint,
+)
 
 T = 16
 
@@ -496,8 +504,8 @@ def test_a_schedule_refitted_to_the_time_still_decays_to_zero_and_resumes_with_i
 
 
 def test_small_cpu_is_mini_cpu_with_an_hours_steps():
-    """small-cpu copies mini-cpu's settings (the hour measured both shapes, and mini won): a change
-    to one recipe's training settings that is not made to the other fails here."""
+    """small-cpu starts from mini-cpu (the hour measured both shapes, and mini won) and sets only its
+    schedule and cadence; a training setting added to small-cpu alone fails here."""
     from domainbert.train.args import load_recipe
 
     mini, hour = load_recipe("mini-cpu"), load_recipe("small-cpu")
@@ -505,3 +513,31 @@ def test_small_cpu_is_mini_cpu_with_an_hours_steps():
     assert set(mini) == set(hour)
     assert {k: v for k, v in mini.items() if k not in cadence} == {k: v for k, v in hour.items() if k not in cadence}
     assert hour["max_steps"] > mini["max_steps"]
+
+
+def test_a_recipe_starts_from_its_base_and_overrides_what_it_sets(tmp_path):
+    """``base:`` resolves a shipped name or a file beside the recipe, through a chain; the recipe's own
+    options win, model_overrides merge key by key, and no ``base`` key reaches PretrainArgs."""
+    from domainbert.train.args import load_recipe
+
+    (tmp_path / "one.yaml").write_text("base: tiny\nlearning_rate: 0.003\nmodel_overrides: {hidden_size: 24, "
+                                       "num_attention_heads: 3}\n")
+    (tmp_path / "two.yaml").write_text("base: one.yaml\nmax_steps: 7\nmodel_overrides: {hidden_size: 30}\n")
+    tiny = load_recipe("tiny")
+    two = load_recipe(tmp_path / "two.yaml")
+    assert "base" not in two
+    assert two["max_steps"] == 7 and two["learning_rate"] == 0.003
+    assert two["model_overrides"] == {**(tiny.get("model_overrides") or {}), "hidden_size": 30,
+                                      "num_attention_heads": 3}
+    own = ("max_steps", "learning_rate", "model_overrides")
+    assert {k: v for k, v in two.items() if k not in own} == {k: v for k, v in tiny.items() if k not in own}
+    PretrainArgs(**{k: v for k, v in two.items() if k not in RECIPE_EXTRA})  # validates as a run's arguments
+
+
+def test_pubmedbert_phase2_keeps_phase1s_optimizer_settings():
+    from domainbert.train.args import load_recipe
+
+    one, two = load_recipe("pubmedbert-base"), load_recipe("pubmedbert-base-phase2")
+    same = ("model", "global_batch_size", "optimizer", "learning_rate", "warmup", "weight_decay", "max_grad_norm")
+    assert {k: two[k] for k in same} == {k: one[k] for k in same}
+    assert (two["max_steps"], two["micro_batch_size"]) == (6250, 16)

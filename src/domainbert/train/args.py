@@ -225,15 +225,26 @@ def recipe_path(recipe: str | Path) -> Path:
 
 
 def load_recipe(recipe: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe (a shipped one by name, or a file); unknown keys are refused with the known ones."""
-    path = recipe_path(recipe)
+    """Read a YAML recipe (a shipped one by name, or a file); unknown keys are refused with the known ones.
+
+    A recipe may start from another with ``base:`` (a shipped recipe's name, or a YAML file, relative
+    to the recipe's own folder) and set only what differs; its ``model_overrides`` are laid over the
+    base's. The result has no ``base`` key: it is the options the run gets.
+    """
+    return _load_recipe(recipe_path(recipe), ())
+
+
+def _load_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"recipe {path}: its base chain loops ({names}); remove one of the base: lines")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping of option: value")
-    known = {f.name for f in fields(PretrainArgs)} - {"world_size"} | RECIPE_EXTRA
+    known = {f.name for f in fields(PretrainArgs)} - {"world_size"} | RECIPE_EXTRA | {"base"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"recipe {path} has unknown option(s) {', '.join(sorted(unknown))}: "
@@ -246,4 +257,20 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
     bad = set(overrides) - set(BertConfig.__dataclass_fields__)
     if bad:
         raise ConfigError(f"recipe {path}: model_overrides has unknown BertConfig field(s) {', '.join(sorted(bad))}")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"recipe {path}: base must name a shipped recipe ({', '.join(RECIPES)}) or a YAML file, "
+                          f"got {base!r}")
+    relative = path.parent / base
+    try:
+        base_path = relative if relative.is_file() else recipe_path(base)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {path}: base {exc}") from None
+    parent = _load_recipe(base_path, (*chain, path.resolve()))
+    merged_overrides = {**(parent.get("model_overrides") or {}), **overrides}
+    merged = {**parent, **data}
+    if merged_overrides:
+        merged["model_overrides"] = merged_overrides
+    return merged
