@@ -478,6 +478,21 @@ def test_refit_steps_moves_only_the_end_of_the_peak_and_keeps_warmup_and_decay()
                        [(0, 0.0), (300, 30.0), (500, 130.0)], 50.0) == 600
 
 
+def test_refit_is_open_only_between_warmup_and_decay():
+    """``refit_open`` gates the ranks' all-reduce of the refitted count under torchrun: it must be
+    true exactly where ``refit_steps`` can change the count, so no rank skips a collective another
+    joins, and none is spent where the answer is fixed (warmup, decay, a schedule decaying throughout)."""
+    from domainbert.train.pretrain import refit_open, refit_steps
+
+    wsd = args(max_steps=97, warmup=0.1, decay=0.25)
+    for step in range(1, 97):
+        paces = [(0, 0.0), (step, step * 0.01)] if step >= 20 else [(0, 0.0), (step, 1.0)]
+        moved = refit_steps(step, wsd, paces, 1e3) != wsd.max_steps
+        assert refit_open(step, wsd) == (step >= 10 and step < 73), step
+        assert not moved or refit_open(step, wsd), step
+    assert not any(refit_open(step, args(max_steps=97, warmup=0.1)) for step in range(97))
+
+
 def test_a_schedule_refitted_to_the_time_still_decays_to_zero_and_resumes_with_its_count(tmp_path):
     """Told it has time for more steps than fitted, fit lengthens the peak (up to most_steps), then
     decays over the new count's last share down to zero; its checkpoint keeps the new count, and a

@@ -438,7 +438,9 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                     paces.pop(0)
                 fitted = refit_steps(step, args, paces, time_left())
                 fitted = fitted if most_steps is None else max(step + 1, min(fitted, most_steps))
-                if args.world_size > 1:  # one schedule for every rank: the mean of their answers
+                # one schedule for every rank: the mean of their answers, asked only while a refit may
+                # change it (the same answer on every rank: it reads only the step and the schedule)
+                if args.world_size > 1 and refit_open(step, args):
                     fitted = round(distributed.all_reduce_mean(
                         torch.tensor([float(fitted)], dtype=torch.float64, device=device)).item())
                 if fitted != args.max_steps:
@@ -509,6 +511,14 @@ PACE_WINDOW = 200
 """Steps over which :func:`refit_steps` measures the pace (or all since the start, when fewer)."""
 
 
+def refit_open(step: int, args: PretrainArgs) -> bool:
+    """Whether :func:`refit_steps` may change the step count after ``step``: a warmup-stable-decay
+    schedule past its warmup whose decay has not begun."""
+    if args.decay >= 1.0 or step < warmup_steps(args.warmup, args.max_steps):
+        return False
+    return step < args.max_steps - max(1, int(round(args.decay * args.max_steps)))  # before the decay
+
+
 def refit_steps(step: int, args: PretrainArgs, paces: list[tuple[int, float]], seconds_left: float) -> int:
     """The schedule's step count refitted to ``seconds_left``, after ``step`` (``args.max_steps``
     when it may not change).
@@ -520,9 +530,7 @@ def refit_steps(step: int, args: PretrainArgs, paces: list[tuple[int, float]], s
     the last ``PACE_WINDOW`` steps of ``paces`` ((step, ``time.perf_counter()``) at sync steps), so
     evaluations and checkpoints count as the time they take.
     """
-    if args.decay >= 1.0 or step < warmup_steps(args.warmup, args.max_steps):
-        return args.max_steps
-    if step >= args.max_steps - max(1, int(round(args.decay * args.max_steps))):  # the decay has begun
+    if not refit_open(step, args):
         return args.max_steps
     now_step, now = paces[-1]
     first_step, first = next((s, t) for s, t in paces if s >= now_step - PACE_WINDOW)
