@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from domainbert.blurb.featurize import collate, length_grouped_batches
-from domainbert.blurb.finetune import build_model, prepare_task
+from domainbert.blurb.finetune import build_model, prepare_task, train_step
 from domainbert.blurb.registry import get_record
 from domainbert.train.optim import param_groups
 from domainbert.train.precision import autocast
@@ -75,13 +75,13 @@ def transformers_model(model_dir: Path, ours: nn.Module, num_labels: int) -> nn.
 
 def step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, Any], ours: bool,
          precision: str) -> None:
+    """domainbert: ``finetune``'s own step; transformers: the same work through its model's call."""
+    if ours:
+        train_step(model, optimizer, batch, 5e-5, precision, torch.device("cpu"))
+        return
     with autocast(precision, torch.device("cpu")):
-        if ours:
-            out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                        labels=batch["labels"], packing=batch["packing"])
-        else:
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        token_type_ids=batch["token_type_ids"], labels=batch["labels"])
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"], labels=batch["labels"])
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()

@@ -217,6 +217,36 @@ def check_no_sync_step(device: torch.device) -> str:
     return "; ".join(results)
 
 
+def check_no_sync_finetune_step(device: torch.device) -> str:
+    """Fine-tuning's step as ``finetune`` runs it (``collate`` on the host, then ``train_step``) on a
+    token-classification batch with padding, padded and unpadded, under sync debug mode "error"."""
+    from domainbert.blurb.featurize import Feature, collate
+    from domainbert.blurb.finetune import train_step
+    from domainbert.model.modeling import BertForTokenClassification
+
+    config = BertConfig.preset("small", attention_probs_dropout_prob=0.0).with_labels(["O", "B", "I"])
+    torch.manual_seed(0)
+    model = BertForTokenClassification(config).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    g = torch.Generator().manual_seed(0)
+    features = []
+    for i in range(32):
+        n = int(torch.randint(8, 128, (1,), generator=g))
+        features.append(Feature(torch.randint(5, config.vocab_size, (n,), generator=g).tolist(), [0] * n,
+                                torch.randint(0, 3, (n,), generator=g).tolist(), i))
+    results = []
+    for unpad in (False, True):
+        for checked in (False, True):  # the first step allocates; the second is the one checked
+            torch.cuda.synchronize(device)
+            torch.cuda.set_sync_debug_mode("error" if checked else "default")
+            try:
+                train_step(model, opt, collate(features, 0, device, unpad), 1e-4, "bf16", device)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        results.append(f"{'unpadded' if unpad else 'padded'}: no sync")
+    return "; ".join(results)
+
+
 def check_bf16_learns(device: torch.device) -> str:
     config = BertConfig.preset("small")
     torch.manual_seed(0)
@@ -261,7 +291,7 @@ def main() -> int:
         checks[2:2] = [("sdpa-flash", lambda d: check_sdpa(d, "flash")),
                        ("sdpa-efficient", lambda d: check_sdpa(d, "efficient")),
                        ("sdpa-default", check_sdpa_default), ("unpadded-bf16", check_unpadded_bf16),
-                       ("no-sync-step", check_no_sync_step)]
+                       ("no-sync-step", check_no_sync_step), ("no-sync-finetune", check_no_sync_finetune_step)]
     results = []
     for name, fn in checks:
         t = time.perf_counter()

@@ -518,3 +518,19 @@ def test_unpad_fine_tunes_the_same_model(tiny_model, shared_data, tmp_path, task
                            (out / "test_predictions.jsonl").read_text())
     assert histories["--unpad"][:2] == pytest.approx(histories["--no-unpad"][:2], abs=1e-6)
     assert histories["--unpad"][2] == histories["--no-unpad"][2]
+
+
+def test_training_steps_read_the_loss_back_only_every_log_every_steps(tiny_model, shared_data, tmp_path, monkeypatch):
+    """On a GPU, reading a loss back (``.item()``) waits for the queued steps: the loop reads it once
+    every LOG_EVERY steps (and at the last), not at every step. (A GPU check of the whole step under
+    torch.cuda.set_sync_debug_mode is benchmarks/gpu_check.py's no-sync-finetune.)"""
+    from domainbert.blurb import finetune as ft
+
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or item(self))
+    steps = 2 * ft.LOG_EVERY + 3
+    metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=4 * steps,
+                             batch_size=4, max_steps=steps, save_model=False))
+    assert metrics["runs"][0]["steps"] == steps
+    assert len(reads) == 3  # steps LOG_EVERY, 2 x LOG_EVERY and the last

@@ -26,11 +26,13 @@ classification BertForSequenceClassification,       question + context as a pair
 Training follows BERT's fine-tuning recipe as BLURB used it (Gu et al. 2021, §4.3): AdamW with
 weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then linear decay to 0,
 gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
-batches grouped by length with dynamic padding. Each epoch is scored on dev; a run keeps its best
-epoch. ``--budget quick`` trains one setting with one seed (the record's defaults, epochs capped);
-``--budget record`` the same setting for the record's own epochs over three seeds; ``--budget full``
-runs BLURB's grid (lr {1e-5, 2e-5, 3e-5, 5e-5} × batch {16, 32}) over several seeds,
-selects the setting with the best mean dev score and reports test mean ± std for it.
+batches grouped by length with dynamic padding. On a GPU a step never waits for it: batches are made
+(and their Packing found) in pinned host memory, and the loss is read back every ``LOG_EVERY``
+steps. Each epoch is scored on dev; a run keeps its best epoch. ``--budget quick`` trains one
+setting with one seed (the record's defaults, epochs capped); ``--budget record`` the same setting
+for the record's own epochs over three seeds; ``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5,
+3e-5, 5e-5} × batch {16, 32}) over several seeds, selects the setting with the best mean dev score
+and reports test mean ± std for it.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
 whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
@@ -413,6 +415,26 @@ def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any])
                                     for example, pred, true in rows))
 
 
+LOG_EVERY = 20
+"""Steps between the reads of the training loss (for the progress bar): the only host sync of a run's steps."""
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, Any], lr: float,
+               precision: str, device: torch.device) -> torch.Tensor:
+    """One optimizer step on a :func:`collate` batch at rate ``lr``; returns the loss (detached, on the
+    model's device). Nothing in it waits for a GPU: the batch was made and its Packing found on the host."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(precision, device):
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                    labels=batch["labels"], packing=batch["packing"])
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out.loss.detach()
+
+
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
               device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
     """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
@@ -441,19 +463,13 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, **pools):
             if step >= total:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = get_lr(step, total, setting.learning_rate)
             batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device, args.unpad)
-            with autocast(args.precision, device):
-                out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                            labels=batch["labels"], packing=batch["packing"])
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, optimizer, batch, get_lr(step, total, setting.learning_rate), args.precision,
+                              device)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{out.loss.item():.4f}", refresh=False)
+            if step % LOG_EVERY == 0 or step == total:  # the one wait for the GPU, every LOG_EVERY steps
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
         dev_score = score(task.record, gold(task, "dev"), dev_pred)
         history.append(dev_score)

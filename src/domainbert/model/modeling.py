@@ -135,9 +135,14 @@ class Packing:
         return cls.from_mask(attention_mask).to(device, non_blocking=True)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Packing:
-        return Packing(self.indices.to(device, non_blocking=non_blocking),
-                       self.cu_seqlens.to(device, non_blocking=non_blocking), self.max_seqlen, self.batch,
-                       self.length)
+        """On ``device``; a non-blocking copy from the host to a GPU goes through pinned memory, since a
+        copy from pageable memory waits for the GPU's queue."""
+        pin = non_blocking and torch.device(device).type == "cuda" and self.indices.device.type == "cpu"
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return (t.pin_memory() if pin else t).to(device, non_blocking=non_blocking)
+
+        return Packing(move(self.indices), move(self.cu_seqlens), self.max_seqlen, self.batch, self.length)
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """(R, F) → (B, T, F), zeros at padding."""
