@@ -18,8 +18,8 @@ training sentences as ``domainbert finetune`` featurizes them (at most 128 sub-w
 
    Both models load the same checkpoint, and domainbert's new classifier is copied into
    transformers' so that they also start from the same head. The step's time over the batch's real
-   tokens is the cost of a real token; the epoch's train time is projected as the mean step time
-   times the epoch's batches.
+   tokens is the cost of a real token; the epoch's train time is projected as the step's time per
+   padded token times the tokens the variant's batching pads the whole epoch to.
 3. **A profile of domainbert's step** (``torch.profiler``, self CPU time by operator class): the share
    the matrix multiplies take is the floor that no change outside them can go below.
 

@@ -185,6 +185,18 @@ def check_unpadded_bf16(device: torch.device) -> str:
             f"{diff.max():.3f}, mean |h| {scale:.3f}; varlen_attn used: {modeling.varlen_attn is not None}")
 
 
+def second_step_without_sync(device: torch.device, step: Callable[[], None]) -> None:
+    """Run ``step`` twice: the first allocates; the second runs under torch.cuda.set_sync_debug_mode
+    ("error"), where any GPU→CPU wait raises."""
+    for checked in (False, True):
+        torch.cuda.synchronize(device)
+        torch.cuda.set_sync_debug_mode("error" if checked else "default")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
 def check_no_sync_step(device: torch.device) -> str:
     """A training step (forward, backward, clip, fused AdamW) with the host-found Packing and MLM
     positions runs under torch.cuda.set_sync_debug_mode("error"): any GPU→CPU wait raises."""
@@ -201,18 +213,16 @@ def check_no_sync_step(device: torch.device) -> str:
         batch["mlm_positions"] = (host["labels"].reshape(-1) != -100).nonzero().squeeze(1).to(device)
         if unpad:
             batch["packing"] = Packing.from_mask(host["attention_mask"]).to(device, non_blocking=True)
-        for _ in range(2):  # the first step allocates; the second is the one checked
-            torch.cuda.synchronize(device)
-            torch.cuda.set_sync_debug_mode("error" if _ else "default")
-            try:
-                with autocast("bf16", device):
-                    loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+
+        def pretraining_step() -> None:
+            with autocast("bf16", device):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        second_step_without_sync(device, pretraining_step)
         results.append(f"{'unpadded' if unpad else 'padded'}: no sync")
     return "; ".join(results)
 
@@ -236,13 +246,8 @@ def check_no_sync_finetune_step(device: torch.device) -> str:
                                 torch.randint(0, 3, (n,), generator=g).tolist(), i))
     results = []
     for unpad in (False, True):
-        for checked in (False, True):  # the first step allocates; the second is the one checked
-            torch.cuda.synchronize(device)
-            torch.cuda.set_sync_debug_mode("error" if checked else "default")
-            try:
-                train_step(model, opt, collate(features, 0, device, unpad), 1e-4, "bf16", device)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+        second_step_without_sync(device, lambda: train_step(model, opt, collate(features, 0, device, unpad), 1e-4,
+                                                            "bf16", device))
         results.append(f"{'unpadded' if unpad else 'padded'}: no sync")
     return "; ".join(results)
 

@@ -26,7 +26,7 @@ import torch
 
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.registry import DatasetRecord
-from domainbert.model.modeling import Packing
+from domainbert.model.modeling import Packing, to_device
 
 Example = TokenExample | TextExample
 
@@ -210,8 +210,6 @@ def collate(features: Sequence[Feature], pad_id: int, device: torch.device, unpa
     else:
         labels = torch.tensor([f.labels for f in features], dtype=torch.long)
     batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
-    if device.type == "cuda":  # pinned host memory: the copies return at once instead of waiting for the GPU
-        batch = {k: v.pin_memory() for k, v in batch.items()}
-    moved: dict[str, Any] = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    moved: dict[str, Any] = {k: to_device(v, device) for k, v in batch.items()}
     moved["packing"] = Packing.for_batch(mask, device) if unpad else None
     return moved

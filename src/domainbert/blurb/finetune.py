@@ -26,13 +26,14 @@ classification BertForSequenceClassification,       question + context as a pair
 Training follows BERT's fine-tuning recipe as BLURB used it (Gu et al. 2021, §4.3): AdamW with
 weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then linear decay to 0,
 gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
-batches grouped by length with dynamic padding. On a GPU a step never waits for it: batches are made
-(and their Packing found) in pinned host memory, and the loss is read back every ``LOG_EVERY``
-steps. Each epoch is scored on dev; a run keeps its best epoch. ``--budget quick`` trains one
-setting with one seed (the record's defaults, epochs capped); ``--budget record`` the same setting
-for the record's own epochs over three seeds; ``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5,
-3e-5, 5e-5} × batch {16, 32}) over several seeds, selects the setting with the best mean dev score
-and reports test mean ± std for it.
+batches grouped by length with dynamic padding. On a GPU a step is built not to wait for it
+(``benchmarks/gpu_check.py``'s no-sync-finetune checks it): batches are made and their Packing found
+on the host and copied through pinned memory, and the loss is read back every ``LOG_EVERY`` steps.
+Each epoch is scored on dev; a run keeps its best epoch. ``--budget quick`` trains one setting with
+one seed (the record's defaults, epochs capped); ``--budget record`` the same setting for the
+record's own epochs over three seeds; ``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5, 3e-5,
+5e-5} × batch {16, 32}) over several seeds, selects the setting with the best mean dev score and
+reports test mean ± std for it.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
 whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
@@ -416,13 +417,14 @@ def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any])
 
 
 LOG_EVERY = 20
-"""Steps between the reads of the training loss (for the progress bar): the only host sync of a run's steps."""
+"""Steps between the reads of the training loss (for the progress bar), a run's one wait for the GPU
+between its dev evaluations."""
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, Any], lr: float,
                precision: str, device: torch.device) -> torch.Tensor:
     """One optimizer step on a :func:`collate` batch at rate ``lr``; returns the loss (detached, on the
-    model's device). Nothing in it waits for a GPU: the batch was made and its Packing found on the host."""
+    model's device). It does not read anything back from a GPU: the batch and its Packing were made on the host."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(precision, device):

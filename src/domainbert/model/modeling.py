@@ -101,6 +101,14 @@ class SequenceClassifierOutput:
 
 # ==================================================================================== encoder
 # ==================================================================================== packing
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on ``device`` without waiting for it: on a GPU the copy goes through pinned
+    memory and returns at once (a copy from pageable memory waits for the GPU's queue)."""
+    if torch.device(device).type == "cuda" and t.device.type == "cpu":
+        t = t.contiguous().pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 @dataclass(frozen=True)
 class Packing:
     """Where the real tokens of a padded (B, T) batch sit, for the unpadded path.
@@ -135,12 +143,9 @@ class Packing:
         return cls.from_mask(attention_mask).to(device, non_blocking=True)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Packing:
-        """On ``device``; a non-blocking copy from the host to a GPU goes through pinned memory, since a
-        copy from pageable memory waits for the GPU's queue."""
-        pin = non_blocking and torch.device(device).type == "cuda" and self.indices.device.type == "cpu"
-
+        """On ``device``; ``non_blocking``: through :func:`to_device`, without waiting for a GPU."""
         def move(t: torch.Tensor) -> torch.Tensor:
-            return (t.pin_memory() if pin else t).to(device, non_blocking=non_blocking)
+            return to_device(t, device) if non_blocking else t.to(device)
 
         return Packing(move(self.indices), move(self.cu_seqlens), self.max_seqlen, self.batch, self.length)
 

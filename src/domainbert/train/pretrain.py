@@ -63,7 +63,7 @@ from domainbert.data.vocab import VOCAB_STATS
 from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
-from domainbert.model.modeling import BertForPreTraining, Packing, local_attention, sinusoidal_positions
+from domainbert.model.modeling import BertForPreTraining, Packing, local_attention, sinusoidal_positions, to_device
 from domainbert.train import distributed
 from domainbert.train.args import (
     COMPILE_MODES,
@@ -171,15 +171,12 @@ def _trim_padding(batch: dict[str, torch.Tensor], device: torch.device, unpad: b
     come as ``mlm_positions``: both found on the host, so that the step does not wait for the GPU."""
     n = int(batch["attention_mask"].sum(1).max())
     trimmed = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in batch.items()}
-    if device.type == "cuda":  # pinned host memory: the copies below return at once and overlap the GPU's work
-        trimmed = {k: v.contiguous().pin_memory() for k, v in trimmed.items()}
-    moved: dict[str, Any] = {k: v.to(device, non_blocking=True) for k, v in trimmed.items()}
+    moved: dict[str, Any] = {k: to_device(v, device) for k, v in trimmed.items()}
     packing = Packing.for_batch(trimmed["attention_mask"], device) if unpad else None
     if packing is not None:
         moved["packing"] = packing
     if "labels" in trimmed:  # the MLM positions, found here rather than by the model on the device
-        moved["mlm_positions"] = (trimmed["labels"].reshape(-1) != -100).nonzero().squeeze(1).to(
-            device, non_blocking=True)
+        moved["mlm_positions"] = to_device((trimmed["labels"].reshape(-1) != -100).nonzero().squeeze(1), device)
     return moved
 
 
