@@ -534,3 +534,23 @@ def test_training_steps_read_the_loss_back_only_every_log_every_steps(tiny_model
                              batch_size=4, max_steps=steps, save_model=False))
     assert metrics["runs"][0]["steps"] == steps
     assert len(reads) == 3  # steps LOG_EVERY, 2 x LOG_EVERY and the last
+
+
+def test_each_epoch_is_logged_as_it_ends(tiny_model, shared_data, tmp_path, capsys):
+    """A long run (ChemProt's 10 epochs: about 13 minutes on a 2-core CPU) shows its dev score per
+    epoch on stderr and in runs/<run id>/epochs.jsonl as each epoch ends, matching result.json."""
+    metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=24,
+                             batch_size=8, max_steps=None, epochs=3, save_model=False, progress=None))
+    run = metrics["runs"][0]
+    rows = [json.loads(line) for line in
+            (tmp_path / "o" / "runs" / run["run_id"] / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [3, 6, 9]  # 24 examples / batch 8 a epoch
+    assert [r["dev"] for r in rows] == run["dev_history"]
+    assert rows[-1]["best_epoch"] == run["best_epoch"]
+    assert all(r["train_loss"] > 0 for r in rows) and rows[0]["seconds"] <= rows[-1]["seconds"]
+    printed = [line for line in capsys.readouterr().err.splitlines() if " epoch " in line]
+    assert len(printed) == 3 and printed[0].startswith("ncbi-disease ") and "dev " in printed[0]
+    finetune(_args(tiny_model, tmp_path / "quiet", shared_data, task="ncbi-disease", limit=24, batch_size=8,
+                   max_steps=None, epochs=2, save_model=False, progress=False))
+    assert " epoch " not in capsys.readouterr().err  # suites that asked for silence get it

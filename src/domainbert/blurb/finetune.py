@@ -55,6 +55,8 @@ Output directory::
                                  AutoModelForTokenClassification / AutoModelForSequenceClassification
     selection.json               which run the model and the predictions come from
     runs/<run id>/result.json    one per (lr, batch, epochs, seed)
+    runs/<run id>/epochs.jsonl   {"epoch", "step", "train_loss", "dev", "best_epoch", "seconds"}, a line
+                                 as each epoch ends (also printed on stderr)
 
 With ``--budget full`` the saved model is the best single run by dev score, which belongs to the
 selected setting only when that setting also holds the best seed; ``metrics.json`` names both.
@@ -67,6 +69,7 @@ import json
 import math
 import random
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -437,6 +440,25 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[s
     return out.loss.detach()
 
 
+class EpochLog:
+    """A run's per-epoch record, ``runs/<run id>/epochs.jsonl``, written as each epoch ends (a long run
+    can be followed, and a killed one read, before its ``result.json`` exists); one line on stderr per
+    epoch too, unless ``quiet``. The file is started afresh when the run (re)starts."""
+
+    def __init__(self, path: Path, task: str, run_id: str, quiet: bool) -> None:
+        self.path, self.task, self.run_id, self.quiet = path, task, run_id, quiet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+
+    def write(self, bar: tqdm, **row: Any) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if not self.quiet:
+            bar.write(f"{self.task} {self.run_id} epoch {row['epoch']}: train loss {row['train_loss']:.4f}, "
+                      f"dev {100 * row['dev']:.2f} (best epoch {row['best_epoch']}), {row['seconds']:.0f} s",
+                      file=sys.stderr)
+
+
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
               device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
     """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
@@ -456,10 +478,13 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     started = time.perf_counter()
     bar = tqdm(total=total, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
                disable=(None if args.progress is None else not args.progress))
+    log = EpochLog(args.out / "runs" / setting.run_id(seed) / "epochs.jsonl", task.record.name,
+                   setting.run_id(seed), quiet=args.progress is False)
     for epoch in range(setting.epochs):
         if step >= total:
             break
         model.train()
+        epoch_loss, epoch_steps = torch.zeros((), device=device), 0  # summed on the device: no wait per step
         # pool=1: each batch is a random draw (sorting inside one batch changes nothing).
         pools = {} if args.group_by_length else {"pool": 1}
         for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, **pools):
@@ -469,6 +494,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             loss = train_step(model, optimizer, batch, get_lr(step, total, setting.learning_rate), args.precision,
                               device)
             step += 1
+            epoch_loss += loss
+            epoch_steps += 1
             bar.update(1)
             if step % LOG_EVERY == 0 or step == total:  # the one wait for the GPU, every LOG_EVERY steps
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
@@ -478,6 +505,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         if best is None or dev_score > best[0]:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best = (dev_score, epoch + 1, state, {"dev": dev_pred})
+        log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
+                  dev=dev_score, best_epoch=best[1], seconds=round(time.perf_counter() - started, 2))
     bar.close()
     seconds = time.perf_counter() - started
     assert best is not None
