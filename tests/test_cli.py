@@ -3,6 +3,7 @@ arguments exit non-zero with a clear message; the installed console script runs.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 
@@ -50,3 +51,22 @@ def test_console_script_is_installed():
     assert done.stdout.startswith("domainbert ")
     done = subprocess.run([exe, "model", "info", "/nonexistent"], capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_a_repeated_list_option_adds_to_the_list(name):
+    """``--seed 42 --seed 43`` runs both seeds and ``blurb --model A --model B`` both models (argparse's
+    own list options keep only the last occurrence, silently)."""
+    parser = build_parser(name)
+    for action in parser._actions:
+        if action.option_strings and action.nargs in ("+", "*"):
+            ns = argparse.Namespace(**{action.dest: action.default})
+            action(parser, ns, ["1"], action.option_strings[0])
+            action(parser, ns, ["2"], action.option_strings[0])
+            assert getattr(ns, action.dest) == ["1", "2"], f"{name} {action.option_strings[0]}"
+
+
+def test_finetune_seeds_given_twice_are_both_run():
+    ns = build_parser("finetune").parse_args(["--model", "m", "--out", "o", "--task", "gad", "--seed", "42",
+                                              "--seed", "43", "44"])
+    assert ns.seed == [42, 43, 44]

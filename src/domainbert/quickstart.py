@@ -212,8 +212,9 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
                          recipe)
     timings["pretraining"] = time.perf_counter() - t
 
-    t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(ns.tasks)}) and the report")
-    suite = dict(tasks=list(ns.tasks), budget="quick", data_dir=out / "data", max_steps=ns.finetune_steps,
+    tasks = list(ns.tasks or DEFAULT_TASKS)
+    t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(tasks)}) and the report")
+    suite = dict(tasks=tasks, budget="quick", data_dir=out / "data", max_steps=ns.finetune_steps,
                  limit=ns.limit)
     results = run_suite(Path(pre["export"]), out / "blurb", name="pretrained", **suite)
     timings["fine-tuning"] = time.perf_counter() - t
@@ -295,7 +296,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="take the data from a folder or server laid out like the download cache")
     parser.add_argument("--minutes", type=float, default=10.0, help="pretraining time budget")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="where everything goes")
-    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="BLURB datasets to fine-tune on")
+    parser.add_argument("--tasks", nargs="+", action="extend", default=None,
+                        help=f"BLURB datasets to fine-tune on (default: {' '.join(DEFAULT_TASKS)})")
     parser.add_argument("--vocab-size", type=int, default=16384, help="in-domain vocabulary size")
     parser.add_argument("--model-size", choices=["tiny", "mini", "small"], default=None,
                         help=f"model preset (default: the {RECIPE} recipe's)")

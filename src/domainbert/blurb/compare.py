@@ -266,7 +266,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
                         help="--out folders of finished `domainbert blurb` runs; the first is the reference")
     parser.add_argument("--out", type=Path, required=True, help="where comparison.{md,json,png} go")
-    parser.add_argument("--name", nargs="+", default=None, help="one label per run (default: from the model path)")
+    parser.add_argument("--name", nargs="+", action="extend", default=None,
+                        help="one label per run (default: from the model path)")
 
 
 def run(ns: argparse.Namespace) -> int:

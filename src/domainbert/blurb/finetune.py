@@ -651,7 +651,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="quick: one setting, one seed, ≤3 epochs (more, up to 100 steps, for tiny sets); "
                              "record: that setting for the dataset's own epochs, 3 seeds; "
                              "full: BLURB's grid × 5 seeds")
-    parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
+    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None, help="seed(s)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (quick/record only)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick/record only)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")

@@ -111,22 +111,23 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
 # ==================================================================================== command
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert blurb``."""
-    parser.add_argument("--model", nargs="+", required=True,
+    parser.add_argument("--model", nargs="+", action="extend", required=True,
                         help="BERT checkpoint directory or Hugging Face Hub repo id; several: each is run, then "
                         "compared with the first")
     add_revision_argument(parser)
-    parser.add_argument("--name", nargs="+", default=None,
+    parser.add_argument("--name", nargs="+", action="extend", default=None,
                         help="a label per model for the reports (default: from the model's path)")
     parser.add_argument("--out", type=Path, required=True,
                         help="output directory (reused to resume); with several models, one folder per model "
                         "in it and comparison.{md,json,png}")
-    parser.add_argument("--tasks", nargs="+", default=None, help=f"datasets (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--tasks", nargs="+", action="extend", default=None,
+                        help=f"datasets (default: all): {', '.join(DATASETS)}")
     parser.add_argument("--budget", choices=get_args(Budget), default="quick",
                         help="quick: one setting, one seed, capped epochs; record: that setting for each "
                         "dataset's own epochs, 3 seeds; full: BLURB's grid x 5 seeds")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
-    parser.add_argument("--seed", type=int, nargs="+", default=None, help="seed(s)")
+    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None, help="seed(s)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs for every dataset")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
     parser.add_argument("--max-seq-length", type=int, default=None, help="cap on sub-words per input")

@@ -541,7 +541,7 @@ def configure_download(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--pubmed", type=_pubmed_range, metavar="START-END",
                       help="PubMed baseline files by number, e.g. 1-3 for pubmedYYn0001..0003.xml.gz "
                            "(each about 20-40 MB; a yearly baseline has about 1,200-1,300 files)")
-    what.add_argument("--blurb", nargs="*", metavar="NAME",
+    what.add_argument("--blurb", nargs="*", action="extend", metavar="NAME",
                       help=f"BLURB datasets by name; no name means all: {', '.join(BLURB)}")
     what.add_argument("--corpus", action="store_true",
                       help="the sample pretraining corpus (pubmed_corpus/, derived: needs --mirror) "

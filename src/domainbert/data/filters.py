@@ -78,7 +78,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop documents with fewer words (PubMedBERT: 128; 0 keeps all)")
     parser.add_argument("--no-dedup-pmid", action="store_true", help="keep documents with a repeated PMID")
     parser.add_argument("--no-dedup-text", action="store_true", help="keep documents with repeated text")
-    parser.add_argument("--languages", nargs="+", default=None, metavar="CODE",
+    parser.add_argument("--languages", nargs="+", action="extend", default=None, metavar="CODE",
                         help="MEDLINE language codes to keep, e.g. eng (default: all)")
     parser.add_argument("--decontaminate", type=Path, default=None, metavar="DATA_DIR",
                         help="drop documents sharing a PMID or sentence with the BLURB test files under DATA_DIR")

@@ -513,7 +513,7 @@ def check_manifest(manifest: dict[str, Any], *, max_seq_len: int | None = None,
 def configure_prepare(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``domainbert data prepare``."""
     d = PrepareConfig()
-    parser.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="FILE_OR_DIR",
+    parser.add_argument("--corpus", type=Path, nargs="+", action="extend", required=True, metavar="FILE_OR_DIR",
                         help="text (BERT format), MEDLINE XML (.xml/.xml.gz) or PubTator files, or folders")
     parser.add_argument("--vocab", required=True,
                         help="vocabulary directory (holds vocab.txt), or a model's Hub repo id (continual pretraining)")

@@ -215,7 +215,7 @@ def build_vocab(files: Sequence[Path], out: Path, vocab_size: int, *, cased: boo
 
 
 def configure_build(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="FILE_OR_DIR",
+    parser.add_argument("--corpus", type=Path, nargs="+", action="extend", required=True, metavar="FILE_OR_DIR",
                         help="text (BERT format), MEDLINE XML (.xml/.xml.gz) or PubTator files, or folders "
                              "(read as `data prepare` reads them)")
     parser.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary size")
