@@ -10,7 +10,7 @@ same setting and seeds:
 ==========  ===============================================================================
 variant     the markers' input embeddings
 ==========  ===============================================================================
-bert-init   new rows drawn from N(0, initializer_range²): BERT's init
+bert-init   new rows drawn from N(0, initializer_range²): BERT's init (what ``finetune`` does)
 mean        new rows drawn around the old rows' mean with 1e-9 x their covariance (what
             transformers' ``resize_token_embeddings`` does by default, ``mean_resizing=True``)
 name        each marker's row set to the mean of its name's pieces (``@GENE$`` → ``gene``)
