@@ -537,7 +537,7 @@ def test_training_steps_read_the_loss_back_only_every_log_every_steps(tiny_model
 
 
 def test_each_epoch_is_logged_as_it_ends(tiny_model, shared_data, tmp_path, capsys):
-    """A long run (ChemProt's 10 epochs: about 13 minutes on a 2-core CPU) shows its dev score per
+    """A long run (ChemProt's 10 epochs: 20 minutes of a 2-core CPU for the `mini` shape) shows its dev score per
     epoch on stderr and in runs/<run id>/epochs.jsonl as each epoch ends, matching result.json."""
     metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=24,
                              batch_size=8, max_steps=None, epochs=3, save_model=False, progress=None))
