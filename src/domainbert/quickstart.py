@@ -38,7 +38,7 @@ from typing import Any
 from domainbert.atomic import atomic_write_json
 from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.suite import run_suite
-from domainbert.data.download import download
+from domainbert.data.download import download, unavailable_datasets
 from domainbert.data.examples import PrepareConfig, max_predictions_for
 from domainbert.data.shards import load_manifest, prepare_pretraining_data
 from domainbert.data.sources import blurb_files, corpus_files, pubmed_baseline_files
@@ -84,8 +84,12 @@ def fetch_data(out: Path, mirror: str | None, progress: bool) -> tuple[list[Path
     files = blurb_files() + [f for f in corpus_files() if f.path == HELD_OUT_XML or mirror is not None]
     if mirror is None:
         files += pubmed_baseline_files(1, 1)
-    result = download(files, out, mirror=mirror, progress=progress)
-    print(f"  {len(result.fetched)} file(s) fetched, {len(result.skipped)} already there, into {out}")
+    # A mirror (or source) without some BLURB files still serves the rest: those datasets are then left
+    # out of the evaluation and the decontamination uses the test files that are there.
+    result = download(files, out, mirror=mirror, progress=progress, skip_unavailable=True)
+    print(f"  {len(result.fetched)} file(s) fetched, {len(result.skipped)} already there, into {out}"
+          + (f"; {len(result.unavailable)} not in the source ({unavailable_datasets(result.unavailable)})"
+             if result.unavailable else ""))
     if mirror is not None:
         train = sorted(p for p in (out / "pubmed_corpus").glob("*.txt") if p.name != HELD_OUT_TEXT)
     else:

@@ -523,7 +523,7 @@ def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs, precision: str 
     negative class scored, and every setting that changes a result, precision as resolved on this
     machine (the setting and seed are in the run's id)."""
     root = Path(args.data_dir) if args.data_dir is not None else default_data_dir()
-    data = [p for split in task.examples for p in task.record.paths(split, root)]
+    data = [p for split in task.examples for p in (task.record.locate(split, root) or ((), None))[0]]
     sizes = {split: len(rows) for split, rows in task.examples.items()}
     return {"version": FINGERPRINT_VERSION, "task": task.record.name,
             "model_sha256": content_hash(model_files(Path(model_dir))), "data_sha256": content_hash(data),
@@ -554,8 +554,8 @@ def record_for(args: FinetuneArgs) -> DatasetRecord:
                     raise DataError(f"{root}: no {name}; a multi-label set uses BLURB's HoC layout: "
                                     "{train,dev,test}.tsv (labels<TAB>sentence<TAB>PMID_s<n>) and "
                                     "{train,dev,test}_pmid.tsv")
-        return replace(hoc, name=root.name, display_name=root.name, folder=str(root),
-                       notes=("a user's multi-label set in BLURB's HoC layout",))
+        return replace(hoc, name=root.name, display_name=root.name, folder=str(root), sizes=None,
+                       download_name=None, notes=("a user's multi-label set in BLURB's HoC layout",))
     return user_record(args.task_type, args.data, negative_label=args.negative_label)
 
 

@@ -9,12 +9,17 @@ without reading anything.
 Data directory layout (relative to the data directory, the same as ``shared/data``)::
 
     bc5cdr_chem/{train,devel,test}.tsv     ncbi_disease/{train,devel,test}.tsv
-    bc5cdr_disease/{train,devel,test}.tsv  bc2gm/{train,devel,test}.tsv          (not shipped)
-    jnlpba/{train,dev,test}.tsv            ebm_pico/{train,dev,test}.tsv         (train not shipped)
-    chemprot/raw/chemprot_{training,development,test_gs}/...  (the BioCreative VI release)
-    ddi/{train,dev,test}.tsv  (not shipped)  gad/{train,dev,test}.tsv  biosses/{train,dev,test}.tsv
+    bc5cdr_disease/{train,devel,test}.tsv  bc2gm/{train,dev,test}.tsv
+    jnlpba/{train,dev,test}.tsv            ebm_pico/{train,dev,test}.tsv
+    chemprot/blurb/{train,dev,test}.tsv    (or, offline, the BioCreative VI release it is built from:
+                                            chemprot/raw/chemprot_{training,development,test_gs}/...)
+    ddi/{train,dev,test}.tsv  gad/{train,dev,test}.tsv  biosses/{train,dev,test}.tsv
     hoc/{train,dev,test}.tsv + hoc/{train,dev,test}_pmid.tsv
     pubmedqa/{ori_pqal.json,test_ground_truth.json}   bioasq/{train,dev,test}.tsv
+
+``domainbert data download --blurb`` fetches all of it. Each record also carries the size of each
+split in BLURB's release (:attr:`DatasetRecord.sizes`); a split of another size is said in one line
+when it is read (another release of the corpus gives scores that do not compare with BLURB's).
 
 Fine-tuning defaults: BLURB (Gu et al. 2021, §4.3) adapts the BERT paper's §3.5 grid — learning rates
 {1e-5, 2e-5, 3e-5, 5e-5}, batch sizes {16, 32}, epochs per task — and selects on dev. The single
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -82,6 +87,30 @@ class FinetuneDefaults:
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """Other files a split can be read from when the record's own are absent (ChemProt: the original
+    release, converted to BLURB's rows on the fly)."""
+
+    folder: str
+    files: Mapping[str, tuple[str, ...]]
+    reader: Reader
+    description: str
+    """What these files are, for messages."""
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How big each split of BLURB's release is, and in what unit it is counted."""
+
+    unit: Literal["mentions", "rows", "documents", "pairs", "questions"]
+    """``mentions``: entity starts (B tags); ``documents``: distinct documents (HoC PMIDs, EBM-PICO
+    abstracts); the others: examples."""
+    counts: Mapping[str, int]
+    source: str
+    """Where the counts come from (the release files counted, or the paper's table)."""
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
     """One BLURB dataset (or a user's dataset in a BLURB format)."""
 
@@ -115,6 +144,12 @@ class DatasetRecord:
     """The files holding the test split's text, relative to the data directory, each with its
     :mod:`~domainbert.blurb.test_text` reader: what decontamination keeps out of pretraining (the
     test split itself, and the releases it was cut from when they carry more of the same text)."""
+    sizes: SplitSizes | None = None
+    """BLURB's split sizes, checked when a split is read; None for a user's dataset."""
+    fallback: Fallback | None = None
+    """Where a split is read from when the record's own files are absent."""
+    download_name: str | None = None
+    """The ``data download --blurb`` name that fetches its files; None for a user's dataset."""
 
     def __post_init__(self) -> None:
         if self.task_type not in get_args(TaskType):
@@ -130,10 +165,22 @@ class DatasetRecord:
         return TASK_GROUPS[self.task_type]
 
     def paths(self, split: str, data_dir: Path) -> tuple[Path, ...]:
-        """Absolute paths of ``split``'s files under ``data_dir``."""
+        """Absolute paths of ``split``'s own files under ``data_dir``."""
         if split not in self.files:
             raise DataError(f"{self.name} has no '{split}' split; it has {', '.join(self.files)}")
         return tuple(data_dir / self.folder / name for name in self.files[split])
+
+    def locate(self, split: str, data_dir: Path) -> tuple[tuple[Path, ...], Reader] | None:
+        """The files ``split`` is read from and their reader: the record's own when all are present,
+        else the fallback's when all of those are; None when neither is complete."""
+        own = self.paths(split, data_dir)
+        if all(p.is_file() for p in own):
+            return own, self.reader
+        if self.fallback is not None and split in self.fallback.files:
+            other = tuple(data_dir / self.fallback.folder / n for n in self.fallback.files[split])
+            if all(p.is_file() for p in other):
+                return other, self.fallback.reader
+        return None
 
 
 # --- readers bound to records ------------------------------------------------------------------
@@ -142,12 +189,17 @@ def _conll(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[E
     return list(readers.read_conll(paths[0]))
 
 
+def _conll_untyped(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    # BLURB's own NER files tag B/I/O without a type; a typed copy (B-GENE) reads the same.
+    return [replace(e, tags=tuple(t.split("-")[0] for t in e.tags)) for e in readers.read_conll(paths[0])]
+
+
 def _relation(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
     return list(readers.read_relation_tsv(paths[0]))
 
 
-def _chemprot(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
-    # paths[0] is <folder>/chemprot_xxx/<abstracts>; the raw folder is two levels up.
+def _chemprot_raw(record: DatasetRecord, split: str, paths: tuple[Path, ...]) -> list[Example]:
+    # paths[0] is <raw folder>/chemprot_xxx/<abstracts>; the raw folder is two levels up.
     return list(read_chemprot_raw(paths[0].parent.parent, split))
 
 
@@ -176,68 +228,87 @@ _BLURB_FILES = {"train": ("train.tsv",), "dev": ("dev.tsv",), "test": ("test.tsv
 _NER_DEFAULTS = FinetuneDefaults(5e-5, 32, 20)
 _CDR_TEST = ("bc5cdr_pubtator/CDR_TestSet.PubTator.txt", tt.pubtator_text)  # both BC5CDR sets
 _NER_NOTE = ("entity-level F1 (seqeval, conlleval-style chunks: an I- after O starts an entity)")
+_COUNTED = "counted in BLURB's release files (their git blob ids are in domainbert/data/sources.toml)"
+_PAPER = "BLURB's published table (Gu et al. 2021, Table 3); not counted here from the files"
+
+
+def _mentions(train: int, dev: int, test: int, source: str = _COUNTED) -> SplitSizes:
+    return SplitSizes("mentions", {"train": train, "dev": dev, "test": test}, source)
+
+
+def _rows(unit: str, train: int, dev: int, test: int, source: str = _COUNTED) -> SplitSizes:
+    return SplitSizes(unit, {"train": train, "dev": dev, "test": test}, source)  # type: ignore[arg-type]
 
 DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
     DatasetRecord("bc5-chem", "BC5-chem", "ner", "bc5cdr_chem", _IOB_FILES, _conll,
                   _bio("Chemical"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "IOB files of MTL-Bioinformatics-2016; BLURB's copy only drops "
                          "the type suffix, so entity F1 is the same"),
-                  test_text=(("bc5cdr_chem/test.tsv", tt.iob_text), _CDR_TEST)),
+                  test_text=(("bc5cdr_chem/test.tsv", tt.iob_text), _CDR_TEST),
+                  sizes=_mentions(5203, 5347, 5385), download_name="bc5cdr_chem"),
     DatasetRecord("bc5-disease", "BC5-disease", "ner", "bc5cdr_disease", _IOB_FILES, _conll,
                   _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
-                  test_text=(("bc5cdr_disease/test.tsv", tt.iob_text), _CDR_TEST)),
+                  test_text=(("bc5cdr_disease/test.tsv", tt.iob_text), _CDR_TEST),
+                  # the paper's table says 4,244 dev mentions; BLURB's file has 4,246
+                  sizes=_mentions(4182, 4246, 4424), download_name="bc5cdr_disease"),
     DatasetRecord("ncbi-disease", "NCBI-disease", "ner", "ncbi_disease", _IOB_FILES, _conll,
                   _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
                   test_text=(("ncbi_disease/test.tsv", tt.iob_text),
-                             ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text))),
-    DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _IOB_FILES, _conll,
-                  _bio("GENE"), 512, "entity_f1", _NER_DEFAULTS,
-                  notes=(_NER_NOTE, "not shipped in shared/data (reserved): place the "
-                         "MTL-Bioinformatics-2016 BC2GM-IOB files as bc2gm/{train,devel,test}.tsv; "
-                         "BLURB counts 15,197 / 3,061 / 6,325 mentions"),
-                  test_text=(("bc2gm/test.tsv", tt.iob_text),)),
+                             ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text)),
+                  sizes=_mentions(5134, 787, 960), download_name="ncbi_disease"),
+    DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _BLURB_FILES, _conll_untyped,
+                  ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
+                  notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags (a B-GENE copy reads the same)"),
+                  test_text=(("bc2gm/test.tsv", tt.iob_text),),
+                  sizes=_mentions(15197, 3061, 6325, _PAPER), download_name="bc2gm"),
     DatasetRecord("jnlpba", "JNLPBA", "ner", "jnlpba", _BLURB_FILES, _conll,
                   ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags, -DOCSTART- per "
                          "abstract, BLURB's train/dev split of the JNLPBA training set"),
-                  test_text=(("jnlpba/test.tsv", tt.iob_text),)),
+                  test_text=(("jnlpba/test.tsv", tt.iob_text),),
+                  sizes=_mentions(46750, 4551, 8662), download_name="jnlpba"),
     DatasetRecord("ebm-pico", "EBM PICO", "pico", "ebm_pico", _BLURB_FILES, _conll,
                   ("O", "I-PAR", "I-INT", "I-OUT"), 512, "pico_macro_f1",
                   FinetuneDefaults(5e-5, 32, 5),
-                  notes=("EBM-PICO train split not present in shared/data: only dev and test (the "
-                         "train file is over the size limit); place BLURB's train.tsv as "
-                         "ebm_pico/train.tsv to fine-tune",
-                         "macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)"),
-                  test_text=(("ebm_pico/test.tsv", tt.iob_text), ("ebm_pico/test_pmid.tsv", tt.pmid_list))),
-    DatasetRecord("chemprot", "ChemProt", "relation", "chemprot/raw",
-                  {s: raw_files(s) for s in SPLITS}, _chemprot,
+                  notes=("macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)",),
+                  test_text=(("ebm_pico/test.tsv", tt.iob_text), ("ebm_pico/test_pmid.tsv", tt.pmid_list)),
+                  # abstracts, as BLURB's PMID lists give them (the paper's word counts, 339,167 /
+                  # 85,321 / 16,364, do not match the dev file's 87,308 tagged words)
+                  sizes=_rows("documents", 3842, 960, 191, "BLURB's PMID lists (indexing/ebmnlp)"),
+                  download_name="ebm_pico"),
+    DatasetRecord("chemprot", "ChemProt", "relation", "chemprot/blurb", _BLURB_FILES, _relation,
                   CHEMPROT_LABELS, 256, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
                   negative_label="false",
-                  notes=("built from the BioCreative VI release (chemprot/raw) with BLURB's "
-                         "method; the dev split reproduces BLURB's dev.tsv row for row",
+                  notes=("BLURB's files; without them, the same rows built from the BioCreative VI release "
+                         "(chemprot/raw): the conversion gives BLURB's three files byte for byte",
                          "micro F1 over CPR:3/4/5/6/9, the 'false' class left out"),
                   test_text=(("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv",
                               tt.chemprot_abstracts_text),
-                             ("chemprot/blurb/test.tsv", tt.masked_tsv_text))),
+                             ("chemprot/blurb/test.tsv", tt.masked_tsv_text)),
+                  sizes=_rows("pairs", 18035, 11268, 15745),
+                  fallback=Fallback("chemprot/raw", {s: raw_files(s) for s in SPLITS}, _chemprot_raw,
+                                    "the BioCreative VI ChemProt release (chemprot/raw)"),
+                  download_name="chemprot"),
     DatasetRecord("ddi", "DDI", "relation", "ddi", _BLURB_FILES, _relation,
                   ("DDI-advise", "DDI-effect", "DDI-int", "DDI-mechanism", "DDI-false"), 256,
                   "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10), negative_label="DDI-false",
-                  notes=("not shipped in shared/data (reserved): place BLURB's DDI files as "
-                         "ddi/{train,dev,test}.tsv (id<TAB>sentence with @DRUG$<TAB>label); "
-                         "BLURB counts 25,296 / 2,496 / 5,716 rows",
+                  notes=("BLURB's DDI 2013 pairs, drugs masked as @DRUG$ (id<TAB>sentence<TAB>label)",
                          "micro F1 over the four DDI types, 'DDI-false' left out"),
-                  test_text=(("ddi/test.tsv", tt.masked_tsv_text),)),
+                  test_text=(("ddi/test.tsv", tt.masked_tsv_text),),
+                  sizes=_rows("pairs", 25296, 2496, 5716, _PAPER), download_name="ddi"),
     DatasetRecord("gad", "GAD", "relation", "gad", _BLURB_FILES, _relation,
                   ("0", "1"), 128, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
                   negative_label="0",
                   notes=("fold 1 of BioBERT's GAD", "micro F1 without the negative class '0', i.e. "
                          "the F1 of the positive class (as BioBERT and PubMedBERT report it)"),
-                  test_text=(("gad/test.tsv", tt.masked_tsv_text),)),
+                  test_text=(("gad/test.tsv", tt.masked_tsv_text),),
+                  sizes=_rows("pairs", 4261, 535, 534), download_name="gad"),
     DatasetRecord("biosses", "BIOSSES", "similarity", "biosses", _BLURB_FILES, _biosses,
                   (), 128, "pearson", FinetuneDefaults(2e-5, 16, 30),
                   notes=("regression on the 0-4 mean annotator score; Pearson correlation",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("biosses/test.tsv", tt.biosses_text),)),
+                  test_text=(("biosses/test.tsv", tt.biosses_text),),
+                  sizes=_rows("pairs", 64, 16, 20), download_name="biosses"),
     DatasetRecord("hoc", "HoC", "multilabel", "hoc",
                   {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
                   tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_f1",
@@ -247,7 +318,8 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                          "labels are the column indices 0-9 of BLURB's '0_x,...,9_x' field",
                          "metric: F1 of each of the 10 hallmarks over documents, averaged over the "
                          "hallmarks ('average micro F1' in BLURB's evaluator)"),
-                  test_text=(("hoc/test.tsv", tt.hoc_text), ("hoc/test_pmid.tsv", tt.pmid_list))),
+                  test_text=(("hoc/test.tsv", tt.hoc_text), ("hoc/test_pmid.tsv", tt.pmid_list)),
+                  sizes=_rows("documents", 1295, 186, 371), download_name="hoc"),
     DatasetRecord("pubmedqa", "PubMedQA", "classification", "pubmedqa",
                   {s: ("ori_pqal.json", "test_ground_truth.json") for s in SPLITS}, _pubmedqa,
                   ("yes", "no", "maybe"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
@@ -255,12 +327,14 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                          "(450/50) of the pubmedqa repo's split_dataset.py (seed 0), re-implemented; "
                          "its test half is checked to equal test_ground_truth.json",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("pubmedqa/test_ground_truth.json", tt.pubmedqa_text),)),
+                  test_text=(("pubmedqa/test_ground_truth.json", tt.pubmedqa_text),),
+                  sizes=_rows("questions", 450, 50, 500), download_name="pubmedqa"),
     DatasetRecord("bioasq", "BioASQ", "classification", "bioasq", _BLURB_FILES, _bioasq,
                   ("yes", "no"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
                   notes=("BLURB's BioASQ 7b yes/no questions; context = the concatenated snippets",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("bioasq/test.tsv", tt.bioasq_text),)),
+                  test_text=(("bioasq/test.tsv", tt.bioasq_text),),
+                  sizes=_rows("questions", 670, 75, 140), download_name="bioasq"),
 ]}
 
 
@@ -300,16 +374,17 @@ class DatasetStatus:
 
 
 def dataset_status(name: str, data_dir: str | Path | None = None) -> DatasetStatus:
-    """Check which of ``name``'s split files exist under ``data_dir`` (nothing is read)."""
+    """Check which of ``name``'s splits can be read under ``data_dir`` (nothing is read): a split is
+    available when its own files, or its fallback's, are all there; missing files are the own ones."""
     record = get_record(name)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     available: list[str] = []
     missing: list[Path] = []
     for split in record.files:
-        absent = [p for p in record.paths(split, root) if not p.is_file()]
-        missing.extend(p for p in absent if p not in missing)
-        if not absent:
+        if record.locate(split, root) is not None:
             available.append(split)
+            continue
+        missing.extend(p for p in record.paths(split, root) if not p.is_file() and p not in missing)
     return DatasetStatus(record.name, tuple(available), tuple(missing))
 
 
@@ -330,32 +405,56 @@ def check_labels(record: DatasetRecord, examples: list[Example]) -> None:
                             f"expected one of {', '.join(record.labels)}")
 
 
+def count_split(unit: str, examples: Sequence[Example]) -> int:
+    """The size of a split in a :class:`SplitSizes` unit: entity mentions (B tags), distinct documents
+    (token examples are ``<document>-<sentence>``; text examples are documents already), or examples."""
+    if unit == "mentions":
+        return sum(t.startswith("B") for e in examples if isinstance(e, TokenExample) for t in e.tags)
+    if unit == "documents" and examples and isinstance(examples[0], TokenExample):
+        return len({e.id.rsplit("-", 1)[0] for e in examples})
+    return len(examples)
+
+
+def size_problem(record: DatasetRecord, split: str, examples: Sequence[Example]) -> str | None:
+    """One line when ``split`` is not the size of BLURB's release (another release of the corpus, or a
+    damaged file), else None."""
+    if record.sizes is None or split not in record.sizes.counts:
+        return None
+    found, expected = count_split(record.sizes.unit, examples), record.sizes.counts[split]
+    if found == expected:
+        return None
+    return (f"{record.name} {split}: {found:,} {record.sizes.unit}, but BLURB's {split} split has {expected:,} "
+            f"({record.sizes.source}); scores on these files do not compare with published BLURB scores")
+
+
 def _how_to_get(record: DatasetRecord) -> str:
-    if Path(record.folder).is_absolute():  # a user's own dataset
+    if record.download_name is None:  # a user's own dataset
         return "add the file, or point the command at the folder that has it"
-    not_shipped = next((n for n in record.notes if "not shipped" in n or "not present" in n), None)
-    fetch = f"get it with `{DOWNLOAD_HINT.format(name=record.folder.split('/')[0])}`"
-    if not_shipped is None:
-        return fetch
-    if "not present" in not_shipped:  # partly downloadable (EBM-PICO: dev and test only)
-        return f"{fetch} ({not_shipped})"
-    return not_shipped  # reserved sets: no public download, the note says where to put them
+    fetch = f"get it with `{DOWNLOAD_HINT.format(name=record.download_name)}`"
+    if record.fallback is not None:
+        return f"{fetch} (or put {record.fallback.description} under {record.fallback.folder})"
+    return fetch
 
 
 def load_split(name: str | DatasetRecord, split: str,
                data_dir: str | Path | None = None) -> list[Example]:
-    """Read one split of a BLURB dataset (or of a user record) and check its labels.
+    """Read one split of a BLURB dataset (or of a user record), check its labels, and say in one line
+    (a warning) when its size is not BLURB's.
 
     A missing file raises a DataError that names it and how to get it.
     """
     record = name if isinstance(name, DatasetRecord) else get_record(name)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    paths = record.paths(split, root)
-    for path in paths:
-        if not path.is_file():
-            raise DataError(f"{path}: missing {record.name} {split} file; {_how_to_get(record)}")
-    examples = record.reader(record, split, paths)
+    found = record.locate(split, root)
+    if found is None:
+        missing = next(p for p in record.paths(split, root) if not p.is_file())
+        raise DataError(f"{missing}: missing {record.name} {split} file; {_how_to_get(record)}")
+    paths, reader = found
+    examples = reader(record, split, paths)
     check_labels(record, examples)
+    problem = size_problem(record, split, examples)
+    if problem is not None:
+        logger.warning("%s", problem)
     return examples
 
 

@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -42,7 +43,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ class _Transient(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class Unavailable(DataError):
+    """The source does not have the file (a mirror folder lacks it, or the server answers 404/410)."""
 
 
 def _one_line(text: object) -> str:
@@ -127,13 +132,16 @@ def _md5_from_text(text: str, name: str, source: str) -> str:
     return match.group(1).lower()
 
 
-def _hash_file(path: Path) -> tuple[str, str]:
+def _hash_file(path: Path) -> tuple[str, str, str]:
+    """MD5, SHA-256 and git blob id of a file, in one read."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()
+    blob = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # git's object header, then the bytes
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             md5.update(chunk)
             sha256.update(chunk)
-    return md5.hexdigest(), sha256.hexdigest()
+            blob.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest(), blob.hexdigest()
 
 
 def _check_format(path: Path, rel: str) -> str | None:
@@ -192,7 +200,7 @@ class _Fetcher:
 
     def copy_local(self, source: Path, part: Path, rel: str, mirror: str) -> None:
         if not source.is_file():
-            raise DataError(f"{rel} is missing from the mirror folder {mirror}; put the file at "
+            raise Unavailable(f"{rel} is missing from the mirror folder {mirror}; put the file at "
                             f"{source} (the mirror needs the cache's layout) or drop --mirror to "
                             "fetch it from its public source")
         size = source.stat().st_size
@@ -230,7 +238,7 @@ class _Fetcher:
                 part.unlink()
                 return self.fetch_url(url, part, rel, hint_404)
             if exc.code in (404, 410):
-                raise DataError(f"{url} answered HTTP {exc.code} ({exc.reason}) for {rel}; "
+                raise Unavailable(f"{url} answered HTTP {exc.code} ({exc.reason}) for {rel}; "
                                 f"{hint_404}") from None
             message = (f"{url} answered HTTP {exc.code} ({exc.reason}) for {rel}; the server "
                        "failed: rerun later (the download resumes), or pass --mirror DIR_OR_URL")
@@ -332,6 +340,8 @@ def _is_complete(out_dir: Path, file: RemoteFile, manifest: dict[str, Any], veri
     final = out_dir / file.path
     if not entry or not final.is_file() or final.stat().st_size != entry.get("size"):
         return False
+    if file.blob is not None and entry.get("git_blob") != file.blob:  # fetched before the id was known
+        return False
     if verify and _hash_file(final)[1] != entry.get("sha256"):
         return False
     if file.md5_url is None:
@@ -357,6 +367,8 @@ class DownloadResult:
     skipped: list[str]
     """Relative paths already complete, left as they were."""
     bytes_fetched: int
+    unavailable: list[str] = field(default_factory=list)
+    """Relative paths the source did not have (only with ``skip_unavailable``); nothing written for them."""
 
     @property
     def manifest(self) -> Path:
@@ -365,7 +377,7 @@ class DownloadResult:
 
 def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | None = None,
              timeout: float = 60.0, retries: int = 2, retry_wait: float = 2.0,
-             verify: bool = False, progress: bool = True) -> DownloadResult:
+             verify: bool = False, progress: bool = True, skip_unavailable: bool = False) -> DownloadResult:
     """Fetch ``files`` into ``out_dir`` (same relative paths), verified and atomically written.
 
     ``mirror`` (a folder or an http(s) base URL) replaces every file's public source by
@@ -374,8 +386,12 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
     ``retry_wait`` seconds apart and doubling, resuming the ``.part`` when the server allows.
     Files already complete are skipped: their manifest entry matches the size on disk, or with
     ``verify`` the SHA-256 (a re-read); a file that fails that is fetched again.
+    A file with a git blob id (and size) in the catalogue is refused unless its bytes give them.
     Raises :class:`DataError` on the first file that cannot be fetched; files completed before it
-    stay (and are in the manifest), so a rerun continues where this one stopped.
+    stay (and are in the manifest), so a rerun continues where this one stopped. With
+    ``skip_unavailable``, a file the source does not have (a mirror folder without it, HTTP 404/410)
+    is listed in ``unavailable`` and the rest go on; a file that arrives with the wrong bytes is
+    still an error.
     """
     out = Path(out_dir).expanduser()
     try:
@@ -402,6 +418,17 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
                 continue
             try:
                 entry = _fetch_one(file, out, source_mirror, fetcher, retries, retry_wait)
+            except Unavailable:
+                if not skip_unavailable:
+                    raise
+                _part_path(out / file.path).unlink(missing_ok=True)
+                result.unavailable.append(file.path)
+                continue
+            except OSError as exc:  # network errors are DataErrors by now: this is the file system
+                raise DataError(f"cannot write {file.path} under {out} ({_one_line(exc)}); free "
+                                "disk space or pass a writable --out DIR (or DOMAINBERT_DATA)"
+                                ) from None
+            try:
                 manifest["files"][file.path] = entry
                 _save_manifest(out, manifest)  # after every file: an interrupted run keeps its work
             except OSError as exc:  # network errors are DataErrors by now: this is the file system
@@ -483,21 +510,32 @@ def _fetch_one(file: RemoteFile, out: Path, mirror: _Mirror | None, fetcher: _Fe
     _transfer(file.path, final, source, mirror, fetcher, retries, retry_wait,
               _hint_404(file, file.path, mirror))
     part = _part_path(final)
-    md5, sha256 = _hash_file(part)
+    md5, sha256, blob = _hash_file(part)
+    size = part.stat().st_size
+    if file.size is not None and size != file.size:
+        part.unlink()
+        raise DataError(f"{file.path} from {source[0]} has {size:,} bytes but {file.origin} has "
+                        f"{file.size:,}; the download was deleted: rerun, and if it fails again the source "
+                        "copy is not the pinned file (try another --mirror)")
+    if file.blob is not None and blob != file.blob:
+        part.unlink()
+        raise DataError(f"{file.path} from {source[0]} has git blob id {blob} but {file.origin} is "
+                        f"{file.blob}; the download was deleted: the source holds other bytes than the "
+                        "pinned file (another release or a damaged copy): fetch it from its public source "
+                        "or another --mirror")
     if published_md5 is not None:
         if md5 != published_md5:
             part.unlink()
             raise DataError(f"{file.path} from {source[0]} has MD5 {md5} but the published checksum "
                             f"is {published_md5}; the download was deleted: rerun to fetch it "
                             "again, and if it fails again the source copy is corrupt")
-    else:
+    elif file.blob is None:  # nothing published to check the bytes against: check they parse
         problem = _check_format(part, file.path)
         if problem is not None:
             part.unlink()
             raise DataError(f"{file.path} from {source[0]} does not parse ({problem}); the download "
                             "was deleted: rerun to fetch it again, and if it fails again the source "
                             "copy is damaged (try another --mirror)")
-    size = part.stat().st_size
     os.replace(part, final)
     _fsync_dir(final.parent)
     return {
@@ -505,6 +543,8 @@ def _fetch_one(file: RemoteFile, out: Path, mirror: _Mirror | None, fetcher: _Fe
         "sha256": sha256,
         "md5": md5,
         "md5_verified": published_md5 is not None,
+        "git_blob": blob,
+        "blob_verified": file.blob is not None,
         "source": source[0],
         "origin": file.origin,
         "fetched_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -588,9 +628,24 @@ def run_download(args: argparse.Namespace) -> int:
                           "--corpus (see `domainbert data download --help`)")
     if args.retries < 0:
         raise ConfigError(f"--retries must be 0 or more, got {args.retries}")
+    # Every BLURB dataset (--blurb without names): what the source lacks is said, the rest is fetched.
+    every = args.blurb is not None and not args.blurb
     result = download(files, args.out, mirror=args.mirror, timeout=args.timeout, retries=args.retries,
-                      verify=args.verify, progress=not args.no_progress)
+                      verify=args.verify, progress=not args.no_progress, skip_unavailable=every)
     print(f"{len(result.fetched)} file(s) fetched ({result.bytes_fetched / 1e6:.1f} MB), "
           f"{len(result.skipped)} already complete, in {result.out_dir}; "
           f"manifest: {result.manifest}")
+    if result.unavailable:
+        print(f"{len(result.unavailable)} file(s) not in {args.mirror or 'the public sources'}, so "
+              f"incomplete: {unavailable_datasets(result.unavailable)}; run `domainbert data download --blurb` "
+              "on a connected machine without --mirror to fetch every BLURB file", file=sys.stderr)
     return 0
+
+
+def unavailable_datasets(paths: Sequence[str]) -> str:
+    """``bc2gm (train.tsv, dev.tsv), ddi (...)``: the files of a download's ``unavailable``, by folder."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        folder, _, rest = path.partition("/")
+        by_folder.setdefault(folder, []).append(rest)
+    return ", ".join(f"{folder} ({', '.join(rest)})" for folder, rest in by_folder.items())

@@ -12,12 +12,16 @@ beside it), and says where the cache is (:func:`default_data_dir`). The cache ke
 Two environment variables point the public sources elsewhere (a proxy, an institutional mirror of
 NLM's FTP, or a test server), as ``HF_ENDPOINT`` does for the Hub: ``DOMAINBERT_PUBMED_URL`` replaces
 NLM's baseline directory and ``DOMAINBERT_GITHUB_RAW`` replaces ``https://raw.githubusercontent.com``.
-They are read when this module is imported.
+They are read each time the catalogue's files are listed (:func:`blurb_files`, :func:`corpus_files`).
+
+Every BLURB file carries its git blob id (and its size where the repository's tree records it), so a
+download is verified against the exact bytes of the pinned commit without anyone holding the file.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import tomllib
 import urllib.parse
@@ -35,7 +39,18 @@ PUBMED_BASE_URL = os.environ.get("DOMAINBERT_PUBMED_URL") or "https://ftp.ncbi.n
 PUBMED_CACHE_DIR = "pubmed_baseline"
 """Folder (in the cache and in a mirror) that holds the PubMed baseline files."""
 
-GITHUB_RAW = (os.environ.get("DOMAINBERT_GITHUB_RAW") or "https://raw.githubusercontent.com").rstrip("/")
+GITHUB_RAW = "https://raw.githubusercontent.com"
+"""Where raw files of a GitHub repository at a commit are served; ``DOMAINBERT_GITHUB_RAW`` replaces it."""
+
+
+def github_raw() -> str:
+    """The raw-file host in use: ``$DOMAINBERT_GITHUB_RAW`` when set, else :data:`GITHUB_RAW`."""
+    return (os.environ.get("DOMAINBERT_GITHUB_RAW") or GITHUB_RAW).rstrip("/")
+
+
+def git_blob_id(data: bytes) -> str:
+    """Git's object id of a file with these bytes: ``sha1(b"blob <size>\\0" + data)``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def default_data_dir() -> Path:
@@ -74,6 +89,10 @@ class RemoteFile:
     """URL of the MD5 published beside it (PubMed); ``None`` when none is published."""
     origin: str = ""
     """Where it comes from, in words (``owner/repo@commit:path``), for messages and the manifest."""
+    blob: str | None = None
+    """Its git blob id at the pinned commit; a download with other bytes is refused. None: not known."""
+    size: int | None = None
+    """Its size in bytes at the pinned commit, where known."""
 
     @property
     def md5_path(self) -> str:
@@ -90,16 +109,18 @@ class CatalogueEntry:
     files: tuple[RemoteFile, ...]
 
 
-def _entry(raw: dict[str, Any]) -> CatalogueEntry:
+def _entry(raw: dict[str, Any], host: str) -> CatalogueEntry:
     files: list[RemoteFile] = []
     for group in raw["files"]:
         if "mirror_only" in group:
             files += [RemoteFile(path=p, url=None, origin=group["mirror_only"]) for p in group["paths"]]
             continue
         repo, commit = group["repo"], group["commit"]
-        files += [RemoteFile(path=local, url=f"{GITHUB_RAW}/{repo}/{commit}/{urllib.parse.quote(remote)}",
-                             origin=f"{repo}@{commit}:{remote}")
-                  for local, remote in group["paths"].items()]
+        for local, value in group["paths"].items():
+            remote = value if isinstance(value, str) else value["path"]
+            extra = {} if isinstance(value, str) else {"blob": value["blob"], "size": value.get("bytes")}
+            files.append(RemoteFile(path=local, url=f"{host}/{repo}/{commit}/{urllib.parse.quote(remote)}",
+                                    origin=f"{repo}@{commit}:{remote}", **extra))
     return CatalogueEntry(raw["name"], raw["description"], tuple(files))
 
 
@@ -109,10 +130,18 @@ def _catalogue() -> dict[str, Any]:
 
 _RAW = _catalogue()
 
-BLURB: dict[str, CatalogueEntry] = {e.name: e for e in map(_entry, _RAW["blurb"])}
-"""The BLURB datasets (and the source abstracts two of them were cut from), by cache folder name."""
 
-CORPUS: dict[str, CatalogueEntry] = {e.name: e for e in map(_entry, _RAW["corpus"])}
+
+def _entries(kind: str) -> dict[str, CatalogueEntry]:
+    host = github_raw()
+    return {raw["name"]: _entry(raw, host) for raw in _RAW[kind]}
+
+
+BLURB: dict[str, CatalogueEntry] = _entries("blurb")
+"""The 13 BLURB datasets (and the source abstracts two of them were cut from), by cache folder name;
+URLs as of import (:func:`blurb_files` reads the raw-file host afresh)."""
+
+CORPUS: dict[str, CatalogueEntry] = _entries("corpus")
 """The sample pretraining corpus (``--corpus``): the derived text and the MEDLINE XML it came from."""
 
 
@@ -143,32 +172,24 @@ BLURB_ALIASES: dict[str, str] = {"bc5_chem": "bc5cdr_chem", "bc5_disease": "bc5c
 """Other spellings of the catalogue names (after lower-casing and ``-`` -> ``_``), e.g. the
 BLURB registry's ``bc5-chem``."""
 
-_NOT_IN_CATALOGUE = ("bc2gm", "ddi")
-"""BLURB datasets deliberately left out (reserved for an independent check; see SOURCES.md)."""
-
-
 def _normalise(name: str) -> str:
     key = name.strip().lower().replace("-", "_")
     return BLURB_ALIASES.get(key, key)
 
 
 def blurb_files(names: Sequence[str] | None = None) -> list[RemoteFile]:
-    """The files of the named BLURB entries (all of :data:`BLURB` when ``names`` is empty/None)."""
+    """The files of the named BLURB entries (all of them when ``names`` is empty/None)."""
+    entries = _entries("blurb")
     if not names:
-        return [f for entry in BLURB.values() for f in entry.files]
-    reserved = [n for n in names if _normalise(n) in _NOT_IN_CATALOGUE]
-    if reserved:
-        raise ConfigError(f"{', '.join(reserved)} cannot be downloaded by domainbert (reserved for "
-                          "an independent check); put its files in the data folder yourself, as "
-                          "`domainbert blurb` describes, and leave it out of --blurb")
+        return [f for entry in entries.values() for f in entry.files]
     unknown = [n for n in names if _normalise(n) not in BLURB]
     if unknown:
         raise ConfigError(f"unknown BLURB dataset(s) {', '.join(map(repr, unknown))}; "
                           f"choose from: {', '.join(BLURB)} (or give no name for all)")
     chosen = dict.fromkeys(_normalise(n) for n in names)  # keeps order, drops repeats
-    return [f for name in chosen for f in BLURB[name].files]
+    return [f for name in chosen for f in entries[name].files]
 
 
 def corpus_files() -> list[RemoteFile]:
     """The files of :data:`CORPUS` (the derived sample corpus and the MEDLINE XML samples)."""
-    return [f for entry in CORPUS.values() for f in entry.files]
+    return [f for entry in _entries("corpus").values() for f in entry.files]
