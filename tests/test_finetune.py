@@ -30,6 +30,8 @@ from domainbert.blurb.featurize import (
     word_windows,
 )
 from domainbert.blurb.finetune import FinetuneArgs, Setting, finetune, settings_for
+from domainbert.blurb.metrics import constant_prediction
+from domainbert.blurb.report import render_report
 from domainbert.cli import main
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.model.configuration import BertConfig
@@ -125,6 +127,14 @@ def test_each_task_type_fine_tunes_end_to_end(task, max_len, tiny_model, shared_
         # ... and the score recomputed from the written predictions by the reference libraries is the
         # one reported (dev: the saved run's best epoch; test: that run's test score).
         assert _reference_score(task, rows) == pytest.approx(run[split], abs=1e-9)
+        # metrics.json's breakdown is of the same predictions, and says whether they are all one answer
+        assert metrics["breakdown"][split]["score"] == pytest.approx(run[split], abs=1e-9)
+        predictions = [tuple(r["prediction"]) if task == "hoc" else r["prediction"] for r in rows]
+        constant = constant_prediction(get_record(task), predictions)
+        assert metrics["breakdown"][split]["constant"] == constant
+        if split == "test":
+            assert metrics["constant"] == (None if constant is None else f"{constant} (1 of 1 seeds)")
+    assert metrics["size_checks"] == []  # BLURB's own files, before --limit cut them
 
 
 def _gold_from_files(task: str, split: str, data: Path, n: int) -> list:
@@ -151,9 +161,9 @@ def _reference_score(task: str, rows: list[dict]) -> float:
         return sklearn.metrics.f1_score(gold, pred, pos_label="1", zero_division=0)
     if task == "biosses":
         return 0.0 if len(set(pred)) < 2 else scipy.stats.pearsonr(gold, pred)[0]
-    if task == "hoc":
+    if task == "hoc":  # BLURB's: micro F1 pooled over document x hallmark cells
         binarizer = MultiLabelBinarizer(classes=[str(i) for i in range(10)])
-        return sklearn.metrics.f1_score(binarizer.fit_transform(gold), binarizer.transform(pred), average="macro",
+        return sklearn.metrics.f1_score(binarizer.fit_transform(gold), binarizer.transform(pred), average="micro",
                                         zero_division=0)
     return sklearn.metrics.accuracy_score(gold, pred)
 
@@ -186,7 +196,7 @@ def test_user_multilabel_folder_in_hoc_layout_runs_from_the_cli(tiny_model, shar
                  str(tiny_model), "--out", str(out), "--limit", "24", "--max-steps", "2",
                  "--epochs", "1", "--max-seq-length", "64", "--precision", "fp32",
                  "--device", "cpu"]) == 0
-    assert "my-hallmarks (hoc_f1): dev" in capsys.readouterr().out
+    assert "my-hallmarks (hoc_micro_f1): dev" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task_type"] == "multilabel" and metrics["examples"]["train"] == 24
     (folder / "dev_pmid.tsv").unlink()
@@ -533,3 +543,25 @@ def test_each_epoch_is_logged_as_it_ends(tiny_model, shared_data, tmp_path, caps
     finetune(_args(tiny_model, tmp_path / "quiet", shared_data, task="ncbi-disease", limit=24, batch_size=8,
                    max_steps=None, epochs=2, save_model=False, progress=False))
     assert " epoch " not in capsys.readouterr().err  # suites that asked for silence get it
+
+
+def test_report_flags_constant_predictions_and_other_sizes():
+    """The quickstart model under --budget quick answered `false` for every ChemProt pair: the report
+    says so in the row and under "Scores that are not results", never as a plain score."""
+    results = {"model": "runs/qs/pretrain/export", "budget": "quick", "date": "2026-12-05", "wall_seconds": 1.0,
+               "data_dir": "data", "blurb": None, "datasets": {
+                   "chemprot": {"display_name": "ChemProt", "group": "Relation extraction", "task_type": "relation",
+                                "metric": "relation_micro_f1", "status": "complete", "notes": [],
+                                "test": {"mean": 0.0, "std": 0.0, "n": 1},
+                                "constant": "predicts `false` for all 15745 (1 of 1 seeds)",
+                                "size_checks": ["chemprot test: 15,000 pairs, but BLURB's test split has 15,745"]},
+                   "gad": {"display_name": "GAD", "group": "Relation extraction", "task_type": "relation",
+                           "metric": "relation_micro_f1", "status": "complete", "notes": [],
+                           "test": {"mean": 0.7, "std": 0.0, "n": 1}, "constant": None, "size_checks": []}}}
+    report = render_report(results)
+    row = next(line for line in report.splitlines() if line.startswith("| ChemProt |"))
+    assert "complete; **predicts `false` for all 15745 (1 of 1 seeds)**" in row
+    assert "predicts" not in next(line for line in report.splitlines() if line.startswith("| GAD |"))
+    section = report.split("## Scores that are not results")[1]
+    assert "- **ChemProt**: predicts `false` for all 15745" in section
+    assert "15,000 pairs, but BLURB's test split has 15,745" in section

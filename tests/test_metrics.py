@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
+import reference_evaluators
 from scipy.stats import pearsonr
+from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as sk_f1
@@ -17,8 +20,11 @@ from domainbert.blurb.metrics import (
     PICO_LABELS,
     accuracy,
     blurb_score,
+    breakdown,
+    constant_prediction,
     entity_f1,
-    hoc_f1,
+    hoc_micro_f1,
+    hoc_scores,
     labels_by_document,
     multilabel_f1,
     pearson,
@@ -114,18 +120,17 @@ def test_pearson_matches_scipy() -> None:
         pearson([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
 
 
-def test_hoc_f1_matches_sklearn() -> None:
+def test_multilabel_f1_matches_sklearn() -> None:
     rng = random.Random(13)
     labels = [str(i) for i in range(10)]
     gold = [tuple(x for x in labels if rng.random() < 0.2) for _ in range(60)]
     pred = [tuple(x for x in labels if (x in g) != (rng.random() < 0.15)) for g in gold]
     binarizer = MultiLabelBinarizer(classes=labels)
     y_true, y_pred = binarizer.fit_transform(gold), binarizer.fit_transform(pred)
-    assert hoc_f1(gold, pred) == pytest.approx(sk_f1(y_true, y_pred, average="macro"))
-    assert multilabel_f1(gold, pred, labels, average="micro") == pytest.approx(
-        sk_f1(y_true, y_pred, average="micro"))
+    assert multilabel_f1(gold, pred, labels, average="macro") == pytest.approx(sk_f1(y_true, y_pred, average="macro"))
+    assert hoc_micro_f1(gold, pred) == pytest.approx(sk_f1(y_true, y_pred, average="micro"))
     with pytest.raises(ValueError, match="not among"):
-        hoc_f1([("11",)], [()])
+        hoc_micro_f1([("11",)], [()])
 
 
 def test_labels_by_document() -> None:
@@ -192,12 +197,12 @@ def test_pearson_hand_counted() -> None:
     assert pearson([1.0, 2.0, 3.0], [1.0, 3.0, 2.0]) == pytest.approx(0.5)
 
 
-def test_hoc_f1_hand_counted() -> None:
+def test_hoc_micro_f1_hand_counted() -> None:
     gold = [("a",), ("a", "b"), ()]
     pred = [("a",), ("b",), ("b",)]
-    # a: P 1/1, R 1/2 -> 2/3; b: P 1/2, R 1/1 -> 2/3; c: in neither -> 0
-    assert hoc_f1(gold, pred, labels=("a", "b", "c")) == pytest.approx(4 / 9)
-    assert multilabel_f1(gold, pred, ("a", "b", "c"), average="micro") == pytest.approx(2 / 3)  # 2 of 3 both ways
+    # cells: gold 3, predicted 3, both 2 -> P = R = 2/3; per label (not BLURB's): a 2/3, b 2/3, c 0 -> 4/9
+    assert hoc_micro_f1(gold, pred, labels=("a", "b", "c")) == pytest.approx(2 / 3)
+    assert multilabel_f1(gold, pred, ("a", "b", "c"), average="macro") == pytest.approx(4 / 9)
 
 
 def test_accuracy_hand_counted() -> None:
@@ -209,3 +214,107 @@ def test_one_dispatch_scores_constant_regression_predictions_zero() -> None:
     assert score_dataset("biosses", [0.5, 2.0, 3.5], [1.0, 1.0, 1.0]) == 0.0
     assert score(get_record("biosses"), [0.5, 2.0, 3.5], [1.0, 2.0, 4.0]) == pytest.approx(
         pearson([0.5, 2.0, 3.5], [1.0, 2.0, 4.0]))
+
+
+# ------------------------------------------------------------------------------ against the reference evaluators
+def _vector(labels: tuple[str, ...]) -> list[int]:
+    return [1 if str(i) in labels else 0 for i in range(10)]
+
+
+#: Sentences of three abstracts (ids PMID_s<n>) on which the three HoC definitions all differ: one
+#: abstract's hallmarks are spread over two sentences, and each abstract has some gold hallmark.
+HOC_SENTENCES = [("101_s0", ("0",), ("0",)), ("101_s1", ("4",), ()), ("202_s0", ("7",), ("7", "9")),
+                 ("303_s0", ("1", "2"), ("1",)), ("303_s1", ("3",), ("2",))]
+
+
+def test_hoc_default_is_linkberts_eval_hoc_and_the_others_are_their_references() -> None:
+    ids = [i for i, _, _ in HOC_SENTENCES]
+    gold_rows, pred_rows = [g for _, g, _ in HOC_SENTENCES], [p for _, _, p in HOC_SENTENCES]
+    reference = reference_evaluators.linkbert_eval_hoc([_vector(g) for g in gold_rows],
+                                                       [_vector(p) for p in pred_rows], ids)
+    gold_docs = labels_by_document(ids, gold_rows)
+    pred_docs = labels_by_document(ids, pred_rows)
+    docs = sorted(gold_docs)
+    gold, pred = [gold_docs[d] for d in docs], [pred_docs[d] for d in docs]
+    ours = score(get_record("hoc"), gold, pred)  # BLURB's HoC metric, as finetune and evaluate score it
+    assert ours == pytest.approx(reference["F1"]) == pytest.approx(2 * 0.8 * (4 / 6) / (0.8 + 4 / 6))
+    pred_matrix, gold_matrix = np.array([_vector(p) for p in pred]), np.array([_vector(g) for g in gold])
+    blue = reference_evaluators.blue_eval_hoc(pred_matrix, gold_matrix)
+    macro = sk_f1(np.array([_vector(g) for g in gold]), np.array([_vector(p) for p in pred]), average="macro",
+                  zero_division=0)
+    definitions = hoc_scores(gold, pred)
+    assert definitions["micro"] == pytest.approx(reference["F1"])
+    assert definitions["blue_example_based"] == pytest.approx(blue[2])
+    assert definitions["macro_over_hallmarks"] == pytest.approx(macro)
+    assert len({round(v, 6) for v in definitions.values()}) == 3  # the case tells all three apart
+    detail = breakdown(get_record("hoc"), gold, pred)
+    assert detail["precision"] == pytest.approx(reference["precision"])
+    assert detail["recall"] == pytest.approx(reference["recall"])
+
+
+def test_hoc_documents_without_hallmarks_count_in_blurbs_definition() -> None:
+    """BLURB keeps the abstracts without a hallmark; the micro score counts a wrong label on one as a
+    false positive, as LinkBERT's evaluator does."""
+    gold, pred = [("1",), ()], [("1",), ("5",)]
+    reference = reference_evaluators.linkbert_eval_hoc([_vector(g) for g in gold], [_vector(p) for p in pred],
+                                                       ["1_s0", "2_s0"])
+    assert hoc_micro_f1(gold, pred) == pytest.approx(reference["F1"]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("name", ["chemprot", "ddi", "gad"])
+def test_relation_micro_f1_is_linkberts_prf1(name: str) -> None:
+    """Cases where a plausible mistake differs: a wrong positive class (an FP and an FN at once), the
+    negative predicted for a positive, and plain micro F1 over all classes (= accuracy)."""
+    record = get_record(name)
+    rng = random.Random(name)
+    labels = list(record.labels)
+    weights = [6 if label == record.negative_label else 1 for label in labels]
+    gold = rng.choices(labels, weights, k=300)
+    pred = [g if rng.random() < 0.5 else rng.choice(labels) for g in gold]
+    reference = reference_evaluators.linkbert_prf1(gold, pred)
+    assert score(record, gold, pred) == pytest.approx(reference["F1"])
+    assert score(record, gold, pred) != pytest.approx(accuracy(gold, pred))
+    detail = breakdown(record, gold, pred)
+    assert (detail["precision"], detail["recall"]) == (pytest.approx(reference["precision"]),
+                                                       pytest.approx(reference["recall"]))
+    per_class = sk_f1(gold, pred, labels=labels, average=None, zero_division=0)
+    assert [detail["per_class"][c]["f1"] for c in labels] == pytest.approx(list(per_class))
+    assert sum(map(sum, detail["confusion"]["rows_gold_columns_predicted"])) == len(gold)
+
+
+def test_pico_macro_f1_is_linkberts_seqeval_on_b_rewritten_tags() -> None:
+    """Runs of I-X are one entity to an entity-level scorer but one word each to BLURB's: the case has
+    runs, so entity-level F1 on the IO tags would differ."""
+    rng = random.Random(3)
+    tags = ["O", "I-PAR", "I-INT", "I-OUT"]
+    gold = [[rng.choice(tags) for _ in range(rng.randint(3, 15))] for _ in range(50)]
+    pred = [[t if rng.random() < 0.6 else rng.choice(tags) for t in s] for s in gold]
+    reference = reference_evaluators.linkbert_pico(gold, pred)
+    assert set(reference["per_type"]) == {"PAR", "INT", "OUT"}
+    assert pico_macro_f1(gold, pred) == pytest.approx(reference["macro_f1"])
+    assert pico_macro_f1(gold, pred) != pytest.approx(float(np.mean(
+        [v["f1-score"] for k, v in seqeval_report(gold, pred, output_dict=True).items() if not k.endswith("avg")])))
+    detail = breakdown(get_record("ebm-pico"), gold, pred)
+    assert {k: v["f1"] for k, v in detail["per_type"].items()} == pytest.approx(
+        {f"I-{k}": v for k, v in reference["per_type"].items()})
+
+
+def test_ner_breakdown_is_seqevals_report() -> None:
+    detail = breakdown(get_record("bc5-disease"), GOLD_NER, PRED_NER)
+    report = seqeval_report(GOLD_NER, PRED_NER, output_dict=True)
+    assert detail["score"] == pytest.approx(report["micro avg"]["f1-score"])
+    assert detail["precision"] == pytest.approx(0.5) and detail["recall"] == pytest.approx(1 / 3)
+    assert detail["per_type"]["Disease"]["support"] == 3
+    assert breakdown(get_record("jnlpba"), [["B", "I", "O"]], [["B", "I", "O"]])["per_type"]["entity"]["f1"] == 1.0
+
+
+def test_constant_predictions_are_named() -> None:
+    assert constant_prediction(get_record("pubmedqa"), ["yes"] * 500) == "predicts `yes` for all 500"
+    assert constant_prediction(get_record("gad"), ["1", "0"]) is None
+    assert constant_prediction(get_record("hoc"), [()] * 7) == "predicts no label for all 7"
+    assert constant_prediction(get_record("hoc"), [("1", "3")] * 2) == "predicts 1, 3 for all 2"
+    assert constant_prediction(get_record("biosses"), [2.0] * 20) == "predicts 2 for all 20"
+    assert constant_prediction(get_record("ncbi-disease"), [["O", "O"], ["O"]]) == "predicts O for every word"
+    assert constant_prediction(get_record("ncbi-disease"), [["O", "B-Disease"]]) is None
+    assert breakdown(get_record("chemprot"), ["false", "CPR:3"], ["false", "false"])["constant"] == (
+        "predicts `false` for all 2")

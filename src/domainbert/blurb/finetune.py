@@ -72,7 +72,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -91,8 +91,16 @@ from domainbert.blurb.featurize import (
     length_grouped_batches,
     markers_in,
 )
-from domainbert.blurb.metrics import score
-from domainbert.blurb.registry import DATASETS, DatasetRecord, default_data_dir, get_record, load_split, user_record
+from domainbert.blurb.metrics import breakdown, constant_prediction, score
+from domainbert.blurb.registry import (
+    DATASETS,
+    DatasetRecord,
+    default_data_dir,
+    get_record,
+    load_split,
+    size_problem,
+    user_record,
+)
 from domainbert.blurb.resume import FINGERPRINT_VERSION, check_outputs, content_hash, model_files
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, ConfigError, DataError
@@ -272,6 +280,8 @@ class Task:
     examples: dict[str, list[Example]]
     features: dict[str, list[Feature]]
     markers: list[str]
+    size_checks: list[str] = field(default_factory=list)
+    """Splits whose size is not BLURB's (another release of the data), one line each."""
 
     @property
     def is_token_task(self) -> bool:
@@ -302,10 +312,13 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
                  model_max_positions: int | None = None) -> Task:
     """Read the three splits, extend the vocabulary with entity markers and featurize everything."""
     examples: dict[str, list[Example]] = {}
+    size_checks: list[str] = []
     for split in ("train", "dev", "test"):
         rows = load_split(record, split, data_dir)
         if not rows:
             raise DataError(f"{record.name}: the {split} split is empty; it needs at least one example")
+        if (problem := size_problem(record, split, rows)) is not None:
+            size_checks.append(problem)
         examples[split] = rows[:limit] if limit else rows
     tokenizer = load_tokenizer(model_dir)
     max_length = max_seq_length or record.max_seq_length
@@ -327,7 +340,7 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
             features[split] = featurize_tokens(tokenizer, rows, label2id, max_length)  # type: ignore[arg-type]
         else:
             features[split] = featurize_texts(tokenizer, record, rows, label2id, max_length)  # type: ignore[arg-type]
-    return Task(record, tokenizer, labels, max_length, examples, features, markers)
+    return Task(record, tokenizer, labels, max_length, examples, features, markers, size_checks)
 
 
 def build_model(task: Task, model_dir: Path) -> nn.Module:
@@ -411,6 +424,14 @@ class RunResult:
     steps: int
     train_seconds: float
     fingerprint: dict[str, Any]
+    constant: str | None = None
+    """When every test prediction is the same: what it is (:func:`domainbert.blurb.metrics.constant_prediction`)."""
+
+
+def _read_predictions(path: Path) -> tuple[list[Any], list[Any]]:
+    """(gold, predictions) of a ``*_predictions.jsonl`` that :func:`_write_jsonl` wrote."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [r["gold"] for r in rows], [r["prediction"] for r in rows]
 
 
 def _write_jsonl(path: Path, task: Task, split: str, predictions: Sequence[Any]) -> None:
@@ -514,7 +535,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
-                       history, step, round(seconds, 2), {})  # finetune() stamps the fingerprint
+                       history, step, round(seconds, 2), {},  # finetune() stamps the fingerprint
+                       constant=constant_prediction(task.record, test_pred))
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
 
 
@@ -611,6 +633,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
              "test": _mean_std([r.test for r in rs])} for k, rs in by_setting.items()]
     selected = max(grid, key=lambda g: g["dev"]["mean"])
     chosen = by_setting[json.dumps(selected["setting"], sort_keys=True)]
+    constant = [r.constant for r in chosen if r.constant]
     metrics = {
         "task": record.name, "display_name": record.display_name, "task_type": record.task_type,
         "group": record.group, "metric": record.metric, "model": str(args.model), "budget": args.budget,
@@ -626,6 +649,11 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         "limit": args.limit, "max_steps": args.max_steps, "precision": precision, "fingerprint": expected,
         "device": str(device), "wall_seconds": round(time.perf_counter() - started, 2),
         "notes": list(record.notes),
+        # the selected setting's runs whose test predictions are all the same: they learned nothing
+        "constant": (f"{constant[0]} ({len(constant)} of {len(chosen)} seeds)" if constant else None),
+        "breakdown": {split: breakdown(record, *_read_predictions(out / f"{split}_predictions.jsonl"))
+                      for split in ("dev", "test") if (out / f"{split}_predictions.jsonl").is_file()},
+        "size_checks": task.size_checks,
     }
     atomic_write_json(out / "metrics.json", metrics)
     if args.save_model and (out / "model" / "config.json").is_file():

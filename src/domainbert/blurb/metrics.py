@@ -16,11 +16,16 @@ scikit-learn or scipy on hand-built cases:
 - ``pearson`` (BIOSSES): Pearson correlation of predicted and gold scores. :func:`pearson` itself
   refuses a constant series; scoring a dataset (:func:`score`) gives constant predictions (an
   untrained regression head) 0, no correlation.
-- ``hoc_f1`` (HoC): at document level (sentence predictions are first merged per PMID with
-  :func:`labels_by_document`), the F1 of each of the 10 hallmarks over the documents, averaged over
-  the hallmarks — what BLURB's evaluator computes and names "average micro F1"
-  (``f1_score(average="macro")`` on binarized labels). :func:`multilabel_f1` with
-  ``average="micro"`` gives the pooled micro F1 for comparison.
+- ``hoc_micro_f1`` (HoC): at the abstract level (a document's labels are the union of its sentences'
+  labels, :func:`labels_by_document`), micro F1 pooled over every document x hallmark cell. This is
+  what the PubMedBERT paper states ("micro F1 across the ten cancer hallmarks ... evaluate on the
+  abstract level", Gu et al. 2021, §2.3.5) and what the open evaluator of the published BLURB rows
+  computes: LinkBERT's ``src/seqcls/utils_hoc.py`` (``eval_hoc``, ``compute_p_r_f``), which unions
+  rows per PMID and counts TP, predicted and gold cells over the whole document x label matrix.
+  :func:`hoc_scores` gives it beside the two other definitions in use, which are not BLURB's: the mean
+  over hallmarks of each hallmark's F1 (a third-party BLURB evaluator names this "average micro F1"
+  while computing ``f1_score(average="macro")``), and BLUE's ``eval_hoc.py`` (F1 of the per-document
+  precision and recall averaged over documents).
 - ``accuracy`` (PubMedQA, BioASQ).
 
 :func:`score` is the one dispatch from a dataset record (BLURB's or a user's) to its metric;
@@ -30,6 +35,7 @@ scikit-learn or scipy on hand-built cases:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -111,22 +117,46 @@ def pearson(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     return sum(a * b for a, b in zip(dt, dp)) / norm
 
 
-def multilabel_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
-                  labels: Sequence[str], average: Literal["macro", "micro"] = "macro") -> float:
-    """F1 of label sets: ``macro`` = mean over ``labels`` of each label's F1, ``micro`` = pooled."""
+def _label_counts(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+                  labels: Sequence[str]) -> list[tuple[int, int, int]]:
+    """(true positives, predicted, gold) per label of ``labels``, over label sets."""
     _check_lengths(y_true, y_pred)
     known = set(labels)
     for labels_of in (*y_true, *y_pred):
         unknown = set(labels_of) - known
         if unknown:
             raise ValueError(f"labels {sorted(unknown)} are not among {list(labels)}")
-    counts = []
-    for label in labels:
-        tp = sum(label in g and label in p for g, p in zip(y_true, y_pred))
-        counts.append((tp, sum(label in p for p in y_pred), sum(label in g for g in y_true)))
+    return [(sum(label in g and label in p for g, p in zip(y_true, y_pred)), sum(label in p for p in y_pred),
+             sum(label in g for g in y_true)) for label in labels]
+
+
+def multilabel_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+                  labels: Sequence[str], average: Literal["macro", "micro"] = "macro") -> float:
+    """F1 of label sets: ``macro`` = mean over ``labels`` of each label's F1, ``micro`` = pooled over every
+    item x label cell (scikit-learn's ``f1_score`` on binarized labels, zero_division=0)."""
+    counts = _label_counts(y_true, y_pred, labels)
     if average == "micro":
         return _f1(*(sum(c[i] for c in counts) for i in range(3)))
     return sum(_f1(*c) for c in counts) / len(counts)
+
+
+def example_based_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]]) -> float:
+    """BLUE's HoC score (``blue/eval_hoc.py``): per document P = |gold & pred| / |pred| (0 when nothing is
+    predicted) and R = |gold & pred| / |gold|, each averaged over documents; the score is the F1 of the two
+    means. BLUE's data has no document without a hallmark (it divides by zero there); here such a
+    document has R = 1 when nothing is predicted for it and 0 otherwise, and P = 1 when both are empty."""
+    _check_lengths(y_true, y_pred)
+    precisions, recalls = [], []
+    for gold, pred in zip(y_true, y_pred):
+        both = len(set(gold) & set(pred))
+        if not gold:
+            precisions.append(0.0 if pred else 1.0)
+            recalls.append(0.0 if pred else 1.0)
+            continue
+        precisions.append(both / len(set(pred)) if pred else 0.0)
+        recalls.append(both / len(set(gold)))
+    p, r = statistics.fmean(precisions), statistics.fmean(recalls)
+    return 2 * p * r / (p + r) if p + r else 0.0
 
 
 def labels_by_document(sentence_ids: Sequence[str], labels: Sequence[Collection[str]],
@@ -143,10 +173,22 @@ def labels_by_document(sentence_ids: Sequence[str], labels: Sequence[Collection[
     return {doc: tuple(sorted(found)) for doc, found in merged.items()}
 
 
-def hoc_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
-           labels: Sequence[str] = tuple(str(i) for i in range(10))) -> float:
-    """BLURB's HoC score on document label sets: mean over the hallmarks of each hallmark's F1."""
-    return multilabel_f1(y_true, y_pred, labels, average="macro")
+HOC_LABELS = tuple(str(i) for i in range(10))
+
+
+def hoc_micro_f1(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+                 labels: Sequence[str] = HOC_LABELS) -> float:
+    """BLURB's HoC score on document label sets: micro F1 pooled over document x hallmark cells."""
+    return multilabel_f1(y_true, y_pred, labels, average="micro")
+
+
+def hoc_scores(y_true: Sequence[Collection[str]], y_pred: Sequence[Collection[str]],
+               labels: Sequence[str] = HOC_LABELS) -> dict[str, float]:
+    """The three HoC definitions in use, on document label sets: ``micro`` (BLURB's, LinkBERT's
+    ``utils_hoc.py``), ``macro_over_hallmarks`` and ``blue_example_based`` (see the module docstring)."""
+    return {"micro": hoc_micro_f1(y_true, y_pred, labels),
+            "macro_over_hallmarks": multilabel_f1(y_true, y_pred, labels, average="macro"),
+            "blue_example_based": example_based_f1(y_true, y_pred)}
 
 
 def accuracy(y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
@@ -160,7 +202,7 @@ METRICS: dict[str, Callable[..., float]] = {
     "pico_macro_f1": pico_macro_f1,
     "relation_micro_f1": relation_micro_f1,
     "pearson": pearson,
-    "hoc_f1": hoc_f1,
+    "hoc_micro_f1": hoc_micro_f1,
     "accuracy": accuracy,
 }
 """Metric name (as a dataset record names it) → function."""
@@ -174,11 +216,84 @@ def score(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any]) -
         if record.negative_label is None:
             raise ValueError(f"{record.name}: relation micro F1 needs the negative class in the record")
         return function(y_true, y_pred, negative=record.negative_label)
-    if record.metric == "hoc_f1":
+    if record.metric == "hoc_micro_f1":
         return function(y_true, y_pred, labels=record.labels)
     if record.metric == "pearson" and len(y_true) == len(y_pred) and len(set(y_pred)) < 2:
         return 0.0  # constant predictions (an untrained regression head): no correlation
     return function(y_true, y_pred)
+
+
+def _prf(tp: int, n_pred: int, n_true: int) -> dict[str, float | int]:
+    return {"precision": tp / n_pred if n_pred else 0.0, "recall": tp / n_true if n_true else 0.0,
+            "f1": _f1(tp, n_pred, n_true), "support": n_true}
+
+
+def _per_class(gold: Sequence[str], pred: Sequence[str], classes: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    return {c: _prf(sum(g == c and p == c for g, p in zip(gold, pred)), sum(p == c for p in pred),
+                    sum(g == c for g in gold)) for c in classes}
+
+
+def constant_prediction(record: DatasetRecord, y_pred: Sequence[Any]) -> str | None:
+    """In words, when every prediction is the same (one class for every example, no entity or PICO
+    element anywhere, one label set, one score): what a model that learned nothing gives. Else None."""
+    if not y_pred:
+        return None
+    if record.task_type in ("ner", "pico"):
+        tags = {t for sentence in y_pred for t in sentence}
+        return f"predicts {'O' if tags == {'O'} else tags.pop()} for every word" if len(tags) == 1 else None
+    values = {tuple(p) if isinstance(p, (list, tuple)) else p for p in y_pred}
+    if len(values) > 1:
+        return None
+    value = values.pop()
+    if record.task_type == "multilabel":
+        shown = "no label" if not value else ", ".join(map(str, value))
+    elif record.task_type == "similarity":
+        shown = f"{float(value):.4g}"
+    else:
+        shown = f"`{value}`"
+    return f"predicts {shown} for all {len(y_pred)}"
+
+
+def breakdown(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, Any]:
+    """The headline score with what it is made of: precision and recall, per entity type (NER), per PICO
+    element, per class with a confusion matrix (relations, question answering), per label and the three
+    HoC definitions (multi-label), and ``constant`` (:func:`constant_prediction`)."""
+    out: dict[str, Any] = {"metric": record.metric, "score": score(record, y_true, y_pred), "n": len(y_true),
+                           "constant": constant_prediction(record, y_pred)}
+    if record.task_type == "ner":
+        from seqeval.metrics import classification_report  # noqa: PLC0415  (only the NER breakdown needs it)
+
+        report = classification_report([list(s) for s in y_true], [list(s) for s in y_pred], output_dict=True,
+                                       zero_division=0)
+        out["precision"] = float(report["micro avg"]["precision"])
+        out["recall"] = float(report["micro avg"]["recall"])
+        out["per_type"] = {("entity" if name in ("", "_") else name): {  # seqeval names untyped B/I "_"
+            "precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
+            "support": int(v["support"])} for name, v in report.items() if not name.endswith(" avg")}
+    elif record.task_type == "pico":
+        gold, pred = _flatten(y_true, y_pred)
+        classes = [label for label in record.labels if label != "O"] or list(PICO_LABELS)
+        out["per_type"] = _per_class(gold, pred, classes)
+        out["precision"] = statistics.fmean(v["precision"] for v in out["per_type"].values())
+        out["recall"] = statistics.fmean(v["recall"] for v in out["per_type"].values())
+    elif record.task_type in ("relation", "classification"):
+        classes = list(record.labels) or sorted({*y_true, *y_pred})
+        out["per_class"] = _per_class(y_true, y_pred, classes)
+        pairs = list(zip(y_true, y_pred))
+        out["confusion"] = {"labels": classes, "rows_gold_columns_predicted":
+                            [[sum(g == a and p == b for g, p in pairs) for b in classes] for a in classes]}
+        if record.task_type == "relation" and record.negative_label is not None:
+            negative = record.negative_label
+            tp = sum(g == p and g != negative for g, p in zip(y_true, y_pred))
+            counts = _prf(tp, sum(p != negative for p in y_pred), sum(g != negative for g in y_true))
+            out["precision"], out["recall"] = counts["precision"], counts["recall"]
+    elif record.task_type == "multilabel":
+        counts = _label_counts(y_true, y_pred, record.labels)
+        pooled = _prf(*(sum(c[i] for c in counts) for i in range(3)))
+        out["precision"], out["recall"] = pooled["precision"], pooled["recall"]
+        out["per_class"] = {label: _prf(*c) for label, c in zip(record.labels, counts)}
+        out["definitions"] = hoc_scores(y_true, y_pred, record.labels)
+    return out
 
 
 def score_dataset(name: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:

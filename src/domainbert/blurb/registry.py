@@ -311,13 +311,14 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   sizes=_rows("pairs", 64, 16, 20), download_name="biosses"),
     DatasetRecord("hoc", "HoC", "multilabel", "hoc",
                   {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
-                  tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_f1",
+                  tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_micro_f1",
                   FinetuneDefaults(5e-5, 16, 10),
                   notes=("document level: labels are the union of the sentence labels per PMID, "
                          "text is the whole abstract, documents from BLURB's PMID lists",
                          "labels are the column indices 0-9 of BLURB's '0_x,...,9_x' field",
-                         "metric: F1 of each of the 10 hallmarks over documents, averaged over the "
-                         "hallmarks ('average micro F1' in BLURB's evaluator)"),
+                         "metric: micro F1 pooled over document x hallmark cells, as the PubMedBERT paper "
+                         "states (§2.3.5) and LinkBERT's utils_hoc.py computes it; metrics.json also gives "
+                         "the mean of per-hallmark F1 and BLUE's per-document score, which are not BLURB's"),
                   test_text=(("hoc/test.tsv", tt.hoc_text), ("hoc/test_pmid.tsv", tt.pmid_list)),
                   sizes=_rows("documents", 1295, 186, 371), download_name="hoc"),
     DatasetRecord("pubmedqa", "PubMedQA", "classification", "pubmedqa",
@@ -427,7 +428,9 @@ def size_problem(record: DatasetRecord, split: str, examples: Sequence[Example])
             f"({record.sizes.source}); scores on these files do not compare with published BLURB scores")
 
 
-def _how_to_get(record: DatasetRecord) -> str:
+def how_to_get(record: DatasetRecord) -> str:
+    """How a user gets a dataset's missing files, in words (the download command, or for a user's own
+    dataset where to put them)."""
     if record.download_name is None:  # a user's own dataset
         return "add the file, or point the command at the folder that has it"
     fetch = f"get it with `{DOWNLOAD_HINT.format(name=record.download_name)}`"
@@ -448,7 +451,7 @@ def load_split(name: str | DatasetRecord, split: str,
     found = record.locate(split, root)
     if found is None:
         missing = next(p for p in record.paths(split, root) if not p.is_file())
-        raise DataError(f"{missing}: missing {record.name} {split} file; {_how_to_get(record)}")
+        raise DataError(f"{missing}: missing {record.name} {split} file; {how_to_get(record)}")
     paths, reader = found
     examples = reader(record, split, paths)
     check_labels(record, examples)

@@ -73,16 +73,20 @@ def render_report(results: dict[str, Any]) -> str:
     lines += ["", "## Per dataset (test, selected on dev)", "",
               "| Dataset | Task type | Metric | Status | Dev | Test | Setting |" + row_header(),
               "|---|---|---|---|---|---|---|" + "---|" * row_header().count("|")]
-    gaps = []
+    gaps: list[str] = []
+    flagged: list[str] = []
     for name, d in results["datasets"].items():
         setting = d.get("selected")
         shown = (f"lr {setting['learning_rate']:g}, batch {setting['batch_size']}, "
                  f"{setting['epochs']} ep") if setting else "—"
         status = d["status"]
         if status != "complete":
-            gaps.append(f"- **{d['display_name']}** ({status}): {d.get('reason', '')}"
-                        + "".join(f"; {n}" for n in d["notes"] if "not " in n and "shipped" in n
-                                  or "not present" in n))
+            gaps.append(f"- **{d['display_name']}** ({status}): {d.get('reason', '')}")
+        if d.get("constant"):  # a model that learned nothing here: its score is not a result
+            status += f"; **{d['constant']}**"
+            flagged.append(f"- **{d['display_name']}**: {d['constant']}")
+        for problem in d.get("size_checks") or ():
+            flagged.append(f"- **{d['display_name']}**: {problem}")
         lines.append(f"| {d['display_name']} | {d['group']} | {d['metric']} | {status} | "
                      f"{_pct(d.get('dev'))} | {_pct(d.get('test'))} | {shown} |" + row_cells(name))
     summary = results["blurb"]
@@ -108,6 +112,10 @@ def render_report(results: dict[str, Any]) -> str:
                   + "; BLURB's score needs all 13 datasets."]
     if gaps:
         lines += ["", "## Missing or partial datasets", "", *gaps]
+    if flagged:
+        lines += ["", "## Scores that are not results", "",
+                  "Every test prediction the same answer (the model learned nothing it could use), or data of "
+                  "another size than BLURB's release:", "", *flagged]
     lines += ["", "## Notes per dataset", ""]
     for d in results["datasets"].values():
         for note in d["notes"]:

@@ -33,7 +33,7 @@ from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.compare import write_comparison
 from domainbert.blurb.finetune import Budget, FinetuneArgs, finetune
 from domainbert.blurb.metrics import blurb_score
-from domainbert.blurb.registry import DATASETS, dataset_status, get_record
+from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
@@ -70,7 +70,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         if status.state != "complete":
             entry["reason"] = (", ".join(
                 str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else str(p)
-                for p in status.missing_files) + " not found")
+                for p in status.missing_files) + f" not found; {how_to_get(record)}")
             datasets[name] = entry
             continue
         args = FinetuneArgs(model=model, out=out / name, task=name, data_dir=root, budget=budget,  # type: ignore[arg-type]
@@ -85,7 +85,8 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
             continue
         entry.update(selected=metrics["selected"], dev=metrics["dev"], test=metrics["test"],
                      wall_seconds=metrics["wall_seconds"], examples=metrics["examples"],
-                     precision=metrics["precision"], device=metrics["device"])
+                     precision=metrics["precision"], device=metrics["device"], constant=metrics["constant"],
+                     size_checks=metrics["size_checks"])
         datasets[name] = entry
     scores = {n: d["test"]["mean"] for n, d in datasets.items() if "test" in d}
     summary: dict[str, Any] | None = None

@@ -35,7 +35,8 @@ TAGS = ["bert", "biomedical", "domainbert"]
 #: BLURB metric key → (Hub metric type, the name the card shows).
 METRIC_TYPES = {"entity_f1": ("f1", "entity F1 (seqeval)"), "pico_macro_f1": ("f1", "macro word-level F1"),
                 "relation_micro_f1": ("f1", "micro F1 without the negative class"),
-                "pearson": ("pearsonr", "Pearson correlation"), "hoc_f1": ("f1", "F1 averaged over the hallmarks"),
+                "pearson": ("pearsonr", "Pearson correlation"),
+                "hoc_micro_f1": ("f1", "micro F1 over document x hallmark cells"),
                 "accuracy": ("accuracy", "accuracy")}
 #: BLURB task type → the Hub's pipeline tag / task type.
 PIPELINE_TAGS = {"ner": "token-classification", "pico": "token-classification",
