@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard
 
 from conftest import REPO
 from domainbert.cli import main
+from domainbert.model.card import add_blurb_results, finetuned_card
 from inference_models import minilm_dir
 
 TINY = str(REPO / "src" / "domainbert" / "train" / "recipes" / "tiny.yaml")
@@ -92,10 +93,18 @@ def test_finetune_card_and_blurb_update_card(pretrained, tmp_path, shared_data):
     assert (meta.pipeline_tag, meta.library_name, meta.license) == ("token-classification", "transformers",
                                                                     "apache-2.0")
     assert meta.datasets == ["ncbi-disease"] and meta.base_model is None  # a local base is named in the body
-    [result] = meta.eval_results
+    # a smoke run (--limit, --max-steps, the quick budget) publishes no model-index, and says why
+    assert meta.eval_results is None and "\nmodel-index:" not in (out / "model" / "README.md").read_text()
+    assert ("A smoke run, not a result: `--budget quick` (the cheap budget: a few epochs, one seed); only the "
+            "first 30 examples of each split; at most 2 optimizer steps per run.") in card.text
+    # the same run had it been a result (all of the data, a named budget): its test score is the model-index
+    full = {**metrics, "limit": None, "max_steps": None, "budget": "linkbert"}
+    published = ModelCard(str(finetuned_card(full, out / "model")))
+    [result] = published.data.eval_results
     assert (result.task_type, result.dataset_type, result.dataset_split, result.metric_type) == (
         "token-classification", "ncbi-disease", "test", "f1")
     assert result.metric_value == round(100 * metrics["test"]["mean"], 2)
+    assert "smoke run" not in published.text
     setting = metrics["selected"]
     assert (f"learning rate {setting['learning_rate']:g}, batch {setting['batch_size']}, {setting['epochs']} "
             "epochs") in card.text
@@ -113,11 +122,20 @@ def test_finetune_card_and_blurb_update_card(pretrained, tmp_path, shared_data):
                      "--update-card"]) == 0
     results = json.loads((tmp_path / "suite2" / "results.json").read_text())
     card = ModelCard.load(model / "README.md")
-    entries = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
-    assert entries == {("biosses", "pearsonr"): round(100 * results["datasets"]["biosses"]["test"]["mean"], 2),
-                       ("gad", "f1"): round(100 * results["datasets"]["gad"]["test"]["mean"], 2)}
+    assert card.data.eval_results is None  # smoke runs: scores in the prose only
     after = card.data.to_dict()
     assert {k: v for k, v in after.items() if k not in ("model-index", "model_name")} == {
         k: v for k, v in before.items() if k != "model_name"}
     assert card.text.count("## BLURB") == 1 and "Not evaluated yet" not in card.text
-    assert "Smoke-run settings, not BLURB's" in card.text and "## Held-out evaluation" in card.text
+    assert "A smoke run, not a result" in card.text and "## Held-out evaluation" in card.text
+
+    # results (a named budget over all the data) become model-index entries, replacing a dataset's older
+    # one; a smoke run afterwards leaves them as they are
+    for mean in (0.5, 0.75):
+        full = {**results, "limit": None, "max_steps": None, "budget": "linkbert",
+                "datasets": {n: {**d, "test": {**d["test"], "mean": mean}} for n, d in results["datasets"].items()}}
+        add_blurb_results(model, full)
+    add_blurb_results(model, results)
+    card = ModelCard.load(model / "README.md")
+    entries = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert entries == {("biosses", "pearsonr"): 75.0, ("gad", "f1"): 75.0}

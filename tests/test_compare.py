@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import statistics
 
+import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
-from domainbert.blurb.compare import compare, load_results, plot_comparison, render_comparison, welch
+from domainbert.blurb.compare import compare, load_results, plot_comparison, render_comparison
+from domainbert.blurb.metrics import score
 from domainbert.blurb.published import PUBLISHED_TOTALS
+from domainbert.blurb.registry import get_record
 from domainbert.blurb.report import model_label
+from domainbert.blurb.significance import example_counts, holm, paired_bootstrap, score_from_counts, seed_test
 from domainbert.cli import main
 from domainbert.errors import DataError
 
@@ -50,13 +55,32 @@ def _welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float]:
     return t, 2 * stats.t.sf(abs(t), df)
 
 
-def test_welch_matches_the_formula_and_refuses_what_it_cannot_test():
-    a, b = [0.50, 0.52], [0.61, 0.64, 0.60]
-    t, p = _welch_by_hand(a, b)
-    got = welch(a, b)
-    assert got["t"] == pytest.approx(t) and got["p"] == pytest.approx(p)
-    assert welch([0.5], b)["p"] is None and "2+ seeds" in welch([0.5], b)["why"]
-    assert welch([0.5, 0.5], [0.6, 0.6])["p"] is None  # no variance on either side: no test
+def _paired_by_hand(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Student's paired t: the mean difference over its standard error, n - 1 degrees of freedom."""
+    d = [x - y for x, y in zip(a, b)]
+    t = statistics.fmean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
+    return t, 2 * stats.t.sf(abs(t), len(d) - 1)
+
+
+def test_seed_test_pairs_shared_seeds_else_welch_and_refuses_what_it_cannot_test():
+    a, b = {"1": 0.50, "2": 0.52}, {"3": 0.61, "4": 0.64, "5": 0.60}  # no seed shared: Welch
+    t, p = _welch_by_hand(list(a.values()), list(b.values()))
+    got = seed_test(a, b)
+    assert got["test"] == "Welch t" and got["t"] == pytest.approx(t) and got["p"] == pytest.approx(p)
+    x, y = [0.50, 0.60, 0.55, 0.45], [0.52, 0.62, 0.565, 0.47]  # y tracks x seed by seed
+    paired = seed_test(dict(zip("abcd", x)), {**dict(zip("abcd", y)), "e": 0.7})  # "e" has no pair
+    t, p = _paired_by_hand(x, y)
+    assert paired["test"] == "paired t" and paired["t"] == pytest.approx(t) and paired["p"] == pytest.approx(p)
+    assert paired["p"] < 0.001 < 0.5 < _welch_by_hand(x, y)[1]  # pairing removes the seeds' shared noise
+    assert seed_test({"1": 0.5}, b)["p"] is None and "2+ seeds" in seed_test({"1": 0.5}, b)["why"]
+    assert seed_test({"1": 0.5, "2": 0.5}, {"3": 0.6, "4": 0.6})["p"] is None  # no variance on either side
+
+
+def test_holm_by_hand():
+    # sorted p 0.01, 0.02, 0.04 of 3 tests: x3, x2, x1 -> 0.03, 0.04, 0.04 (kept monotone)
+    assert holm({"a": 0.04, "b": 0.01, "c": 0.02, "d": None}) == pytest.approx(
+        {"a": 0.04, "b": 0.03, "c": 0.04, "d": None})
+    assert holm({"a": 0.6, "b": 0.5}) == {"a": 1.0, "b": 1.0}
 
 
 def test_comparison_per_dataset_type_and_blurb_with_a_missing_dataset_and_unequal_seeds():
@@ -66,14 +90,17 @@ def test_comparison_per_dataset_type_and_blurb_with_a_missing_dataset_and_unequa
     assert ncbi[1]["mean"] == pytest.approx(0.51) and ncbi[1]["std"] == pytest.approx(statistics.stdev([0.50, 0.52]))
     diff = ncbi[1]["vs_first"]
     assert diff["delta"] == pytest.approx(0.51 - statistics.fmean([0.61, 0.64, 0.60]))
-    assert diff["p"] == pytest.approx(_welch_by_hand([0.50, 0.52], [0.61, 0.64, 0.60])[1])
+    # seeds 42 and 43 are shared: paired over them
+    assert diff["test"] == "paired t" and diff["p"] == pytest.approx(_paired_by_hand([0.50, 0.52], [0.61, 0.64])[1])
+    bc5 = cmp["datasets"]["bc5-chem"]["models"][1]["vs_first"]
+    assert bc5["p_holm"] == pytest.approx(holm({"n": diff["p"], "b": bc5["p"]})["b"])  # Holm over the two
     gad = cmp["datasets"]["gad"]["models"]
     assert "mean" not in gad[1] and gad[1]["status"] == "missing"
     # NER: both ran the same two datasets; per-seed type scores over the seeds both sets have
     ner = cmp["task_types"]["ner"]["models"]
     assert ner[0]["n"] == 3 and ner[1]["n"] == 2  # B's NCBI has seeds 42, 43 only
     assert ner[1]["values"] == pytest.approx([(0.50 + 0.61) / 2, (0.52 + 0.58) / 2])
-    assert ner[1]["vs_first"]["p"] == pytest.approx(welch(ner[1]["values"], ner[0]["values"])["p"])
+    assert ner[1]["vs_first"]["p"] == pytest.approx(_paired_by_hand(ner[1]["values"], ner[0]["values"][:2])[1])
     # relation: only the first model ran GAD, so nothing to compare
     relation = cmp["task_types"]["relation"]["models"]
     assert relation[1]["datasets"] == [] and "vs_first" not in relation[1]
@@ -89,8 +116,8 @@ def test_report_and_chart_name_the_models_and_keep_published_totals_off_partial_
     cmp = compare([A, B], ["pretrained", "random init"])
     text = render_comparison(cmp)
     assert "# BLURB comparison: pretrained vs random init" in text
-    assert "| NCBI-disease (entity_f1) | 61.67 ± 2.08 (n=3) | 51.00 ± 1.41 (n=2) | -10.67 (p = " in text
-    assert "— (missing)" in text and "Welch" in text
+    assert "| NCBI-disease (entity_f1) | 61.67 ± 2.08 (n=3) | 51.00 ± 1.41 (n=2) | -10.67 (paired t p = " in text
+    assert "— (missing)" in text and "Holm" in text
     assert not any(f"{v:.2f}" in text for v in PUBLISHED_TOTALS.values())  # partial: no published totals
     fig = plot_comparison(cmp, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -132,3 +159,75 @@ def test_report_command_compares_finished_runs_and_refuses_bad_input(tmp_path, c
         assert not (tmp_path / "x").exists()
     with pytest.raises(DataError):
         load_results(tmp_path / "nothing")
+
+
+def test_runs_made_unalike_are_refused_unless_allowed_and_then_marked(tmp_path):
+    quick = json.loads(json.dumps(B))
+    quick["budget"] = "linkbert"  # the second model ran another budget
+    with pytest.raises(DataError, match=r"not made alike.*bc5-chem: budget \(pretrained quick, random init linkbert\)"
+                                        r".*--allow-mismatch"):
+        compare([A, quick], ["pretrained", "random init"])
+    cmp = compare([A, quick], ["pretrained", "random init"], allow_mismatch=True)
+    assert cmp["datasets"]["ncbi-disease"]["mismatch"].startswith("budget")
+    text = render_comparison(cmp)
+    assert "| NCBI-disease (entity_f1) † |" in text and "- NCBI-disease: budget (pretrained quick" in text
+    # limits and data differ per dataset too (conditions written by `blurb`)
+    other = json.loads(json.dumps(B))
+    other["datasets"]["bc5-chem"]["conditions"] = {"data_sha256": "0" * 64}
+    limited = json.loads(json.dumps(A))
+    limited["datasets"]["bc5-chem"]["conditions"] = {"data_sha256": "1" * 64}
+    with pytest.raises(DataError, match="data files"):
+        compare([limited, other], ["a", "b"])
+    assert compare([A, B], ["a", "b"])["datasets"]["ncbi-disease"]["mismatch"] is None
+
+
+def test_constant_predictions_are_marked_in_the_comparison():
+    flagged = json.loads(json.dumps(B))
+    flagged["datasets"]["bc5-chem"]["constant"] = "predicts O for every word (3 of 3 seeds)"
+    text = render_comparison(compare([A, flagged], ["a", "b"]))
+    row = next(line for line in text.splitlines() if line.startswith("| BC5-chem"))
+    assert "**predicts O for every word (3 of 3 seeds)**" in row
+
+
+@pytest.mark.parametrize("name", ["ncbi-disease", "ebm-pico", "chemprot", "gad", "biosses", "hoc", "pubmedqa"])
+def test_bootstrap_counts_rebuild_each_metric_and_resample_it(name):
+    """Per-example counts give the dataset's metric exactly (checked against metrics.score, itself checked
+    against seqeval, scikit-learn and scipy), on the full test set and on resamples drawn the same way."""
+    record = get_record(name)
+    rng = random.Random(name)
+    gold, pred = _fake_predictions(record, rng, 120)
+    counts = example_counts(record, gold, pred)
+    assert score_from_counts(record.metric, counts)[0] == pytest.approx(score(record, gold, pred))
+    draws = np.random.default_rng(1).integers(0, len(gold), size=(5, len(gold)))
+    resampled = score_from_counts(record.metric, counts[draws])
+    for row, idx in zip(resampled, draws):
+        assert row == pytest.approx(score(record, [gold[i] for i in idx], [pred[i] for i in idx]))
+
+
+def _fake_predictions(record, rng, n):
+    if record.task_type in ("ner", "pico"):
+        tags = list(record.labels)
+        gold = [[rng.choice(tags) for _ in range(rng.randint(2, 9))] for _ in range(n)]
+        return gold, [[t if rng.random() < 0.6 else rng.choice(tags) for t in s] for s in gold]
+    if record.task_type == "similarity":
+        gold = [rng.uniform(0, 4) for _ in range(n)]
+        return gold, [g + rng.gauss(0, 1) for g in gold]
+    if record.task_type == "multilabel":
+        gold = [tuple(x for x in record.labels if rng.random() < 0.2) for _ in range(n)]
+        return gold, [tuple(x for x in record.labels if (x in g) != (rng.random() < 0.15)) for g in gold]
+    gold = [rng.choice(record.labels) for _ in range(n)]
+    return gold, [g if rng.random() < 0.6 else rng.choice(record.labels) for g in gold]
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
+    record = get_record("gad")
+    rng = random.Random(0)
+    gold = [rng.choice(["0", "1"]) for _ in range(400)]
+    good = [g if rng.random() < 0.9 else ("1" if g == "0" else "0") for g in gold]
+    worse = [g if rng.random() < 0.6 else ("1" if g == "0" else "0") for g in gold]
+    clear = paired_bootstrap(record, gold, good, worse, samples=2000)
+    assert clear["delta"] == pytest.approx(score(record, gold, good) - score(record, gold, worse))
+    assert clear["low"] > 0 and clear["excludes_zero"]
+    noise = paired_bootstrap(record, gold, good, [p if rng.random() < 0.97 else g for p, g in zip(good, gold)],
+                             samples=2000)
+    assert noise["low"] <= 0 <= noise["high"] or abs(noise["delta"]) < 0.02

@@ -20,7 +20,8 @@ import sklearn.metrics
 import torch
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from domainbert.blurb import get_record, load_split
+from domainbert.blurb import get_record, load_split, user_record
+from domainbert.blurb.budgets import BUDGET_NAMES, BUDGETS, Setting, default_seeds, max_length_for, settings_for
 from domainbert.blurb.featurize import (
     IGNORE,
     featurize_tokens,
@@ -29,11 +30,12 @@ from domainbert.blurb.featurize import (
     window_owners,
     word_windows,
 )
-from domainbert.blurb.finetune import FinetuneArgs, Setting, finetune, settings_for
+from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.metrics import constant_prediction
 from domainbert.blurb.report import render_report
 from domainbert.cli import main
 from domainbert.data.tokenization import BertTokenizer
+from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.modeling import BertModel
 
@@ -114,9 +116,12 @@ def test_each_task_type_fine_tunes_end_to_end(task, max_len, tiny_model, shared_
         "dev_predictions.jsonl", "metrics.json", "model", "runs", "selection.json",
         "test_predictions.jsonl"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert metrics["task"] == task and len(metrics["runs"]) == 1 and metrics["runs"][0]["steps"] == 3
+    # quick: a 32-wide model tries the published rate and the one scaled for its width, one run each
+    assert metrics["task"] == task and len(metrics["runs"]) == 2 and {r["steps"] for r in metrics["runs"]} == {3}
+    assert metrics["selected"] == max(metrics["grid"], key=lambda g: g["dev"]["mean"])["setting"]
     assert -1.0 <= metrics["test"]["mean"] <= 1.0
-    run = metrics["runs"][0]
+    run = next(r for r in metrics["runs"] if r["run_id"] == metrics["saved_model_run"])  # the saved predictions'
+    assert run["dev"] == max(r["dev"] for r in metrics["runs"])
     for split in ("dev", "test"):
         rows = [json.loads(line) for line in (out / f"{split}_predictions.jsonl").read_text().splitlines()]
         assert len(rows) == metrics["examples"][split]
@@ -272,7 +277,7 @@ def test_interrupted_grid_resumes_without_redoing_finished_runs(tiny_model, shar
         return real(task, model_dir, setting, seed, args, device)
 
     monkeypatch.setattr(ft, "train_run", counting)
-    args = _args(tiny_model, tmp_path, shared_data, task="gad", budget="full", seeds=(1,),
+    args = _args(tiny_model, tmp_path, shared_data, task="gad", budget="grid", seeds=(1,),
                  limit=32, max_steps=1, save_model=False)
     interrupt = True
     with pytest.raises(KeyboardInterrupt):
@@ -398,16 +403,65 @@ def test_cli_errors_are_one_line(tiny_model, shared_data, tmp_path, capsys):
             "--data", str(rel)], capsys, "either --task")
 
 
-def test_quick_budget_scales_the_rate_for_narrow_models(tmp_path: Path) -> None:
-    def rate(hidden: int, **kw: object) -> float:
-        args = FinetuneArgs(model=tmp_path, out=tmp_path / "o", task="ncbi-disease", **kw)  # type: ignore[arg-type]
-        (setting,) = settings_for(get_record("ncbi-disease"), args, 5424, hidden)
-        return setting.learning_rate
-    assert rate(768) == 5e-5 and rate(1024) == 5e-5  # BERT-base and wider: the record's (BLURB's grid)
-    assert rate(384) == pytest.approx(5e-5 * 2 ** 2.5)  # all-MiniLM-L6-v2: 2.8e-4
-    assert rate(256) == pytest.approx(5e-5 * 3 ** 2.5)  # the small preset: 7.8e-4
-    assert rate(32) == 1e-3  # never above 1e-3
-    assert rate(256, learning_rate=3e-5) == 3e-5  # an explicit --lr wins
+def test_quick_budget_chooses_among_the_published_rate_and_a_narrow_models(tmp_path: Path) -> None:
+    def rates(task: str, hidden: int, **kw: object) -> list[float]:
+        args = FinetuneArgs(model=tmp_path, out=tmp_path / "o", task=task, **kw)  # type: ignore[arg-type]
+        return [s.learning_rate for s in settings_for(get_record(task), args, 5424, hidden)]
+    # BERT-base and wider: LinkBERT's published rate alone
+    assert rates("ncbi-disease", 768) == [5e-5] and rates("chemprot", 1024) == [3e-5]
+    # narrower: that rate and the record's scaled for the width (all-MiniLM-L6-v2: 2.8e-4), chosen on dev
+    assert rates("chemprot", 384) == pytest.approx([3e-5, 5e-5 * 2 ** 2.5])
+    assert rates("ncbi-disease", 256) == pytest.approx([5e-5, 5e-5 * 3 ** 2.5])  # the small preset: 7.8e-4
+    assert rates("ncbi-disease", 32) == [5e-5, 1e-3]  # never above 1e-3
+    assert rates("ncbi-disease", 256, learning_rate=3e-5) == [3e-5]  # an explicit --lr wins
+
+
+def test_named_budgets_are_their_definitions(tmp_path: Path) -> None:
+    def settings(task: str, budget: str, **kw: object) -> list[Setting]:
+        args = FinetuneArgs(model=tmp_path, out=tmp_path / "o", task=task, budget=budget, **kw)  # type: ignore[arg-type]
+        return settings_for(get_record(task), args, 4261, 768)
+    paper = settings("gad", "paper")
+    assert sorted((s.learning_rate, s.batch_size) for s in paper) == [
+        (1e-5, 16), (1e-5, 32), (3e-5, 16), (3e-5, 32), (5e-5, 16), (5e-5, 32)]
+    assert all(s.warmup == 0.1 and s.min_epoch == 2 and s.select == "best-epoch" for s in paper)
+    assert default_seeds("paper", get_record("biosses")) == tuple(range(42, 52))  # ten runs for BIOSSES,
+    assert len(default_seeds("paper", get_record("gad"))) == 5  # five for the others
+    [linkbert] = settings("chemprot", "linkbert")
+    assert (linkbert.learning_rate, linkbert.batch_size, linkbert.epochs, linkbert.warmup, linkbert.weight_decay,
+            linkbert.select) == (3e-5, 32, 10, 0.0, 0.0, "final")
+    assert max_length_for("linkbert", get_record("gad")) == 256 and max_length_for("quick", get_record("gad")) == 128
+    assert settings("pubmedqa", "linkbert")[0].warmup == 100  # 100 warmup steps for the QA sets
+    assert len(settings("gad", "grid")) == 8
+    assert set(BUDGETS) == set(BUDGET_NAMES)
+    with pytest.raises(ConfigError, match="no LinkBERT recipe"):
+        settings_for(user_record("relation", _user_relation_set(tmp_path)),
+                     FinetuneArgs(model=tmp_path, out=tmp_path, task="gad", budget="linkbert"), 10)
+
+
+def _user_relation_set(root: Path) -> Path:
+    folder = root / "gad"  # a user's folder may carry a BLURB name: it is still not BLURB's GAD
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_text("1\t@GENE$ causes @DISEASE$.\t1\n2\t@GENE$ and @DISEASE$.\t0\n")
+    return folder
+
+
+@pytest.mark.parametrize("budget,kept", [("linkbert", [3]), ("paper", [2])])
+def test_final_and_from_second_epoch_selection(budget, kept, tiny_model, shared_data, tmp_path, monkeypatch):
+    """linkbert keeps the last epoch's model whatever dev says; paper never keeps the first epoch."""
+    import domainbert.blurb.finetune as ft
+
+    dev_gold = [e.label for e in load_split("gad", "dev", shared_data)[:16]]
+    dev_scores = iter([0.9, 0.5, 0.1] * 6)  # dev falls every epoch: best-epoch would keep epoch 1
+    real_score = ft.score
+    monkeypatch.setattr(ft, "score", lambda record, gold, pred: next(dev_scores) if gold == dev_gold
+                        else real_score(record, gold, pred))
+    metrics = finetune(_args(tiny_model, tmp_path, shared_data, task="gad", budget=budget, epochs=3, limit=16,
+                             max_steps=None, seeds=(1,), batch_size=None if budget == "paper" else 16,
+                             save_model=False))
+    assert {r["best_epoch"] for r in metrics["runs"]} == {kept[0]}
+    if budget == "linkbert":
+        assert metrics["runs"][0]["setting"]["weight_decay"] == 0.0 and metrics["max_seq_length"] == 128
 
 
 def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
@@ -421,8 +475,7 @@ def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:
     assert quick("ncbi-disease", 5424).epochs == 3  # large sets: the usual cap
     assert quick("biosses", 64, epochs=2).epochs == 2  # an explicit --epochs wins
     assert quick("biosses", 8).epochs == get_record("biosses").finetune.epochs  # never past the record's
-    assert len(settings_for(get_record("gad"), FinetuneArgs(model=tmp_path, out=tmp_path, task="gad",
-                                                            budget="full"), 4261)) == 8  # the grid
+
 
 
 def test_random_batches_are_a_flag(tmp_path: Path) -> None:
@@ -452,7 +505,8 @@ def test_rerun_after_reexport_or_other_settings_never_reuses_stale_results(tiny_
     shutil.copytree(tiny_model, model)
     out = tmp_path / "ft"
     argv = ["finetune", "--task", "gad", "--model", str(model), "--out", str(out), "--data-dir", str(shared_data),
-            "--limit", "32", "--max-steps", "2", "--epochs", "1", "--precision", "fp32", "--device", "cpu"]
+            "--limit", "32", "--max-steps", "2", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
+            "--lr", "5e-5"]
     assert main(argv) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert main(argv) == 0 and json.loads((out / "metrics.json").read_text())["runs"] == first["runs"]  # resumed
@@ -520,7 +574,7 @@ def test_training_steps_read_the_loss_back_only_every_log_every_steps(tiny_model
     monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or item(self))
     steps = 2 * ft.LOG_EVERY + 3
     metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=4 * steps,
-                             batch_size=4, max_steps=steps, save_model=False))
+                             batch_size=4, max_steps=steps, save_model=False, learning_rate=5e-5))
     assert metrics["runs"][0]["steps"] == steps
     assert len(reads) == 3  # steps LOG_EVERY, 2 x LOG_EVERY and the last
 
@@ -529,7 +583,8 @@ def test_each_epoch_is_logged_as_it_ends(tiny_model, shared_data, tmp_path, caps
     """A long run (ChemProt's 10 epochs: 20 minutes of a 2-core CPU for the `mini` shape) shows its dev score per
     epoch on stderr and in runs/<run id>/epochs.jsonl as each epoch ends, matching result.json."""
     metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=24,
-                             batch_size=8, max_steps=None, epochs=3, save_model=False, progress=None))
+                             batch_size=8, max_steps=None, epochs=3, save_model=False, progress=None,
+                             learning_rate=5e-5))
     run = metrics["runs"][0]
     rows = [json.loads(line) for line in
             (tmp_path / "o" / "runs" / run["run_id"] / "epochs.jsonl").read_text().splitlines()]

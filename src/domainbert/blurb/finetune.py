@@ -24,16 +24,16 @@ classification BertForSequenceClassification,       question + context as a pair
 =============  ===================================  ==========================================
 
 Training follows BERT's fine-tuning recipe as BLURB used it (Gu et al. 2021, §4.3): AdamW with
-weight decay 0.01 except on biases and LayerNorm weights, 10% linear warmup then linear decay to 0,
-gradient clipping at 1.0, bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
+weight decay (0.01 unless the budget says otherwise) except on biases and LayerNorm weights, linear
+warmup (10% unless the budget says otherwise) then linear decay to 0, gradient clipping at 1.0,
+bf16 autocast where the hardware has it (:mod:`domainbert.train.precision`),
 batches grouped by length with dynamic padding. On a GPU a step is built not to wait for it
 (``benchmarks/gpu_check.py``'s no-sync-finetune checks it): batches are made and their Packing found
 on the host and copied through pinned memory, and the loss is read back every ``LOG_EVERY`` steps.
-Each epoch is scored on dev; a run keeps its best epoch. ``--budget quick`` trains one setting with
-one seed (the record's defaults, epochs capped); ``--budget record`` the same setting for the
-record's own epochs over three seeds; ``--budget full`` runs BLURB's grid (lr {1e-5, 2e-5, 3e-5,
-5e-5} × batch {16, 32}) over several seeds, selects the setting with the best mean dev score and
-reports test mean ± std for it.
+Each epoch is scored on dev; a run keeps its best epoch (or its last, under a budget that says so).
+Which settings and seeds are trained is the budget's (:mod:`domainbert.blurb.budgets`: ``quick``,
+``full-epochs``, ``grid``, ``paper``, ``linkbert``); the setting with the best mean dev score is
+selected and its test mean ± std reported.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
 whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
@@ -58,7 +58,7 @@ Output directory::
     runs/<run id>/epochs.jsonl   {"epoch", "step", "train_loss", "dev", "best_epoch", "seconds"}, a line
                                  as each epoch ends (also printed on stderr)
 
-With ``--budget full`` the saved model is the best single run by dev score, which belongs to the
+With several settings the saved model is the best single run by dev score, which belongs to the
 selected setting only when that setting also holds the best seed; ``metrics.json`` names both.
 """
 
@@ -74,13 +74,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
+from domainbert.blurb.budgets import (
+    BUDGET_NAMES,
+    Budget,
+    Setting,
+    add_budget_argument,
+    default_seeds,
+    max_length_for,
+    settings_for,
+)
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.featurize import (
     MARKER_RE,
@@ -111,27 +120,7 @@ from domainbert.model.modeling import BertForSequenceClassification, BertForToke
 from domainbert.train.optim import get_lr, param_groups
 from domainbert.train.precision import autocast, resolve_precision
 
-Budget = Literal["quick", "record", "full"]
 Example = TokenExample | TextExample
-
-#: BLURB's grid (the BERT paper's §3.5, adapted by Gu et al.).
-GRID_LEARNING_RATES = (1e-5, 2e-5, 3e-5, 5e-5)
-GRID_BATCH_SIZES = (16, 32)
-FULL_SEEDS = (42, 43, 44, 45, 46)
-RECORD_SEEDS = (42, 43, 44)
-QUICK_MAX_EPOCHS = 3
-"""``--budget quick`` trains at most this many epochs (the record's epochs when fewer) ..."""
-QUICK_MIN_STEPS = 100
-"""... unless that is fewer optimizer steps than this: a small set (BIOSSES: 64 pairs, 4 steps an
-epoch) then trains more epochs, up to the record's, so that it gets past its first few updates."""
-
-BASE_WIDTH = 768
-"""The hidden size the records' learning rates are tuned for (BERT-base's, as in BLURB's grid)."""
-WIDTH_EXPONENT = 2.5
-"""``--budget quick`` scales a record's rate by (BASE_WIDTH / hidden size) ** WIDTH_EXPONENT for a
-narrower model (see :func:`quick_learning_rate` and benchmarks/RESULTS.md for the measurements)."""
-MAX_QUICK_RATE = 1e-3
-"""The scaled rate never goes above this (post-LN fine-tuning diverges beyond it)."""
 
 TOKEN_TASKS = ("ner", "pico")
 #: task type → problem type of BertForSequenceClassification (token tasks have none).
@@ -162,15 +151,14 @@ class FinetuneArgs:
     data_dir: Path | None = None
     """Where the BLURB data lives (default: the ``data download`` cache)."""
     budget: Budget = "quick"
-    """``quick``: one setting, one seed, at most QUICK_MAX_EPOCHS epochs (more for a set too small
-    for QUICK_MIN_STEPS steps); ``record``: the same setting for the record's own epochs, three seeds;
-    ``full``: grid × seeds."""
+    """Which settings and seeds to train (:mod:`domainbert.blurb.budgets`: quick, full-epochs, grid, paper,
+    linkbert)."""
     seeds: tuple[int, ...] = ()
-    """Seeds (default: 42 for quick, 42..44 for record, 42..46 for full)."""
+    """Seeds (default: the budget's, :func:`~domainbert.blurb.budgets.default_seeds`)."""
     learning_rate: float | None = None
-    """quick/record: override the rate they pick (the record's, scaled for the model's width)."""
+    """quick/full-epochs/linkbert: one rate instead of the budget's."""
     batch_size: int | None = None
-    """quick/record: override the record's batch size."""
+    """quick/full-epochs/linkbert: one batch size instead of the budget's."""
     epochs: int | None = None
     """Override the number of epochs (both budgets)."""
     max_steps: int | None = None
@@ -209,11 +197,11 @@ class FinetuneArgs:
             problems.append("give either --task NAME (a BLURB dataset) or --task-type TYPE with --data DIR")
         if self.data is not None and self.task_type is None:
             problems.append("--data needs --task-type (ner, relation, similarity, multilabel, classification)")
-        if self.budget not in get_args(Budget):
-            problems.append(f"budget must be one of {', '.join(get_args(Budget))}, got {self.budget!r}")
-        if self.budget == "full" and (self.learning_rate is not None or self.batch_size is not None):
-            problems.append("--lr/--batch-size fix one setting: use them with --budget quick or record "
-                            "(full runs the grid)")
+        if self.budget not in BUDGET_NAMES:
+            problems.append(f"budget must be one of {', '.join(BUDGET_NAMES)}, got {self.budget!r}")
+        if self.budget in ("grid", "paper") and (self.learning_rate is not None or self.batch_size is not None):
+            problems.append(f"--lr/--batch-size fix one setting: use them with --budget quick, full-epochs or "
+                            f"linkbert ({self.budget} runs a grid)")
         for name in ("batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -224,48 +212,6 @@ class FinetuneArgs:
             problems.append(f"max_seq_length {self.max_seq_length} is too short: use at least 8")
         if problems:
             raise ConfigError("; ".join(problems))
-        if not self.seeds:
-            self.seeds = {"quick": (42,), "record": RECORD_SEEDS}.get(self.budget, FULL_SEEDS)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One point of the grid."""
-
-    learning_rate: float
-    batch_size: int
-    epochs: int
-
-    def run_id(self, seed: int) -> str:
-        return f"lr{self.learning_rate:g}-bs{self.batch_size}-ep{self.epochs}-seed{seed}"
-
-
-def quick_learning_rate(record_rate: float, hidden_size: int) -> float:
-    """The quick budget's rate for a model ``hidden_size`` wide: the record's (tuned for BERT-base)
-    for BERT-base and wider, scaled up for narrower models, which want a higher rate. Measured on
-    NCBI-disease with the 4 x 256 shape from random weights (benchmarks/RESULTS.md): test F1 40.1
-    at 5e-5, 48.4 at 1e-4, 51.9 at 2.6e-4, 57.6 at 1e-3; the exponent 2.5 gives it 7.8e-4, short
-    of the best measured for random weights since a pretrained model of that width may want less
-    (not measured), and all-MiniLM-L6-v2 (384 wide) 2.8e-4."""
-    scale = max(1.0, BASE_WIDTH / hidden_size) ** WIDTH_EXPONENT
-    return min(MAX_QUICK_RATE, max(record_rate, record_rate * scale))
-
-
-def settings_for(record: DatasetRecord, args: FinetuneArgs, train_size: int,
-                 hidden_size: int = BASE_WIDTH) -> list[Setting]:
-    """The settings a budget trains: the record's one (quick: epochs capped; record: all the
-    record's epochs; its rate scaled for the model's width by :func:`quick_learning_rate`) or
-    BLURB's grid (full)."""
-    defaults = record.finetune
-    if args.budget in ("quick", "record"):
-        batch_size = args.batch_size or defaults.batch_size
-        steps_per_epoch = max(1, math.ceil(train_size / batch_size))
-        epochs = args.epochs or (defaults.epochs if args.budget == "record" else min(
-            defaults.epochs, max(QUICK_MAX_EPOCHS, math.ceil(QUICK_MIN_STEPS / steps_per_epoch))))
-        rate = args.learning_rate or quick_learning_rate(defaults.learning_rate, hidden_size)
-        return [Setting(rate, batch_size, epochs)]
-    epochs = args.epochs or defaults.epochs
-    return [Setting(lr, bs, epochs) for lr in GRID_LEARNING_RATES for bs in GRID_BATCH_SIZES]
 
 
 # ==================================================================================== the task
@@ -492,7 +438,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     total = steps_per_epoch * setting.epochs
     if args.max_steps is not None:
         total = min(total, args.max_steps)
-    optimizer = torch.optim.AdamW(param_groups(model), lr=setting.learning_rate, fused=True)
+    optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
     history: list[float] = []
     step = 0
@@ -512,8 +458,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             if step >= total:
                 break
             batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device, args.unpad)
-            loss = train_step(model, optimizer, batch, get_lr(step, total, setting.learning_rate), args.precision,
-                              device)
+            lr = get_lr(step, total, setting.learning_rate, setting.warmup)
+            loss = train_step(model, optimizer, batch, lr, args.precision, device)
             step += 1
             epoch_loss += loss
             epoch_steps += 1
@@ -523,7 +469,10 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
         dev_score = score(task.record, gold(task, "dev"), dev_pred)
         history.append(dev_score)
-        if best is None or dev_score > best[0]:
+        # best-epoch: the best dev score from min_epoch on (an earlier one only until then); final: the last
+        keep = (best is None or epoch + 1 == setting.min_epoch or setting.select == "final"
+                or (dev_score > best[0] and epoch + 1 >= setting.min_epoch))
+        if keep:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best = (dev_score, epoch + 1, state, {"dev": dev_pred})
         log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
@@ -588,7 +537,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         raise CheckpointError(f"{args.model} has no config.json: pass a BERT checkpoint directory "
                               "(e.g. one written by `domainbert model create` or a Hugging Face BERT)")
     config = BertConfig.load(args.model)
-    task = prepare_task(record, args.model, args.data_dir, args.max_seq_length, args.limit,
+    task = prepare_task(record, args.model, args.data_dir, args.max_seq_length or max_length_for(args.budget, record),
+                        args.limit,
                         model_max_positions=config.max_position_embeddings)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(args.precision, device)
@@ -597,7 +547,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     selection_path = out / "selection.json"
     expected = fingerprint(task, args.model, args, precision)
     settings = settings_for(record, args, len(task.features["train"]), config.hidden_size)
-    plan = [setting.run_id(seed) for setting in settings for seed in args.seeds]
+    seeds = args.seeds or default_seeds(args.budget, record)
+    plan = [setting.run_id(seed) for setting in settings for seed in seeds]
     check_outputs(out, expected, plan, args.restart)
     if selection_path.is_file():  # a plan grown by more seeds: the saved run stays the selection
         stored = json.loads(selection_path.read_text(encoding="utf-8"))
@@ -606,7 +557,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     results: list[RunResult] = []
     started = time.perf_counter()
     for setting in settings:
-        for seed in args.seeds:
+        for seed in seeds:
             path = out / "runs" / setting.run_id(seed) / "result.json"
             if path.is_file():  # check_outputs made sure it was made from the same inputs and settings
                 results.append(RunResult(**json.loads(path.read_text(encoding="utf-8"))))
@@ -675,13 +626,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
-    parser.add_argument("--budget", choices=get_args(Budget), default="quick",
-                        help="quick: one setting, one seed, ≤3 epochs (more, up to 100 steps, for tiny sets); "
-                             "record: that setting for the dataset's own epochs, 3 seeds; "
-                             "full: BLURB's grid × 5 seeds")
-    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None, help="seed(s)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (quick/record only)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (quick/record only)")
+    add_budget_argument(parser)
+    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None,
+                        help="seed(s) (default: the budget's)")
+    parser.add_argument("--lr", type=float, default=None, help="one learning rate (quick, full-epochs, linkbert)")
+    parser.add_argument("--batch-size", type=int, default=None, help="one batch size (quick, full-epochs, linkbert)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
     parser.add_argument("--max-seq-length", type=int, default=None,

@@ -13,6 +13,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from domainbert.atomic import atomic_write
+from domainbert.blurb.budgets import BUDGETS
 from domainbert.blurb.published import PUBLISHED_TOTALS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
 
@@ -59,11 +60,10 @@ def render_report(results: dict[str, Any]) -> str:
              f"- model: {_model_line(results)}", f"- budget: `{results['budget']}`, "
              f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
              f"- data: `{results['data_dir']}`"]
+    lines.append(f"- budget `{results['budget']}`: {BUDGETS.get(results['budget'], 'not a budget domainbert knows')}")
     caveats = []
     if results["budget"] == "quick":
-        caveats.append("`--budget quick` (one setting, one seed, capped epochs) — not BLURB's grid")
-    elif results["budget"] == "record":
-        caveats.append("`--budget record` (one setting per dataset, not BLURB's grid selected on dev)")
+        caveats.append("`--budget quick` (the cheap budget: capped epochs, one seed), not the published protocol")
     if results.get("limit"):
         caveats.append(f"only the first {results['limit']} examples of each split")
     if results.get("max_steps"):

@@ -27,11 +27,12 @@ import argparse
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
-from domainbert.blurb.compare import write_comparison
-from domainbert.blurb.finetune import Budget, FinetuneArgs, finetune
+from domainbert.blurb.budgets import add_budget_argument
+from domainbert.blurb.compare import add_mismatch_argument, write_comparison
+from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
@@ -39,6 +40,15 @@ from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 from domainbert.model.card import add_blurb_results
 from domainbert.model.hub import ModelSource, add_revision_argument, resolve_model
+
+
+def conditions(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two models' scores on a dataset to compare: the budget, the examples used
+    (limit), the step cap, the sequence length, the epochs asked for and the data files' content."""
+    fingerprint = metrics.get("fingerprint") or {}
+    return {"budget": metrics.get("budget"), "limit": metrics.get("limit"), "max_steps": metrics.get("max_steps"),
+            "max_length": metrics.get("max_seq_length"), "epochs": metrics["selected"]["epochs"],
+            "data_sha256": fingerprint.get("data_sha256")}
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
@@ -86,7 +96,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         entry.update(selected=metrics["selected"], dev=metrics["dev"], test=metrics["test"],
                      wall_seconds=metrics["wall_seconds"], examples=metrics["examples"],
                      precision=metrics["precision"], device=metrics["device"], constant=metrics["constant"],
-                     size_checks=metrics["size_checks"])
+                     size_checks=metrics["size_checks"], conditions=conditions(metrics))
         datasets[name] = entry
     scores = {n: d["test"]["mean"] for n, d in datasets.items() if "test" in d}
     summary: dict[str, Any] | None = None
@@ -95,7 +105,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
                    "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
     results = {
-        "model": str(model), "name": label, "model_source": source.record(), "budget": budget,
+        "model": str(model), "name": label, "model_source": source.record(), "budget": budget, "out": str(out),
         "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
@@ -123,9 +133,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "in it and comparison.{md,json,png}")
     parser.add_argument("--tasks", nargs="+", action="extend", default=None,
                         help=f"datasets (default: all): {', '.join(DATASETS)}")
-    parser.add_argument("--budget", choices=get_args(Budget), default="quick",
-                        help="quick: one setting, one seed, capped epochs; record: that setting for each "
-                        "dataset's own epochs, 3 seeds; full: BLURB's grid x 5 seeds")
+    add_budget_argument(parser)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
     parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None, help="seed(s)")
@@ -140,6 +148,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
     parser.add_argument("--restart", action="store_true",
                         help="discard results in --out made from another model, data or settings (default: refuse)")
+    add_mismatch_argument(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="add the test scores to each evaluated model's card (its README.md: model-index "
                         "entries and a BLURB section); local model folders only")
@@ -187,7 +196,7 @@ def run(ns: argparse.Namespace) -> int:
               f"wrote {out / 'report.md'}")
         failed += [(name, n, d["reason"]) for n, d in results["datasets"].items() if d["status"] == "failed"]
     if len(models) > 1:
-        write_comparison(runs, names, ns.out)
+        write_comparison(runs, names, ns.out, ns.allow_mismatch)
         print(f"comparison: {ns.out / 'comparison.md'}")
     for name, dataset, reason in failed:
         print(f"domainbert blurb: error: {name}: {dataset}: {reason}")

@@ -14,6 +14,10 @@ is read from the run's own files, never typed in:
   scores from ``metrics.json``, the base model (a Hub repo id becomes ``base_model``).
 * :func:`add_blurb_results` (``blurb --update-card``): the suite's test scores added to a model's
   card (``model-index`` entries and a section of the body), replacing earlier ones.
+
+Only results go into ``model-index`` (which the Hub shows as the model's results): a run on the first
+``--limit`` examples, capped by ``--max-steps``, or under ``--budget quick`` (:func:`not_results` says
+which) gets its scores in the card's prose, marked as a smoke run, and no ``model-index`` entry.
 """
 
 from __future__ import annotations
@@ -182,6 +186,20 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
 
 
 # ============================================================================ fine-tuned model
+def not_results(run: dict[str, Any]) -> str | None:
+    """Why a run's scores are not results to publish as ``model-index`` (``metrics.json`` or
+    ``results.json`` content), in words; None when they are: all of every split, no step cap, and a
+    named budget other than ``quick``."""
+    why = []
+    if run.get("budget") == "quick":
+        why.append("`--budget quick` (the cheap budget: a few epochs, one seed)")
+    if run.get("limit"):
+        why.append(f"only the first {run['limit']} examples of each split")
+    if run.get("max_steps"):
+        why.append(f"at most {run['max_steps']} optimizer steps per run")
+    return "; ".join(why) or None
+
+
 def _eval_result(metrics: dict[str, Any], split: str = "test") -> EvalResult:
     metric_type, metric_name = METRIC_TYPES.get(metrics["metric"], (metrics["metric"], metrics["metric"]))
     dataset = metrics.get("dataset_id") or metrics["task"]
@@ -204,7 +222,8 @@ def finetuned_card(metrics: dict[str, Any], model_dir: Path, license: str = DEFA
         language="en", license=license, library_name="transformers",
         pipeline_tag="token-classification" if metrics["task_type"] in ("ner", "pico") else "text-classification",
         tags=[*TAGS, "blurb", metrics["task"]], datasets=[metrics.get("dataset_id") or metrics["task"]],
-        base_model=base, model_name=name, eval_results=[_eval_result(metrics, "test")])
+        base_model=base, model_name=name,
+        eval_results=[_eval_result(metrics, "test")] if not_results(metrics) is None else None)
     seeds = sorted(test["per_seed"], key=int)
     lines = [f"# {name}", "",
              f"{base_text} fine-tuned on {metrics['display_name']} ({metrics['group']}) with domainbert "
@@ -228,6 +247,9 @@ def finetuned_card(metrics: dict[str, Any], model_dir: Path, license: str = DEFA
     for split, stats in (("dev", dev), ("test", test)):
         lines.append(f"| {split} | {_pct(stats['mean'])} ± {_pct(stats['std'])} | "
                      + " | ".join(_pct(stats["per_seed"].get(s)) for s in seeds) + " |")
+    smoke = not_results(metrics)
+    if smoke:
+        lines += ["", f"A smoke run, not a result: {smoke}. These scores are not in the card's `model-index`."]
     lines += [""]
     return _card(meta, "\n".join(lines))
 
@@ -241,9 +263,11 @@ def add_blurb_results(model_dir: Path, results: dict[str, Any]) -> Path:
         ModelCardData(language="en", library_name="transformers", tags=list(TAGS),
                       model_name=results.get("name") or Path(model_dir).name), f"# {Path(model_dir).name}\n")
     scored = {n: d for n, d in results["datasets"].items() if "test" in d}
-    new = [_eval_result({**d, "task": n, "dataset_id": n}, "test") for n, d in scored.items()]
-    keep = [r for r in (card.data.eval_results or []) if r.dataset_type not in scored]
-    card.data.eval_results = keep + new
+    smoke = not_results(results)
+    if smoke is None:  # results replace a dataset's earlier entry; a smoke run leaves model-index alone
+        new = [_eval_result({**d, "task": n, "dataset_id": n}, "test") for n, d in scored.items()]
+        keep = [r for r in (card.data.eval_results or []) if r.dataset_type not in scored]
+        card.data.eval_results = (keep + new) or None
     if not card.data.model_name:
         card.data.model_name = results.get("name") or Path(model_dir).name
     table = ["## BLURB", "", f"`domainbert blurb --budget {results['budget']}` ({results['date']}); test scores, "
@@ -252,10 +276,8 @@ def add_blurb_results(model_dir: Path, results: dict[str, Any]) -> Path:
     for d in scored.values():
         table.append(f"| {d['display_name']} | {METRIC_TYPES.get(d['metric'], (None, d['metric']))[1]} | "
                      f"{_pct(d['test']['mean'])} ± {_pct(d['test']['std'])} | {d['test']['n']} |")
-    caveats = [f"only the first {results['limit']} examples of each split" if results.get("limit") else "",
-               f"at most {results['max_steps']} optimizer steps per run" if results.get("max_steps") else ""]
-    if any(caveats):
-        table += ["", "Smoke-run settings, not BLURB's: " + "; ".join(c for c in caveats if c) + "."]
+    if smoke:
+        table += ["", f"A smoke run, not a result: {smoke}. These scores are not in the card's `model-index`."]
     summary = results.get("blurb")
     if summary:
         table += ["", f"BLURB score over these datasets: {_pct(summary['score'])}"
