@@ -78,11 +78,14 @@ COMMANDS: dict[str, Command] = {
     "finetune": Command(
         "fine-tune a BERT on one BLURB dataset (--task) or your own (--task-type + --data)",
         "domainbert.blurb.finetune:configure", "domainbert.blurb.finetune:run"),
+    "evaluate": Command(
+        "score a fine-tuned model on a BLURB split (or your own) without training: precision, recall, per class",
+        "domainbert.blurb.evaluate:configure", "domainbert.blurb.evaluate:run"),
     "blurb": Command(
         "fine-tune on the BLURB suite; write results.json, report.md, a chart and a TSV row",
         "domainbert.blurb.suite:configure", "domainbert.blurb.suite:run"),
     "report": Command(
-        "compare finished `blurb` runs side by side: per dataset and task type, Welch's t over seeds, a chart",
+        "compare finished `blurb` runs side by side: paired tests, bootstrap intervals, Holm's correction, a chart",
         "domainbert.blurb.compare:configure", "domainbert.blurb.compare:run"),
     "fill-mask": Command(
         "predict the top-k tokens for each [MASK] in texts (JSON lines out)",

@@ -72,7 +72,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,9 @@ from domainbert.blurb.registry import (
     DATASETS,
     DatasetRecord,
     default_data_dir,
-    get_record,
     load_split,
+    record_for,
     size_problem,
-    user_record,
 )
 from domainbert.blurb.resume import FINGERPRINT_VERSION, check_outputs, content_hash, model_files
 from domainbert.data.tokenization import BertTokenizer
@@ -510,29 +509,9 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
-def record_for(args: FinetuneArgs) -> DatasetRecord:
-    """The BLURB record named by ``--task``, or a record for the user's folder."""
-    if args.task is not None:
-        return get_record(args.task)
-    assert args.data is not None and args.task_type is not None
-    if args.task_type == "multilabel":
-        # BLURB's HoC layout (sentence file + PMID list per split) is the multi-label format read.
-        root = args.data.resolve()
-        hoc = get_record("hoc")
-        for names in hoc.files.values():
-            for name in names:
-                if not (root / name).is_file():
-                    raise DataError(f"{root}: no {name}; a multi-label set uses BLURB's HoC layout: "
-                                    "{train,dev,test}.tsv (labels<TAB>sentence<TAB>PMID_s<n>) and "
-                                    "{train,dev,test}_pmid.tsv")
-        return replace(hoc, name=root.name, display_name=root.name, folder=str(root), sizes=None,
-                       download_name=None, notes=("a user's multi-label set in BLURB's HoC layout",))
-    return user_record(args.task_type, args.data, negative_label=args.negative_label)
-
-
 def finetune(args: FinetuneArgs) -> dict[str, Any]:
     """Run a budget's settings × seeds (skipping finished runs), select on dev, write the outputs."""
-    record = record_for(args)
+    record = record_for(args.task, args.task_type, args.data, args.negative_label)
     if not (args.model / "config.json").is_file():
         raise CheckpointError(f"{args.model} has no config.json: pass a BERT checkpoint directory "
                               "(e.g. one written by `domainbert model create` or a Hugging Face BERT)")

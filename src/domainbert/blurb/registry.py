@@ -534,3 +534,25 @@ def user_record(task_type: str, folder: str | Path, negative_label: str | None =
                          negative_label=negative_label, notes=notes,
                          text_fields=(("text", "text_pair") if task_type in ("similarity", "classification")
                                       else ("text",)))
+
+
+def record_for(task: str | None, task_type: str | None = None, data: Path | None = None,
+               negative_label: str | None = None) -> DatasetRecord:
+    """The BLURB record named ``task``, or a record for a user's folder ``data`` of ``task_type``
+    (a multi-label set uses BLURB's HoC layout: a sentence file and a PMID list per split)."""
+    if task is not None:
+        return get_record(task)
+    if data is None or task_type is None:
+        raise DataError("give a BLURB dataset name, or a task type with a data folder")
+    if task_type == "multilabel":
+        root = Path(data).resolve()
+        hoc = get_record("hoc")
+        for names in hoc.files.values():
+            for name in names:
+                if not (root / name).is_file():
+                    raise DataError(f"{root}: no {name}; a multi-label set uses BLURB's HoC layout: "
+                                    "{train,dev,test}.tsv (labels<TAB>sentence<TAB>PMID_s<n>) and "
+                                    "{train,dev,test}_pmid.tsv")
+        return replace(hoc, name=root.name, display_name=root.name, folder=str(root), sizes=None,
+                       download_name=None, notes=("a user's multi-label set in BLURB's HoC layout",))
+    return user_record(task_type, data, negative_label=negative_label)
