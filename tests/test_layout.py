@@ -173,3 +173,31 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
                 if not found & allowed:
                     missing.append(f"{rel} imports {top} ({', '.join(sorted(found))})")
     assert not missing, "; ".join(sorted(set(missing))) + ": declare it in pyproject.toml's dependencies"
+
+
+#: The pipeline's stages in order; a module imports only its own stage and the ones before it.
+STAGES = ("data", "model", "train", "blurb", "serve")
+#: Modules of a later stage that earlier ones may use, with why.
+SHARED_BELOW = {"domainbert.model.hub": "turns a directory or Hub repo id into a folder; `vocab build --compare`, "
+                                        "`data prepare --vocab` and the tokenizer take a vocabulary by Hub id too"}
+
+
+def test_imports_run_down_the_pipeline() -> None:
+    """data -> model -> train -> blurb -> serve: no stage reaches up to a later one (the data stage once
+    imported the BLURB registry to find the test files it decontaminates against)."""
+    found = []
+    for name in _modules():
+        parts = name.split(".")
+        if len(parts) < 3 or parts[1] not in STAGES:
+            continue  # the package root, the CLI and quickstart sit above every stage
+        path = PACKAGE.parent.joinpath(*parts)
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        top, nested = _imports(path)
+        for module in [*top, *(m for _, m in nested)]:
+            target = module.split(".")
+            if any(module == m or module.startswith(m + ".") for m in SHARED_BELOW):
+                continue
+            if target[0] == "domainbert" and len(target) > 1 and target[1] in STAGES \
+                    and STAGES.index(target[1]) > STAGES.index(parts[1]):
+                found.append(f"{name} imports {module}")
+    assert not found, "; ".join(found)

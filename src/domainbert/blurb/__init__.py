@@ -4,21 +4,24 @@ Takes a BERT checkpoint (from :mod:`domainbert.train` or any Hugging Face BERT) 
 datasets (or a user's dataset in a BLURB format), and gives out per-dataset metrics, predictions
 and models, ``results.json``, ``report.md``, a chart and a TSV row.
 
-- :mod:`~domainbert.blurb.registry`: :class:`DatasetRecord`, the :data:`DATASETS` registry,
-  :func:`load_split`, :func:`dataset_status`, :func:`user_record`, :func:`test_text_files`.
+- :mod:`~domainbert.blurb.registry`: :class:`DatasetRecord`, the :data:`DATASETS` registry with
+  BLURB's split sizes, :func:`load_split`, :func:`dataset_status`, :func:`user_record`.
 - :mod:`~domainbert.blurb.readers`: one reader per file format; :mod:`~domainbert.blurb.chemprot`:
-  the ChemProt release → BLURB's masked sentences; :mod:`~domainbert.blurb.examples`: the
-  :class:`TokenExample` / :class:`TextExample` records; :mod:`~domainbert.blurb.test_text`: the test
-  files' raw text, for decontamination.
+  the ChemProt release → BLURB's masked sentences (byte for byte); :mod:`~domainbert.blurb.examples`:
+  the :class:`TokenExample` / :class:`TextExample` records. (Which files hold BLURB's test text, for
+  decontamination, is the data stage's :mod:`domainbert.data.test_text`.)
 - :mod:`~domainbert.blurb.featurize`: examples → model inputs (windows, markers, batches), shared
-  with serving; :mod:`~domainbert.blurb.finetune`: the one fine-tuning loop, the grid and seeds
-  (``domainbert finetune``); :mod:`~domainbert.blurb.resume`: when a stored result may be reused;
-  :mod:`~domainbert.blurb.metrics`: BLURB's metrics, the one dispatch from a record to its metric,
-  the BLURB score.
+  with serving; :mod:`~domainbert.blurb.budgets`: which settings and seeds a budget trains;
+  :mod:`~domainbert.blurb.finetune`: the one fine-tuning loop (``domainbert finetune``);
+  :mod:`~domainbert.blurb.resume`: when a stored result may be reused;
+  :mod:`~domainbert.blurb.metrics`: BLURB's metrics as the reference evaluators compute them, the one
+  dispatch from a record to its metric, the breakdown, the BLURB score;
+  :mod:`~domainbert.blurb.evaluate`: a fine-tuned model scored without training (``domainbert evaluate``).
 - :mod:`~domainbert.blurb.suite`: the whole suite (``domainbert blurb``);
   :mod:`~domainbert.blurb.report`: its report, chart and TSV row;
-  :mod:`~domainbert.blurb.compare`: several models' results side by side, with Welch's t over
-  seeds (``domainbert blurb --model A B``, ``domainbert report``).
+  :mod:`~domainbert.blurb.compare`: several models' results side by side (``domainbert blurb --model A
+  B``, ``domainbert report``), with :mod:`~domainbert.blurb.significance`: paired tests over seeds,
+  bootstrap intervals over test examples, Holm's correction.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from seqeval.metrics import f1_score
+from seqeval.metrics import classification_report, f1_score
 
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS, DatasetRecord, get_record
 
@@ -261,8 +261,6 @@ def breakdown(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any
     out: dict[str, Any] = {"metric": record.metric, "score": score(record, y_true, y_pred), "n": len(y_true),
                            "constant": constant_prediction(record, y_pred)}
     if record.task_type == "ner":
-        from seqeval.metrics import classification_report  # noqa: PLC0415  (only the NER breakdown needs it)
-
         report = classification_report([list(s) for s in y_true], [list(s) for s in y_pred], output_dict=True,
                                        zero_division=0)
         out["precision"] = float(report["micro avg"]["precision"])

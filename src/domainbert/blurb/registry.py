@@ -37,10 +37,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from domainbert.blurb import readers
-from domainbert.blurb import test_text as tt
 from domainbert.blurb.chemprot import CHEMPROT_LABELS, raw_files, read_chemprot_raw
 from domainbert.blurb.examples import TextExample, TokenExample
-from domainbert.blurb.test_text import TestTextReader
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import DataError
 
@@ -140,10 +138,6 @@ class DatasetRecord:
     """Facts a report must show (missing splits, reconstructed splits, metric conventions)."""
     text_fields: tuple[str, ...] = field(default=("text",))
     """Which example fields are model input (``text`` and maybe ``text_pair``)."""
-    test_text: tuple[tuple[str, TestTextReader], ...] = ()
-    """The files holding the test split's text, relative to the data directory, each with its
-    :mod:`~domainbert.blurb.test_text` reader: what decontamination keeps out of pretraining (the
-    test split itself, and the releases it was cut from when they carry more of the same text)."""
     sizes: SplitSizes | None = None
     """BLURB's split sizes, checked when a split is read; None for a user's dataset."""
     fallback: Fallback | None = None
@@ -226,7 +220,6 @@ def _bio(entity: str) -> tuple[str, ...]:
 _IOB_FILES = {"train": ("train.tsv",), "dev": ("devel.tsv",), "test": ("test.tsv",)}
 _BLURB_FILES = {"train": ("train.tsv",), "dev": ("dev.tsv",), "test": ("test.tsv",)}
 _NER_DEFAULTS = FinetuneDefaults(5e-5, 32, 20)
-_CDR_TEST = ("bc5cdr_pubtator/CDR_TestSet.PubTator.txt", tt.pubtator_text)  # both BC5CDR sets
 _NER_NOTE = ("entity-level F1 (seqeval, conlleval-style chunks: an I- after O starts an entity)")
 _COUNTED = "counted in BLURB's release files (their git blob ids are in domainbert/data/sources.toml)"
 _PAPER = "BLURB's published table (Gu et al. 2021, Table 3); not counted here from the files"
@@ -244,34 +237,27 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   _bio("Chemical"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "IOB files of MTL-Bioinformatics-2016; BLURB's copy only drops "
                          "the type suffix, so entity F1 is the same"),
-                  test_text=(("bc5cdr_chem/test.tsv", tt.iob_text), _CDR_TEST),
                   sizes=_mentions(5203, 5347, 5385), download_name="bc5cdr_chem"),
     DatasetRecord("bc5-disease", "BC5-disease", "ner", "bc5cdr_disease", _IOB_FILES, _conll,
                   _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
-                  test_text=(("bc5cdr_disease/test.tsv", tt.iob_text), _CDR_TEST),
                   # the paper's table says 4,244 dev mentions; BLURB's file has 4,246
                   sizes=_mentions(4182, 4246, 4424), download_name="bc5cdr_disease"),
     DatasetRecord("ncbi-disease", "NCBI-disease", "ner", "ncbi_disease", _IOB_FILES, _conll,
                   _bio("Disease"), 512, "entity_f1", _NER_DEFAULTS, notes=(_NER_NOTE,),
-                  test_text=(("ncbi_disease/test.tsv", tt.iob_text),
-                             ("ncbi_disease/pubtator/NCBItestset_corpus.txt", tt.pubtator_text)),
                   sizes=_mentions(5134, 787, 960), download_name="ncbi_disease"),
     DatasetRecord("bc2gm", "BC2GM", "ner", "bc2gm", _BLURB_FILES, _conll_untyped,
                   ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags (a B-GENE copy reads the same)"),
-                  test_text=(("bc2gm/test.tsv", tt.iob_text),),
                   sizes=_mentions(15197, 3061, 6325, _PAPER), download_name="bc2gm"),
     DatasetRecord("jnlpba", "JNLPBA", "ner", "jnlpba", _BLURB_FILES, _conll,
                   ("O", "B", "I"), 512, "entity_f1", _NER_DEFAULTS,
                   notes=(_NER_NOTE, "BLURB's processed copy: untyped B/I/O tags, -DOCSTART- per "
                          "abstract, BLURB's train/dev split of the JNLPBA training set"),
-                  test_text=(("jnlpba/test.tsv", tt.iob_text),),
                   sizes=_mentions(46750, 4551, 8662), download_name="jnlpba"),
     DatasetRecord("ebm-pico", "EBM PICO", "pico", "ebm_pico", _BLURB_FILES, _conll,
                   ("O", "I-PAR", "I-INT", "I-OUT"), 512, "pico_macro_f1",
                   FinetuneDefaults(5e-5, 32, 5),
                   notes=("macro word-level F1 over I-PAR/I-INT/I-OUT, O excluded (BLURB's evaluator)",),
-                  test_text=(("ebm_pico/test.tsv", tt.iob_text), ("ebm_pico/test_pmid.tsv", tt.pmid_list)),
                   # abstracts, as BLURB's PMID lists give them (the paper's word counts, 339,167 /
                   # 85,321 / 16,364, do not match the dev file's 87,308 tagged words)
                   sizes=_rows("documents", 3842, 960, 191, "BLURB's PMID lists (indexing/ebmnlp)"),
@@ -282,9 +268,6 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   notes=("BLURB's files; without them, the same rows built from the BioCreative VI release "
                          "(chemprot/raw): the conversion gives BLURB's three files byte for byte",
                          "micro F1 over CPR:3/4/5/6/9, the 'false' class left out"),
-                  test_text=(("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv",
-                              tt.chemprot_abstracts_text),
-                             ("chemprot/blurb/test.tsv", tt.masked_tsv_text)),
                   sizes=_rows("pairs", 18035, 11268, 15745),
                   fallback=Fallback("chemprot/raw", {s: raw_files(s) for s in SPLITS}, _chemprot_raw,
                                     "the BioCreative VI ChemProt release (chemprot/raw)"),
@@ -294,20 +277,17 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10), negative_label="DDI-false",
                   notes=("BLURB's DDI 2013 pairs, drugs masked as @DRUG$ (id<TAB>sentence<TAB>label)",
                          "micro F1 over the four DDI types, 'DDI-false' left out"),
-                  test_text=(("ddi/test.tsv", tt.masked_tsv_text),),
                   sizes=_rows("pairs", 25296, 2496, 5716, _PAPER), download_name="ddi"),
     DatasetRecord("gad", "GAD", "relation", "gad", _BLURB_FILES, _relation,
                   ("0", "1"), 128, "relation_micro_f1", FinetuneDefaults(5e-5, 32, 10),
                   negative_label="0",
                   notes=("fold 1 of BioBERT's GAD", "micro F1 without the negative class '0', i.e. "
                          "the F1 of the positive class (as BioBERT and PubMedBERT report it)"),
-                  test_text=(("gad/test.tsv", tt.masked_tsv_text),),
                   sizes=_rows("pairs", 4261, 535, 534), download_name="gad"),
     DatasetRecord("biosses", "BIOSSES", "similarity", "biosses", _BLURB_FILES, _biosses,
                   (), 128, "pearson", FinetuneDefaults(2e-5, 16, 30),
                   notes=("regression on the 0-4 mean annotator score; Pearson correlation",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("biosses/test.tsv", tt.biosses_text),),
                   sizes=_rows("pairs", 64, 16, 20), download_name="biosses"),
     DatasetRecord("hoc", "HoC", "multilabel", "hoc",
                   {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
@@ -319,7 +299,6 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                          "metric: micro F1 pooled over document x hallmark cells, as the PubMedBERT paper "
                          "states (§2.3.5) and LinkBERT's utils_hoc.py computes it; metrics.json also gives "
                          "the mean of per-hallmark F1 and BLUE's per-document score, which are not BLURB's"),
-                  test_text=(("hoc/test.tsv", tt.hoc_text), ("hoc/test_pmid.tsv", tt.pmid_list)),
                   sizes=_rows("documents", 1295, 186, 371), download_name="hoc"),
     DatasetRecord("pubmedqa", "PubMedQA", "classification", "pubmedqa",
                   {s: ("ori_pqal.json", "test_ground_truth.json") for s in SPLITS}, _pubmedqa,
@@ -328,25 +307,13 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                          "(450/50) of the pubmedqa repo's split_dataset.py (seed 0), re-implemented; "
                          "its test half is checked to equal test_ground_truth.json",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("pubmedqa/test_ground_truth.json", tt.pubmedqa_text),),
                   sizes=_rows("questions", 450, 50, 500), download_name="pubmedqa"),
     DatasetRecord("bioasq", "BioASQ", "classification", "bioasq", _BLURB_FILES, _bioasq,
                   ("yes", "no"), 512, "accuracy", FinetuneDefaults(2e-5, 16, 20),
                   notes=("BLURB's BioASQ 7b yes/no questions; context = the concatenated snippets",),
                   text_fields=("text", "text_pair"),
-                  test_text=(("bioasq/test.tsv", tt.bioasq_text),),
                   sizes=_rows("questions", 670, 75, 140), download_name="bioasq"),
 ]}
-
-
-def test_text_files() -> list[tuple[str, TestTextReader]]:
-    """Every BLURB file holding test text (relative to a data directory) with its reader, in the
-    registry's order, each file once (the BC5CDR PubTator test set belongs to both BC5 sets)."""
-    seen: dict[str, TestTextReader] = {}
-    for record in DATASETS.values():
-        for path, reader in record.test_text:
-            seen.setdefault(path, reader)
-    return list(seen.items())
 
 
 def get_record(name: str) -> DatasetRecord:

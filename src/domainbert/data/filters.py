@@ -9,8 +9,8 @@ PMID the newest version is kept (an update file's revision replaces the baseline
 first copy. :func:`iter_corpus` is the whole path: read every file, drop deleted and cross-file
 duplicate citations, filter.
 
-Which files hold BLURB's test text, and how to read them, is the BLURB registry's knowledge
-(:func:`domainbert.blurb.registry.test_text_files`); this module only matches against it.
+Which files hold BLURB's test text, and how to read them, is :mod:`domainbert.data.test_text`'s
+knowledge (:func:`~domainbert.data.test_text.test_text_files`); this module only matches against it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from domainbert.blurb.registry import TestTextReader, test_text_files
 from domainbert.data.corpus import (
     ALNUM_RUN,
     CorpusCounts,
@@ -36,6 +35,7 @@ from domainbert.data.corpus import (
     normalize_text,
     read_corpus_file,
 )
+from domainbert.data.test_text import TestTextReader, test_text_files
 from domainbert.errors import ConfigError, DataError
 
 __all__ = [
@@ -411,7 +411,7 @@ def build_decontamination_set(data_dir: str | Path, *, extra_files: Sequence[tup
     """Test PMIDs and normalised test sentences from the BLURB test files under ``data_dir``.
 
     ``data_dir`` is laid out like ``../shared/data``; the BLURB registry names the files and their
-    readers (:func:`~domainbert.blurb.registry.test_text_files`), and those not found are listed in
+    readers (:func:`~domainbert.data.test_text.test_text_files`), and those not found are listed in
     ``.missing``. ``extra_files`` adds ``(path, reader)`` pairs for
     other benchmarks. Raises DataError when no test file at all is found (a wrong directory would
     otherwise silently decontaminate nothing).

@@ -1,9 +1,10 @@
 """BLURB's test files as raw text and PMIDs: what test-set decontamination keeps out of pretraining.
 
 One reader per test-file format, each ``path -> (PMIDs, sentences)``, the sentences as raw,
-tokenised or entity-masked text (``@GENE$``). The records in :mod:`domainbert.blurb.registry` say
-which of a dataset's files hold test text and which reader reads each
-(``DatasetRecord.test_text``); :func:`domainbert.data.filters.build_decontamination_set` matches a
+tokenised or entity-masked text (``@GENE$``), and :data:`BLURB_TEST_TEXT`, which of each BLURB
+dataset's files (relative to a data directory laid out as ``data download`` writes it) hold test
+text and which reader reads each: the test split itself, and the releases it was cut from when they
+carry more of the same text. :func:`domainbert.data.filters.build_decontamination_set` matches a
 corpus against what they return. These readers differ from the fine-tuning readers of
 :mod:`domainbert.blurb.readers` on purpose: they want every piece of test text (whole abstracts
 of the PubTator and ChemProt releases, the PubMedQA contexts), not labelled examples.
@@ -140,3 +141,34 @@ def pubmedqa_text(path: Path) -> tuple[list[str], list[str]]:
             texts = [entry.get("QUESTION", ""), *entry.get("CONTEXTS", []), entry.get("LONG_ANSWER", "")]
             sentences.extend(s for t in texts for s in rough_sentences(t))
     return pmids, sentences
+
+
+#: Per BLURB dataset (the registry's names), the files holding its test text and their readers.
+BLURB_TEST_TEXT: dict[str, tuple[tuple[str, TestTextReader], ...]] = {
+    "bc5-chem": (("bc5cdr_chem/test.tsv", iob_text), ("bc5cdr_pubtator/CDR_TestSet.PubTator.txt", pubtator_text)),
+    "bc5-disease": (("bc5cdr_disease/test.tsv", iob_text),
+                    ("bc5cdr_pubtator/CDR_TestSet.PubTator.txt", pubtator_text)),
+    "ncbi-disease": (("ncbi_disease/test.tsv", iob_text),
+                     ("ncbi_disease/pubtator/NCBItestset_corpus.txt", pubtator_text)),
+    "bc2gm": (("bc2gm/test.tsv", iob_text),),
+    "jnlpba": (("jnlpba/test.tsv", iob_text),),
+    "ebm-pico": (("ebm_pico/test.tsv", iob_text), ("ebm_pico/test_pmid.tsv", pmid_list)),
+    "chemprot": (("chemprot/raw/chemprot_test_gs/chemprot_test_abstracts_gs.tsv", chemprot_abstracts_text),
+                 ("chemprot/blurb/test.tsv", masked_tsv_text)),
+    "ddi": (("ddi/test.tsv", masked_tsv_text),),
+    "gad": (("gad/test.tsv", masked_tsv_text),),
+    "biosses": (("biosses/test.tsv", biosses_text),),
+    "hoc": (("hoc/test.tsv", hoc_text), ("hoc/test_pmid.tsv", pmid_list)),
+    "pubmedqa": (("pubmedqa/test_ground_truth.json", pubmedqa_text),),
+    "bioasq": (("bioasq/test.tsv", bioasq_text),),
+}
+
+
+def test_text_files() -> list[tuple[str, TestTextReader]]:
+    """Every BLURB file holding test text (relative to a data directory) with its reader, each file once
+    (the BC5CDR PubTator test set belongs to both BC5 sets)."""
+    seen: dict[str, TestTextReader] = {}
+    for files in BLURB_TEST_TEXT.values():
+        for path, reader in files:
+            seen.setdefault(path, reader)
+    return list(seen.items())
