@@ -38,6 +38,8 @@ import torch
 from torch import nn
 
 import domainbert.blurb.finetune as ft
+import domainbert.blurb.task as task_module
+import domainbert.blurb.training as training
 from domainbert.model.configuration import BertConfig
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -56,7 +58,7 @@ def mean_rows(model: nn.Module, old_rows: int) -> None:
         weight[old_rows:] = draw.sample((weight.shape[0] - old_rows,)).to(weight.dtype)
 
 
-def name_rows(model: nn.Module, task: ft.Task) -> None:
+def name_rows(model: nn.Module, task: task_module.Task) -> None:
     """Set each marker's row to the mean of its name's pieces (``@GENE$`` → the rows of ``gene``)."""
     weight = model.get_input_embeddings().weight
     with torch.no_grad():
@@ -68,10 +70,10 @@ def name_rows(model: nn.Module, task: ft.Task) -> None:
 
 def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune ``args.model`` on ChemProt with the markers started as ``variant`` says."""
-    build, markers = ft.build_model, ft.markers_in
+    build, markers = training.build_model, task_module.markers_in
     norm_of: dict[str, float | None] = {}
 
-    def build_variant(task: ft.Task, model_dir: Path) -> nn.Module:
+    def build_variant(task: task_module.Task, model_dir: Path) -> nn.Module:
         model = build(task, model_dir)
         old_rows = BertConfig.load(model_dir).vocab_size
         if variant == "mean":
@@ -83,16 +85,16 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         norm_of["markers"] = float(norms[old_rows:].mean()) if len(norms) > old_rows else None
         return model
 
-    ft.build_model = build_variant
+    training.build_model = build_variant
     if variant == "text":
-        ft.markers_in = lambda examples: []
+        task_module.markers_in = lambda examples: []
     try:
         return {**ft.finetune(ft.FinetuneArgs(
             model=args.model, out=args.out / variant, task="chemprot", data_dir=args.data_dir, budget="quick",
             learning_rate=args.lr, epochs=args.epochs, seeds=tuple(args.seeds), limit=args.limit,
             save_model=False)), "row_norms": norm_of}
     finally:
-        ft.build_model, ft.markers_in = build, markers
+        training.build_model, task_module.markers_in = build, markers
 
 
 def main(argv: list[str] | None = None) -> int:

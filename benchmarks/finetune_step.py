@@ -42,8 +42,9 @@ import torch
 from torch import nn
 
 from domainbert.blurb.featurize import collate, length_grouped_batches
-from domainbert.blurb.finetune import build_model, prepare_task, train_step
 from domainbert.blurb.registry import get_record
+from domainbert.blurb.task import build_model, prepare_task
+from domainbert.blurb.training import train_step
 from domainbert.train.optim import param_groups
 from domainbert.train.precision import autocast
 

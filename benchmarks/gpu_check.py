@@ -231,7 +231,7 @@ def check_no_sync_finetune_step(device: torch.device) -> str:
     """Fine-tuning's step as ``finetune`` runs it (``collate`` on the host, then ``train_step``) on a
     token-classification batch with padding, padded and unpadded, under sync debug mode "error"."""
     from domainbert.blurb.featurize import Feature, collate
-    from domainbert.blurb.finetune import train_step
+    from domainbert.blurb.training import train_step
     from domainbert.model.modeling import BertForTokenClassification
 
     config = BertConfig.preset("small", attention_probs_dropout_prob=0.0).with_labels(["O", "B", "I"])

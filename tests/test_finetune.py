@@ -449,7 +449,7 @@ def _user_relation_set(root: Path) -> Path:
 @pytest.mark.parametrize("budget,kept", [("linkbert", [3]), ("paper", [2])])
 def test_final_and_from_second_epoch_selection(budget, kept, tiny_model, shared_data, tmp_path, monkeypatch):
     """linkbert keeps the last epoch's model whatever dev says; paper never keeps the first epoch."""
-    import domainbert.blurb.finetune as ft
+    import domainbert.blurb.training as ft
 
     dev_gold = [e.label for e in load_split("gad", "dev", shared_data)[:16]]
     dev_scores = iter([0.9, 0.5, 0.1] * 6)  # dev falls every epoch: best-epoch would keep epoch 1
@@ -567,12 +567,12 @@ def test_training_steps_read_the_loss_back_only_every_log_every_steps(tiny_model
     """On a GPU, reading a loss back (``.item()``) waits for the queued steps: the loop reads it once
     every LOG_EVERY steps (and at the last), not at every step. (A GPU check of the whole step under
     torch.cuda.set_sync_debug_mode is benchmarks/gpu_check.py's no-sync-finetune.)"""
-    from domainbert.blurb import finetune as ft
+    from domainbert.blurb import training
 
     reads = []
     item = torch.Tensor.item
     monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or item(self))
-    steps = 2 * ft.LOG_EVERY + 3
+    steps = 2 * training.LOG_EVERY + 3
     metrics = finetune(_args(tiny_model, tmp_path / "o", shared_data, task="ncbi-disease", limit=4 * steps,
                              batch_size=4, max_steps=steps, save_model=False, learning_rate=5e-5))
     assert metrics["runs"][0]["steps"] == steps

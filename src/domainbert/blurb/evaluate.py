@@ -26,9 +26,10 @@ import torch
 
 from domainbert.atomic import atomic_write_json
 from domainbert.blurb.featurize import MARKER_RE, featurize_texts, featurize_tokens, markers_in
-from domainbert.blurb.finetune import TOKEN_TASKS, Task, _write_jsonl, gold, load_tokenizer, predict
 from domainbert.blurb.metrics import breakdown
+from domainbert.blurb.predict import gold, predict, write_predictions
 from domainbert.blurb.registry import DATASETS, SPLITS, load_split, record_for, size_problem
+from domainbert.blurb.task import TOKEN_TASKS, Task, load_tokenizer
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
@@ -91,7 +92,7 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
     task_view = Task(record, tokenizer, labels, max_length, {split: examples}, {split: features}, markers)
     predictions = predict(model, task_view, split, run_on, resolved, batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / f"{split}_predictions.jsonl", task_view, split, predictions)
+    write_predictions(out / f"{split}_predictions.jsonl", task_view, split, predictions)
     metrics = {"task": record.name, "display_name": record.display_name, "task_type": record.task_type,
                "split": split, "model": str(model_dir),
                "model_source": (source or ModelSource(model_dir)).record(), "max_seq_length": max_length,

@@ -2,7 +2,7 @@
 check of an output folder against the fingerprint of the run about to start.
 
 A run is reused only when its fingerprint matches (the model's files and the dataset files, hashed,
-and every setting that changes a result; :func:`domainbert.blurb.finetune.fingerprint` builds it);
+and every setting that changes a result; :func:`fingerprint` builds it);
 ``selection.json`` also carries the planned runs. A folder holding results of other inputs or
 settings is an error naming what changed, or with ``restart`` is cleared, said aloud.
 """
@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from domainbert.blurb.arguments import FinetuneArgs
+from domainbert.blurb.registry import default_data_dir
+from domainbert.blurb.task import Task
 from domainbert.errors import ConfigError
 
 #: The files of a model directory that decide what fine-tuning starts from.
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json")
-FINGERPRINT_VERSION = 3
+FINGERPRINT_VERSION = 4
 
 
 def content_hash(paths: Sequence[Path]) -> str:
@@ -90,3 +93,18 @@ def check_outputs(out: Path, expected: dict[str, Any], plan: list[str], restart:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs, precision: str | None = None) -> dict[str, Any]:
+    """What a stored run must match to be reused: the model's and the data's content, the labels and
+    negative class scored, and every setting that changes a result, precision as resolved on this
+    machine (the setting and seed are in the run's id)."""
+    root = Path(args.data_dir) if args.data_dir is not None else default_data_dir()
+    data = [p for split in task.examples for p in (task.record.locate(split, root) or ((), None))[0]]
+    sizes = {split: len(rows) for split, rows in task.examples.items()}
+    return {"version": FINGERPRINT_VERSION, "task": task.record.name,
+            "model_sha256": content_hash(model_files(Path(model_dir))), "data_sha256": content_hash(data),
+            "sizes": sizes, "limit": args.limit, "max_length": task.max_length, "max_steps": args.max_steps,
+            "precision": precision or args.precision, "group_by_length": args.group_by_length, "budget": args.budget,
+            "task_type": task.record.task_type, "metric": task.record.metric, "labels": list(task.labels),
+            "negative_label": task.record.negative_label}

@@ -1,0 +1,140 @@
+"""What one ``domainbert finetune`` needs (:class:`FinetuneArgs`, checked up front) and its command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from domainbert.blurb.budgets import BUDGET_NAMES, Budget, add_budget_argument
+from domainbert.blurb.registry import DATASETS
+from domainbert.errors import ConfigError
+from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
+
+
+@dataclass
+class FinetuneArgs:
+    """Everything one ``domainbert finetune`` needs; checked in ``__post_init__``."""
+
+    model: Path
+    """A BERT checkpoint directory (domainbert or Hugging Face) with its vocabulary."""
+    out: Path
+    """Output directory (see the module docstring); reused to resume."""
+    task: str | None = None
+    """A BLURB dataset name (``ncbi-disease``, ``gad`` ...); or give ``task_type`` + ``data``."""
+    task_type: str | None = None
+    """A user's dataset: ``ner``, ``relation``, ``similarity``, ``multilabel`` or ``classification``."""
+    data: Path | None = None
+    """A user's dataset folder holding train/dev/test files."""
+    negative_label: str | None = None
+    """A user's relation set: the class micro F1 leaves out."""
+    data_dir: Path | None = None
+    """Where the BLURB data lives (default: the ``data download`` cache)."""
+    budget: Budget = "quick"
+    """Which settings and seeds to train (:mod:`domainbert.blurb.budgets`: quick, full-epochs, grid, paper,
+    linkbert)."""
+    seeds: tuple[int, ...] = ()
+    """Seeds (default: the budget's, :func:`~domainbert.blurb.budgets.default_seeds`)."""
+    learning_rate: float | None = None
+    """quick/full-epochs/linkbert: one rate instead of the budget's."""
+    batch_size: int | None = None
+    """quick/full-epochs/linkbert: one batch size instead of the budget's."""
+    epochs: int | None = None
+    """Override the number of epochs (both budgets)."""
+    max_steps: int | None = None
+    """Stop every run after this many optimizer steps (smoke runs)."""
+    max_seq_length: int | None = None
+    """Override the record's maximum sub-word length (token tasks are windowed to it)."""
+    limit: int | None = None
+    """Use only the first N examples of each split (smoke runs; the scores are then not BLURB's)."""
+    eval_batch_size: int = 64
+    """Examples per evaluation batch."""
+    unpad: bool = True
+    """Train on the real tokens only when a batch has padding (the unpadded encoder path): on the CPU as
+    fast as the padded path at little padding and 1.2-1.3x faster at NCBI-disease's random batches
+    (benchmarks/RESULTS.md); False: the padded path."""
+    group_by_length: bool = True
+    """Batch training examples of similar length (less padding: on NCBI-disease about 2.2x faster
+    training than random batches). False: random batches, as transformers' Trainer samples by
+    default (see benchmarks/RESULTS.md for what each gives)."""
+    precision: str = "auto"
+    """``auto`` (bf16 where native), ``bf16`` or ``fp32``."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1`` ...; default: cuda when available."""
+    save_model: bool = True
+    """Write the fine-tuned model (off for a suite that only wants scores)."""
+    progress: bool | None = None
+    """tqdm progress bars; None: only on a terminal."""
+    restart: bool = False
+    """Discard what ``out`` holds from other inputs or settings instead of refusing to run."""
+    source: ModelSource | None = None
+    """Where ``model`` came from (a Hub repo id and commit), recorded in ``metrics.json``; None: the
+    directory itself."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (self.task is None) == (self.data is None):
+            problems.append("give either --task NAME (a BLURB dataset) or --task-type TYPE with --data DIR")
+        if self.data is not None and self.task_type is None:
+            problems.append("--data needs --task-type (ner, relation, similarity, multilabel, classification)")
+        if self.budget not in BUDGET_NAMES:
+            problems.append(f"budget must be one of {', '.join(BUDGET_NAMES)}, got {self.budget!r}")
+        if self.budget in ("grid", "paper") and (self.learning_rate is not None or self.batch_size is not None):
+            problems.append(f"--lr/--batch-size fix one setting: use them with --budget quick, full-epochs or "
+                            f"linkbert ({self.budget} runs a grid)")
+        for name in ("batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1, got {value}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            problems.append(f"learning rate must be positive, got {self.learning_rate}")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            problems.append(f"max_seq_length {self.max_seq_length} is too short: use at least 8")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``domainbert finetune``."""
+    what = parser.add_argument_group("what to fine-tune on (one of the two)")
+    what.add_argument("--task", help=f"a BLURB dataset: {', '.join(DATASETS)}")
+    what.add_argument("--task-type", choices=["ner", "relation", "similarity", "multilabel", "classification"],
+                      help="your own dataset's task type (with --data)")
+    what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
+    what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_revision_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="BLURB data directory (default: the `data download` cache)")
+    add_budget_argument(parser)
+    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None,
+                        help="seed(s) (default: the budget's)")
+    parser.add_argument("--lr", type=float, default=None, help="one learning rate (quick, full-epochs, linkbert)")
+    parser.add_argument("--batch-size", type=int, default=None, help="one batch size (quick, full-epochs, linkbert)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="maximum sub-words (default: the dataset's; token tasks are windowed)")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+    parser.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the encoder on the real tokens only (default; same results up to rounding); "
+                        "--no-unpad: the padded path")
+    parser.add_argument("--no-group-by-length", action="store_true",
+                        help="random training batches instead of length-grouped ones (slower: more padding)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard what --out holds from another model, data or settings (default: refuse)")
+
+
+def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
+    source = resolve_model(ns.model, ns.revision)
+    return FinetuneArgs(
+        model=source.path, source=source, out=ns.out, task=ns.task, task_type=ns.task_type, data=ns.data,
+        negative_label=ns.negative_label, data_dir=ns.data_dir, budget=ns.budget,
+        seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
+        max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
+        precision=ns.precision, device=ns.device, save_model=not ns.no_save_model,
+        group_by_length=not ns.no_group_by_length, unpad=ns.unpad, restart=ns.restart)

@@ -1,0 +1,155 @@
+"""One fine-tuning run: a setting and a seed, trained epoch by epoch, scored on dev each epoch.
+
+:func:`train_run` builds the model for the task, trains with AdamW (the setting's weight decay, never
+on biases and LayerNorm) at a linearly warmed-up then decayed rate, clips gradients at 1.0, batches
+by length (or at random), keeps the best dev epoch's weights (or the last, or the best from
+``min_epoch`` on, as the setting says), then predicts test with them. Each epoch is logged as it
+ends (:class:`EpochLog`). On a GPU a step is built not to wait for it: the batch and its Packing are
+made on the host and copied through pinned memory, and the loss is read back every
+:data:`LOG_EVERY` steps (``benchmarks/gpu_check.py``'s no-sync-finetune checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from domainbert.blurb.arguments import FinetuneArgs
+from domainbert.blurb.budgets import Setting
+from domainbert.blurb.featurize import collate, length_grouped_batches
+from domainbert.blurb.metrics import constant_prediction, score
+from domainbert.blurb.predict import gold, predict
+from domainbert.blurb.task import Task, build_model
+from domainbert.train.optim import get_lr, param_groups
+from domainbert.train.precision import autocast
+
+
+@dataclass
+class RunResult:
+    """What one (setting, seed) run produced; stored as ``runs/<id>/result.json``."""
+
+    run_id: str
+    setting: dict[str, Any]
+    seed: int
+    best_epoch: int
+    dev: float
+    test: float
+    dev_history: list[float]
+    steps: int
+    train_seconds: float
+    fingerprint: dict[str, Any]
+    constant: str | None = None
+    """When every test prediction is the same: what it is (:func:`domainbert.blurb.metrics.constant_prediction`)."""
+
+
+LOG_EVERY = 20
+"""Steps between the reads of the training loss (for the progress bar), a run's one wait for the GPU
+between its dev evaluations."""
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, Any], lr: float,
+               precision: str, device: torch.device) -> torch.Tensor:
+    """One optimizer step on a :func:`collate` batch at rate ``lr``; returns the loss (detached, on the
+    model's device). It does not read anything back from a GPU: the batch and its Packing were made on the host."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(precision, device):
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                    labels=batch["labels"], packing=batch["packing"])
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out.loss.detach()
+
+
+class EpochLog:
+    """A run's per-epoch record, ``runs/<run id>/epochs.jsonl``, written as each epoch ends (a long run
+    can be followed, and a killed one read, before its ``result.json`` exists); one line on stderr per
+    epoch too, unless ``quiet``. The file is started afresh when the run (re)starts."""
+
+    def __init__(self, path: Path, task: str, run_id: str, quiet: bool) -> None:
+        self.path, self.task, self.run_id, self.quiet = path, task, run_id, quiet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+
+    def write(self, bar: tqdm, **row: Any) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if not self.quiet:
+            bar.write(f"{self.task} {self.run_id} epoch {row['epoch']}: train loss {row['train_loss']:.4f}, "
+                      f"dev {100 * row['dev']:.2f} (best epoch {row['best_epoch']}), {row['seconds']:.0f} s",
+                      file=sys.stderr)
+
+
+def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
+              device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
+    """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = build_model(task, model_dir).to(device)
+    train = task.features["train"]
+    lengths = [len(f) for f in train]
+    steps_per_epoch = math.ceil(len(train) / setting.batch_size)
+    total = steps_per_epoch * setting.epochs
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
+    best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
+    history: list[float] = []
+    step = 0
+    started = time.perf_counter()
+    bar = tqdm(total=total, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
+               disable=(None if args.progress is None else not args.progress))
+    log = EpochLog(args.out / "runs" / setting.run_id(seed) / "epochs.jsonl", task.record.name,
+                   setting.run_id(seed), quiet=args.progress is False)
+    for epoch in range(setting.epochs):
+        if step >= total:
+            break
+        model.train()
+        epoch_loss, epoch_steps = torch.zeros((), device=device), 0  # summed on the device: no wait per step
+        # pool=1: each batch is a random draw (sorting inside one batch changes nothing).
+        pools = {} if args.group_by_length else {"pool": 1}
+        for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, **pools):
+            if step >= total:
+                break
+            batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device, args.unpad)
+            lr = get_lr(step, total, setting.learning_rate, setting.warmup)
+            loss = train_step(model, optimizer, batch, lr, args.precision, device)
+            step += 1
+            epoch_loss += loss
+            epoch_steps += 1
+            bar.update(1)
+            if step % LOG_EVERY == 0 or step == total:  # the one wait for the GPU, every LOG_EVERY steps
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
+        dev_score = score(task.record, gold(task, "dev"), dev_pred)
+        history.append(dev_score)
+        # best-epoch: the best dev score from min_epoch on (an earlier one only until then); final: the last
+        keep = (best is None or epoch + 1 == setting.min_epoch or setting.select == "final"
+                or (dev_score > best[0] and epoch + 1 >= setting.min_epoch))
+        if keep:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (dev_score, epoch + 1, state, {"dev": dev_pred})
+        log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
+                  dev=dev_score, best_epoch=best[1], seconds=round(time.perf_counter() - started, 2))
+    bar.close()
+    seconds = time.perf_counter() - started
+    assert best is not None
+    model.load_state_dict(best[2])
+    test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
+    test_score = score(task.record, gold(task, "test"), test_pred)
+    result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
+                       history, step, round(seconds, 2), {},  # finetune() stamps the fingerprint
+                       constant=constant_prediction(task.record, test_pred))
+    return result, model, {"dev": best[3]["dev"], "test": test_pred}
