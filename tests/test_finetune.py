@@ -614,6 +614,7 @@ def test_report_flags_constant_predictions_and_other_sizes():
                            "metric": "relation_micro_f1", "status": "complete", "notes": [],
                            "test": {"mean": 0.7, "std": 0.0, "n": 1}, "constant": None, "size_checks": []}}}
     report = render_report(results)
+    assert f"- what `quick` is: {BUDGETS['quick']}" in report  # the budget's definition, printed
     row = next(line for line in report.splitlines() if line.startswith("| ChemProt |"))
     assert "complete; **predicts `false` for all 15745 (1 of 1 seeds)**" in row
     assert "predicts" not in next(line for line in report.splitlines() if line.startswith("| GAD |"))

@@ -60,7 +60,7 @@ def render_report(results: dict[str, Any]) -> str:
              f"- model: {_model_line(results)}", f"- budget: `{results['budget']}`, "
              f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
              f"- data: `{results['data_dir']}`"]
-    lines.append(f"- budget `{results['budget']}`: {BUDGETS.get(results['budget'], 'not a budget domainbert knows')}")
+    lines.append(f"- what `{results['budget']}` is: {BUDGETS.get(results['budget'], 'not a budget domainbert knows')}")
     caveats = []
     if results["budget"] == "quick":
         caveats.append("`--budget quick` (the cheap budget: capped epochs, one seed), not the published protocol")
