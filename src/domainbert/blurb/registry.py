@@ -293,8 +293,9 @@ DATASETS: dict[str, DatasetRecord] = {r.name: r for r in [
                   {s: (f"{s}.tsv", f"{s}_pmid.tsv") for s in SPLITS}, _hoc,
                   tuple(str(i) for i in range(readers.HOC_NUM_LABELS)), 512, "hoc_micro_f1",
                   FinetuneDefaults(5e-5, 16, 10),
-                  notes=("document level: labels are the union of the sentence labels per PMID, "
-                         "text is the whole abstract, documents from BLURB's PMID lists",
+                  notes=("abstract level: one example per PMID of BLURB's lists, its sentences joined and its "
+                         "labels the union of theirs, as LinkBERT's preprocessing makes it (its evaluator's union "
+                         "per PMID is then the identity); inputs cut at 512 pieces, as there",
                          "labels are the column indices 0-9 of BLURB's '0_x,...,9_x' field",
                          "metric: micro F1 pooled over document x hallmark cells, as the PubMedBERT paper "
                          "states (§2.3.5) and LinkBERT's utils_hoc.py computes it; metrics.json also gives "
