@@ -94,14 +94,20 @@ class FinetuneArgs:
             raise ConfigError("; ".join(problems))
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``domainbert finetune``."""
-    what = parser.add_argument_group("what to fine-tune on (one of the two)")
+def add_dataset_arguments(parser: argparse.ArgumentParser, doing: str) -> None:
+    """``--task`` (a BLURB dataset) or ``--task-type`` with ``--data`` (a user's), for ``finetune`` and
+    ``evaluate``; ``doing`` names what happens on it ("fine-tune", "score")."""
+    what = parser.add_argument_group(f"what to {doing} on (one of the two)")
     what.add_argument("--task", help=f"a BLURB dataset: {', '.join(DATASETS)}")
     what.add_argument("--task-type", choices=["ner", "relation", "similarity", "multilabel", "classification"],
                       help="your own dataset's task type (with --data)")
     what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
     what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``domainbert finetune``."""
+    add_dataset_arguments(parser, "fine-tune")
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     add_revision_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")

@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 from domainbert.atomic import atomic_write_json
+from domainbert.blurb.arguments import add_dataset_arguments
 from domainbert.blurb.featurize import MARKER_RE, featurize_texts, featurize_tokens, markers_in
 from domainbert.blurb.metrics import breakdown
 from domainbert.blurb.predict import gold, predict, write_predictions
-from domainbert.blurb.registry import DATASETS, SPLITS, load_split, record_for, size_problem
+from domainbert.blurb.registry import SPLITS, load_split, record_for, size_problem
 from domainbert.blurb.task import TOKEN_TASKS, Task, load_tokenizer
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model.configuration import BertConfig
@@ -121,12 +122,7 @@ def _labels_needed(record: Any, examples: list[Any]) -> set[str]:
 # ==================================================================================== command
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert evaluate``."""
-    what = parser.add_argument_group("what to score on (one of the two)")
-    what.add_argument("--task", help=f"a BLURB dataset: {', '.join(DATASETS)}")
-    what.add_argument("--task-type", choices=["ner", "relation", "similarity", "multilabel", "classification"],
-                      help="your own dataset's task type (with --data)")
-    what.add_argument("--data", type=Path, help="folder with your train/dev/test files (with --task-type)")
-    what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
+    add_dataset_arguments(parser, "score")
     parser.add_argument("--model", required=True, help=MODEL_HELP.replace("BERT", "fine-tuned BERT", 1))
     add_revision_argument(parser)
     parser.add_argument("--split", choices=SPLITS, default="test", help="which split to score (default: test)")
