@@ -337,7 +337,10 @@ def test_blurb_with_several_models_runs_each_and_compares_them(tiny_model, share
     cmp = json.loads((out / "comparison.json").read_text())
     assert [m["name"] for m in cmp["models"]] == ["tiny", "tiny copy"]
     same = cmp["datasets"]["gad"]["models"][1]["vs_first"]  # the same weights, seeds and data: no difference
-    assert same["delta"] == 0.0
+    assert same["delta"] == 0.0 and same["test"] == "paired t"  # seeds 42 and 43 on both sides
+    # the bootstrap over test examples reads both models' saved predictions: identical, so [0, 0]
+    boot = cmp["datasets"]["gad"]["models"][1]["bootstrap"]
+    assert (boot["delta"], boot["low"], boot["high"], boot["examples"]) == (0.0, 0.0, 0.0, 24)
     assert "tiny vs tiny copy" in (out / "comparison.md").read_text()
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
