@@ -14,11 +14,12 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
+from conftest import REPO
 from domainbert.blurb.compare import compare, load_results, plot_comparison, render_comparison
 from domainbert.blurb.metrics import score
 from domainbert.blurb.published import PUBLISHED_TOTALS
 from domainbert.blurb.registry import get_record
-from domainbert.blurb.report import model_label
+from domainbert.blurb.report import model_label, render_report
 from domainbert.blurb.significance import example_counts, holm, paired_bootstrap, score_from_counts, seed_test
 from domainbert.cli import main
 from domainbert.errors import DataError
@@ -147,7 +148,7 @@ def test_report_command_compares_finished_runs_and_refuses_bad_input(tmp_path, c
     assert json.loads((out / "comparison.json").read_text())["models"][1]["name"] == "base"
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "results.json").write_text("{not json")
-    for argv in (["report", str(tmp_path / "a"), "--out", str(tmp_path / "x")],
+    for argv in (["report", str(tmp_path / "a"), "--out", str(tmp_path / "x"), "--name", "o", "p"],
                  ["report", str(tmp_path / "a"), str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
                  ["report", str(tmp_path / "a"), str(tmp_path / "bad"), "--out", str(tmp_path / "x")],
                  ["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "x"), "--name", "o"],
@@ -231,3 +232,23 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
     noise = paired_bootstrap(record, gold, good, [p if rng.random() < 0.97 else g for p, g in zip(good, gold)],
                              samples=2000)
     assert noise["low"] <= 0 <= noise["high"] or abs(noise["delta"]) < 0.02
+
+
+def test_reports_rebuild_from_committed_outputs_alone(tmp_path, capsys):
+    """benchmarks/results/ holds runs without their models: one folder gives its report and chart again,
+    two give their comparison, the bootstrap read from the committed predictions."""
+    kept = REPO / "benchmarks" / "results"
+    gad = kept / "all-MiniLM-L6-v2" / "quick-gad"
+    assert main(["report", str(gad), "--out", str(tmp_path / "one")]) == 0
+    results = load_results(gad)
+    report = (tmp_path / "one" / "report.md").read_text()
+    assert report == render_report(results) and f"{100 * results['datasets']['gad']['test']['mean']:.2f}" in report
+    assert (tmp_path / "one" / "blurb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    quickstart = kept / "quickstart-2026-12-05"
+    assert main(["report", str(quickstart / "pretrained"), str(quickstart / "random-init"), "--name", "pretrained",
+                 "random init", "--out", str(tmp_path / "two")]) == 0
+    rebuilt = json.loads((tmp_path / "two" / "comparison.json").read_text())
+    committed = json.loads((quickstart / "comparison.json").read_text())
+    for name in ("ncbi-disease", "gad"):
+        boot = rebuilt["datasets"][name]["models"][1]["bootstrap"]
+        assert boot == committed["datasets"][name]["models"][1]["bootstrap"] and "low" in boot

@@ -30,7 +30,7 @@ from domainbert.atomic import atomic_write, atomic_write_json, atomic_write_text
 from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.published import PUBLISHED_TOTALS, WITH_ROWS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
-from domainbert.blurb.report import TOTAL_STYLES, model_label
+from domainbert.blurb.report import TOTAL_STYLES, model_label, plot, render_report
 from domainbert.blurb.significance import BOOTSTRAP_SAMPLES, holm, paired_bootstrap, seed_test
 from domainbert.errors import DataError
 
@@ -354,7 +354,9 @@ def write_comparison(runs: Sequence[dict[str, Any]], names: Sequence[str] | None
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``domainbert report``."""
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="--out folders of finished `domainbert blurb` runs; the first is the reference")
+                        help="--out folders of finished `domainbert blurb` runs (results.json, and the datasets' "
+                        "predictions for the bootstrap); the first is the reference; one folder: its report "
+                        "and chart, rebuilt")
     parser.add_argument("--out", type=Path, required=True, help="where comparison.{md,json,png} go")
     parser.add_argument("--name", nargs="+", action="extend", default=None,
                         help="one label per run (default: from the model path)")
@@ -369,9 +371,18 @@ def add_mismatch_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    """``domainbert report``: compare finished suite runs."""
-    if len(ns.runs) < 2:
-        raise DataError("give two or more RUN_DIRs to compare (one run's report is its own report.md)")
-    write_comparison([load_results(r) for r in ns.runs], ns.name, ns.out, ns.allow_mismatch)
+    """``domainbert report``: compare finished suite runs, or rebuild one run's report and chart from its
+    ``results.json`` (a run folder kept without its models, e.g. under benchmarks/results/)."""
+    runs = [load_results(r) for r in ns.runs]
+    if len(runs) == 1:
+        if ns.name and len(ns.name) > 1:
+            raise DataError(f"{len(ns.name)} --name values for one RUN_DIR: give one")
+        results = {**runs[0], **({"name": ns.name[0]} if ns.name else {})}
+        ns.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ns.out / "report.md", render_report(results))
+        plot(results, ns.out / "blurb.png")
+        print(f"wrote {ns.out / 'report.md'} and blurb.png")
+        return 0
+    write_comparison(runs, ns.name, ns.out, ns.allow_mismatch)
     print(f"wrote {ns.out / 'comparison.md'} and comparison.png")
     return 0
