@@ -28,6 +28,7 @@ from domainbert.blurb.chemprot import convert_chemprot, raw_files, read_chemprot
 from domainbert.blurb.readers import pubmedqa_splits, read_conll, read_hoc_sentences, read_relation_tsv
 from domainbert.blurb.registry import SPLITS, size_problem
 from domainbert.data.sources import BLURB, git_blob_id
+from domainbert.data.test_text import BLURB_TEST_TEXT
 from domainbert.errors import DataError
 
 # (sentences, mentions = B* tags) per split, from shared/data/SOURCES.md
@@ -59,6 +60,8 @@ def test_every_dataset_is_in_the_download_catalogue() -> None:
             for path in record.paths(split, Path(".")):
                 assert str(path) in catalogue, (record.name, path)
                 assert catalogue[str(path)].blob is not None, (record.name, path)
+    # and decontamination knows each dataset's test text (the data stage keeps that table)
+    assert set(BLURB_TEST_TEXT) == set(DATASETS)
 
 
 @pytest.mark.parametrize("name", sorted(NER_COUNTS))

@@ -142,7 +142,7 @@ def default_seeds(budget: str, record: DatasetRecord) -> tuple[int, ...]:
     if budget == "quick":
         return (42,)
     if budget in ("full-epochs", "linkbert"):
-        return LINKBERT_SEEDS if budget == "linkbert" else (42, 43, 44)
+        return LINKBERT_SEEDS
     if budget == "paper" and record.name in PAPER_TEN_SEEDS:
         return tuple(range(42, 52))
     return (42, 43, 44, 45, 46)

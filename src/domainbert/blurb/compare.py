@@ -167,10 +167,9 @@ def compare(runs: Sequence[dict[str, Any]], names: Sequence[str], allow_mismatch
         datasets[name] = {"display_name": DATASETS[name].display_name, "task_type": DATASETS[name].task_type,
                           "metric": DATASETS[name].metric, "models": rows, "mismatch": differ.get(name)}
     for i in range(1, len(runs)):  # Holm across the datasets, per model against the first
-        tested = {n: (d["models"][i].get("vs_first") or {}).get("p") for n, d in datasets.items()}
-        for n, p_holm in holm(tested).items():
-            if datasets[n]["models"][i].get("vs_first") and "p" in datasets[n]["models"][i]["vs_first"]:
-                datasets[n]["models"][i]["vs_first"]["p_holm"] = p_holm
+        tests = {n: d["models"][i]["vs_first"] for n, d in datasets.items() if d["models"][i].get("vs_first")}
+        for n, p_holm in holm({n: t.get("p") for n, t in tests.items()}).items():
+            tests[n]["p_holm"] = p_holm
     types: dict[str, Any] = {}
     for task_type in TASK_GROUPS:
         members = [n for n in order if DATASETS[n].task_type == task_type]

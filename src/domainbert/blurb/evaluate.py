@@ -26,23 +26,14 @@ import torch
 
 from domainbert.atomic import atomic_write_json
 from domainbert.blurb.arguments import add_dataset_arguments
-from domainbert.blurb.featurize import MARKER_RE, featurize_texts, featurize_tokens, markers_in
 from domainbert.blurb.metrics import breakdown
 from domainbert.blurb.predict import gold, predict, write_predictions
 from domainbert.blurb.registry import SPLITS, load_split, record_for, size_problem
-from domainbert.blurb.task import TOKEN_TASKS, Task, load_tokenizer
+from domainbert.blurb.task import HEADS, TOKEN_TASKS, Task, featurize, head_class, load_tokenizer
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
-from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
 from domainbert.train.precision import resolve_precision
-
-#: task type -> the head class and problem type a model for it must have.
-HEADS = {"ner": ("BertForTokenClassification", None), "pico": ("BertForTokenClassification", None),
-         "relation": ("BertForSequenceClassification", "single_label_classification"),
-         "classification": ("BertForSequenceClassification", "single_label_classification"),
-         "multilabel": ("BertForSequenceClassification", "multi_label_classification"),
-         "similarity": ("BertForSequenceClassification", "regression")}
 
 
 def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "test", task_type: str | None = None,
@@ -57,7 +48,8 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
         raise CheckpointError(f"{model_dir} has no config.json: pass a fine-tuned BERT checkpoint directory "
                               "(finetune's model/ folder) or a Hub repo id")
     config = BertConfig.load(model_dir)
-    architecture, problem_type = HEADS[record.task_type]
+    head = head_class(record.task_type)
+    architecture = head.__name__
     found = (config.extra.get("architectures") or [None])[0]
     if found != architecture or config.id2label is None:
         raise CheckpointError(f"{model_dir} is a {found or 'model without a task head'}, but {record.name} "
@@ -72,25 +64,17 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
     if unknown:
         raise CheckpointError(f"{model_dir} predicts {', '.join(labels[:12])}, not {', '.join(unknown[:5])} "
                               f"which {record.name} {split} uses: evaluate it on the dataset it was fine-tuned for")
+    # The model's own tokenizer: the entity markers finetune added are in it; a model fine-tuned elsewhere
+    # without them reads them as text, as it was trained.
     tokenizer = load_tokenizer(model_dir)
-    markers: list[str] = []
-    if record.task_type == "relation" and any(MARKER_RE.search(e.text) for e in examples):  # type: ignore[union-attr]
-        markers = markers_in(examples)  # type: ignore[arg-type]
-        absent = [m for m in markers if m not in tokenizer.vocab]
-        if absent:  # a model fine-tuned elsewhere: the markers stay text, as it saw them
-            markers = [m for m in markers if m in tokenizer.vocab]
     max_length = min(max_seq_length or record.max_seq_length, config.max_position_embeddings)
-    label2id = {name: i for i, name in enumerate(labels)}
-    if record.task_type in TOKEN_TASKS:
-        features = featurize_tokens(tokenizer, examples, label2id, max_length)  # type: ignore[arg-type]
-        model = BertForTokenClassification.from_pretrained(model_dir)
-    else:
-        features = featurize_texts(tokenizer, record, examples, label2id, max_length)  # type: ignore[arg-type]
-        model = BertForSequenceClassification.from_pretrained(model_dir, problem_type=problem_type)
+    features = featurize(record, tokenizer, examples, {name: i for i, name in enumerate(labels)}, max_length)
+    problem = {} if record.task_type in TOKEN_TASKS else {"problem_type": HEADS[record.task_type]}
+    model = head.from_pretrained(model_dir, **problem)
     run_on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     resolved = resolve_precision(precision, run_on)
     model.to(run_on)
-    task_view = Task(record, tokenizer, labels, max_length, {split: examples}, {split: features}, markers)
+    task_view = Task(record, tokenizer, labels, max_length, {split: examples}, {split: features}, markers=[])
     predictions = predict(model, task_view, split, run_on, resolved, batch_size)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / f"{split}_predictions.jsonl", task_view, split, predictions)

@@ -112,8 +112,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                               "(e.g. one written by `domainbert model create` or a Hugging Face BERT)")
     config = BertConfig.load(args.model)
     task = prepare_task(record, args.model, args.data_dir, args.max_seq_length or max_length_for(args.budget, record),
-                        args.limit,
-                        model_max_positions=config.max_position_embeddings)
+                        args.limit, model_max_positions=config.max_position_embeddings)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(args.precision, device)
     out = args.out

@@ -88,20 +88,20 @@ def pico_macro_f1(y_true: Sequence[Sequence[str]] | Sequence[str],
                   labels: Sequence[str] = PICO_LABELS) -> float:
     """Macro word-level F1 over the PICO classes (``O`` excluded); sentences or flat tag lists."""
     gold, pred = _flatten(y_true, y_pred)
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, pred))
-        scores.append(_f1(tp, pred.count(label), gold.count(label)))
-    return sum(scores) / len(scores)
+    return statistics.fmean(c["f1"] for c in _per_class(gold, pred, labels).values())
 
 
 def relation_micro_f1(y_true: Sequence[str], y_pred: Sequence[str], negative: str) -> float:
     """Micro F1 over every class except ``negative`` (a pair predicted negative counts nowhere)."""
+    return _f1(*_relation_counts(y_true, y_pred, negative))
+
+
+def _relation_counts(y_true: Sequence[str], y_pred: Sequence[str], negative: str) -> tuple[int, int, int]:
+    """(right positive predictions, positive predictions, positive gold): a wrong positive class counts
+    as a false positive and a false negative at once."""
     _check_lengths(y_true, y_pred)
-    tp = sum(g == p and g != negative for g, p in zip(y_true, y_pred))
-    n_pred = sum(p != negative for p in y_pred)
-    n_true = sum(g != negative for g in y_true)
-    return _f1(tp, n_pred, n_true)
+    return (sum(g == p and g != negative for g, p in zip(y_true, y_pred)), sum(p != negative for p in y_pred),
+            sum(g != negative for g in y_true))
 
 
 def pearson(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
@@ -281,9 +281,7 @@ def breakdown(record: DatasetRecord, y_true: Sequence[Any], y_pred: Sequence[Any
         out["confusion"] = {"labels": classes, "rows_gold_columns_predicted":
                             [[sum(g == a and p == b for g, p in pairs) for b in classes] for a in classes]}
         if record.task_type == "relation" and record.negative_label is not None:
-            negative = record.negative_label
-            tp = sum(g == p and g != negative for g, p in zip(y_true, y_pred))
-            counts = _prf(tp, sum(p != negative for p in y_pred), sum(g != negative for g in y_true))
+            counts = _prf(*_relation_counts(y_true, y_pred, record.negative_label))
             out["precision"], out["recall"] = counts["precision"], counts["recall"]
     elif record.task_type == "multilabel":
         counts = _label_counts(y_true, y_pred, record.labels)

@@ -16,6 +16,7 @@ from domainbert.atomic import atomic_write
 from domainbert.blurb.budgets import BUDGETS
 from domainbert.blurb.published import PUBLISHED_TOTALS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
+from domainbert.model.card import not_results
 
 #: Line styles of the published totals in the charts, one per published model.
 TOTAL_STYLES = ("--", "-.", ":", (0, (5, 2)), (0, (1, 3)), (0, (3, 1, 1, 1)))
@@ -61,15 +62,9 @@ def render_report(results: dict[str, Any]) -> str:
              f"date {results['date']}, wall time {results['wall_seconds']:.0f} s",
              f"- data: `{results['data_dir']}`"]
     lines.append(f"- what `{results['budget']}` is: {BUDGETS.get(results['budget'], 'not a budget domainbert knows')}")
-    caveats = []
-    if results["budget"] == "quick":
-        caveats.append("`--budget quick` (the cheap budget: capped epochs, one seed), not the published protocol")
-    if results.get("limit"):
-        caveats.append(f"only the first {results['limit']} examples of each split")
-    if results.get("max_steps"):
-        caveats.append(f"at most {results['max_steps']} optimizer steps per run")
-    if caveats:
-        lines += ["", "**Not comparable to published BLURB numbers:** " + "; ".join(caveats) + "."]
+    smoke = not_results(results)  # the same test that keeps a run out of a model card's model-index
+    if smoke:
+        lines += ["", f"**Not comparable to published BLURB numbers:** {smoke}."]
     lines += ["", "## Per dataset (test, selected on dev)", "",
               "| Dataset | Task type | Metric | Status | Dev | Test | Setting |" + row_header(),
               "|---|---|---|---|---|---|---|" + "---|" * row_header().count("|")]

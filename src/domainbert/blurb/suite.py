@@ -45,10 +45,9 @@ from domainbert.model.hub import ModelSource, add_revision_argument, resolve_mod
 def conditions(metrics: dict[str, Any]) -> dict[str, Any]:
     """What must be equal for two models' scores on a dataset to compare: the budget, the examples used
     (limit), the step cap, the sequence length, the epochs asked for and the data files' content."""
-    fingerprint = metrics.get("fingerprint") or {}
-    return {"budget": metrics.get("budget"), "limit": metrics.get("limit"), "max_steps": metrics.get("max_steps"),
-            "max_length": metrics.get("max_seq_length"), "epochs": metrics["selected"]["epochs"],
-            "data_sha256": fingerprint.get("data_sha256")}
+    fingerprint = metrics["fingerprint"]  # what a rerun must match; these are the parts two models must share
+    return {**{key: fingerprint[key] for key in ("budget", "limit", "max_steps", "max_length", "data_sha256")},
+            "epochs": metrics["selected"]["epochs"]}
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",

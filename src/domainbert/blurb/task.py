@@ -100,13 +100,21 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
         tokenizer.add_tokens(markers)
     labels = _labels_of(record, examples)
     label2id = {name: i for i, name in enumerate(labels)}
-    features = {}
-    for split, rows in examples.items():
-        if record.task_type in TOKEN_TASKS:
-            features[split] = featurize_tokens(tokenizer, rows, label2id, max_length)  # type: ignore[arg-type]
-        else:
-            features[split] = featurize_texts(tokenizer, record, rows, label2id, max_length)  # type: ignore[arg-type]
+    features = {split: featurize(record, tokenizer, rows, label2id, max_length) for split, rows in examples.items()}
     return Task(record, tokenizer, labels, max_length, examples, features, markers, size_checks)
+
+
+def featurize(record: DatasetRecord, tokenizer: Any, rows: list[Example], label2id: dict[str, int],
+              max_length: int) -> list[Feature]:
+    """One split's features: words in windows for token tasks, texts or pairs for the others."""
+    if record.task_type in TOKEN_TASKS:
+        return featurize_tokens(tokenizer, rows, label2id, max_length)  # type: ignore[arg-type]
+    return featurize_texts(tokenizer, record, rows, label2id, max_length)  # type: ignore[arg-type]
+
+
+def head_class(task_type: str) -> type[BertForTokenClassification] | type[BertForSequenceClassification]:
+    """The model class a task type's head is (its problem type is :data:`HEADS`')."""
+    return BertForTokenClassification if task_type in TOKEN_TASKS else BertForSequenceClassification
 
 
 def build_model(task: Task, model_dir: Path) -> nn.Module:
@@ -115,11 +123,8 @@ def build_model(task: Task, model_dir: Path) -> nn.Module:
     if task.tokenizer.vocab_size > config.vocab_size and not task.markers:
         raise CheckpointError(f"{model_dir}: the vocabulary has {task.tokenizer.vocab_size} tokens but the "
                               f"model only {config.vocab_size} embeddings; use the model's own vocab.txt")
-    if task.is_token_task:
-        model = BertForTokenClassification.from_pretrained(model_dir, id2label=task.id2label())
-    else:
-        model = BertForSequenceClassification.from_pretrained(
-            model_dir, id2label=task.id2label(), problem_type=HEADS[task.record.task_type])
+    problem = {} if task.is_token_task else {"problem_type": HEADS[task.record.task_type]}
+    model = head_class(task.record.task_type).from_pretrained(model_dir, id2label=task.id2label(), **problem)
     if task.tokenizer.vocab_size > model.config.vocab_size:
         model.resize_token_embeddings(task.tokenizer.vocab_size)
     return model

@@ -418,19 +418,14 @@ def download(files: Sequence[RemoteFile], out_dir: str | Path, *, mirror: str | 
                 continue
             try:
                 entry = _fetch_one(file, out, source_mirror, fetcher, retries, retry_wait)
+                manifest["files"][file.path] = entry
+                _save_manifest(out, manifest)  # after every file: an interrupted run keeps its work
             except Unavailable:
                 if not skip_unavailable:
                     raise
                 _part_path(out / file.path).unlink(missing_ok=True)
                 result.unavailable.append(file.path)
                 continue
-            except OSError as exc:  # network errors are DataErrors by now: this is the file system
-                raise DataError(f"cannot write {file.path} under {out} ({_one_line(exc)}); free "
-                                "disk space or pass a writable --out DIR (or DOMAINBERT_DATA)"
-                                ) from None
-            try:
-                manifest["files"][file.path] = entry
-                _save_manifest(out, manifest)  # after every file: an interrupted run keeps its work
             except OSError as exc:  # network errors are DataErrors by now: this is the file system
                 raise DataError(f"cannot write {file.path} under {out} ({_one_line(exc)}); free "
                                 "disk space or pass a writable --out DIR (or DOMAINBERT_DATA)"

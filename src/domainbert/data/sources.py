@@ -131,7 +131,6 @@ def _catalogue() -> dict[str, Any]:
 _RAW = _catalogue()
 
 
-
 def _entries(kind: str) -> dict[str, CatalogueEntry]:
     host = github_raw()
     return {raw["name"]: _entry(raw, host) for raw in _RAW[kind]}
@@ -182,10 +181,10 @@ def blurb_files(names: Sequence[str] | None = None) -> list[RemoteFile]:
     entries = _entries("blurb")
     if not names:
         return [f for entry in entries.values() for f in entry.files]
-    unknown = [n for n in names if _normalise(n) not in BLURB]
+    unknown = [n for n in names if _normalise(n) not in entries]
     if unknown:
         raise ConfigError(f"unknown BLURB dataset(s) {', '.join(map(repr, unknown))}; "
-                          f"choose from: {', '.join(BLURB)} (or give no name for all)")
+                          f"choose from: {', '.join(entries)} (or give no name for all)")
     chosen = dict.fromkeys(_normalise(n) for n in names)  # keeps order, drops repeats
     return [f for name in chosen for f in entries[name].files]
 

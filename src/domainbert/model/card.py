@@ -218,12 +218,13 @@ def finetuned_card(metrics: dict[str, Any], model_dir: Path, license: str = DEFA
     setting = metrics["selected"]
     dev, test = metrics["dev"], metrics["test"]
     name = f"{(base or Path(str(source.get('directory', 'bert'))).name).split('/')[-1]}-{metrics['task']}"
+    smoke = not_results(metrics)
     meta = ModelCardData(
         language="en", license=license, library_name="transformers",
         pipeline_tag="token-classification" if metrics["task_type"] in ("ner", "pico") else "text-classification",
         tags=[*TAGS, "blurb", metrics["task"]], datasets=[metrics.get("dataset_id") or metrics["task"]],
         base_model=base, model_name=name,
-        eval_results=[_eval_result(metrics, "test")] if not_results(metrics) is None else None)
+        eval_results=None if smoke else [_eval_result(metrics, "test")])
     seeds = sorted(test["per_seed"], key=int)
     lines = [f"# {name}", "",
              f"{base_text} fine-tuned on {metrics['display_name']} ({metrics['group']}) with domainbert "
@@ -247,7 +248,6 @@ def finetuned_card(metrics: dict[str, Any], model_dir: Path, license: str = DEFA
     for split, stats in (("dev", dev), ("test", test)):
         lines.append(f"| {split} | {_pct(stats['mean'])} ± {_pct(stats['std'])} | "
                      + " | ".join(_pct(stats["per_seed"].get(s)) for s in seeds) + " |")
-    smoke = not_results(metrics)
     if smoke:
         lines += ["", f"A smoke run, not a result: {smoke}. These scores are not in the card's `model-index`."]
     lines += [""]
