@@ -257,3 +257,36 @@ def test_reports_rebuild_from_committed_outputs_alone(tmp_path, capsys):
     for name in ("ncbi-disease", "gad"):
         boot = rebuilt["datasets"][name]["models"][1]["bootstrap"]
         assert boot == committed["datasets"][name]["models"][1]["bootstrap"] and "low" in boot
+
+
+def test_a_suite_run_apart_is_assembled_from_its_dataset_folders(tmp_path, capsys):
+    """Datasets fine-tuned apart (another session, a GPU, a shard) are copied into one folder: `report` builds
+    results.json from their metrics.json, keeps what results.json says of the others, and refuses a folder
+    whose datasets came from different checkpoints."""
+    import shutil
+
+    kept = REPO / "benchmarks" / "results"
+    suite = tmp_path / "minilm"
+    shutil.copytree(kept / "all-MiniLM-L6-v2" / "quick-gad", suite)  # results.json names GAD only
+    shutil.copytree(kept / "all-MiniLM-L6-v2" / "quick-chemprot" / "chemprot", suite / "chemprot")
+    assert main(["report", str(suite), "--out", str(suite)]) == 0
+    rebuilt = json.loads((suite / "results.json").read_text())
+    chemprot = json.loads((kept / "all-MiniLM-L6-v2" / "quick-chemprot" / "results.json").read_text())
+    gad = json.loads((kept / "all-MiniLM-L6-v2" / "quick-gad" / "results.json").read_text())
+    assert list(rebuilt["datasets"]) == ["chemprot", "gad"]
+    for name, source in (("chemprot", chemprot), ("gad", gad)):  # the entries `blurb` wrote, rebuilt
+        assert rebuilt["datasets"][name] == source["datasets"][name]
+    both = statistics.fmean([chemprot["datasets"]["chemprot"]["test"]["mean"], gad["datasets"]["gad"]["test"]["mean"]])
+    assert rebuilt["blurb"]["per_type"] == {"relation": pytest.approx(both)} and not rebuilt["blurb"]["complete"]
+    assert "| ChemProt |" in (suite / "report.md").read_text()
+    # a dataset whose folder is gone keeps the entry results.json has for it
+    shutil.rmtree(suite / "gad")
+    assert list(load_results(suite)["datasets"]) == ["chemprot", "gad"]
+    # two checkpoints in one folder: refused in one line, nothing written
+    shutil.copytree(kept / "quickstart-2026-12-05" / "pretrained" / "ncbi-disease", suite / "ncbi-disease")
+    before = (suite / "results.json").read_bytes()
+    capsys.readouterr()
+    assert main(["report", str(suite), "--out", str(suite)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "different checkpoints" in err and "\n" not in err
+    assert (suite / "results.json").read_bytes() == before

@@ -31,6 +31,7 @@ from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.published import PUBLISHED_TOTALS, WITH_ROWS, row_cells, row_header, source_lines
 from domainbert.blurb.registry import DATASETS, TASK_GROUPS
 from domainbert.blurb.report import TOTAL_STYLES, model_label, plot, render_report
+from domainbert.blurb.results import assemble
 from domainbert.blurb.significance import BOOTSTRAP_SAMPLES, holm, paired_bootstrap, seed_test
 from domainbert.errors import DataError
 
@@ -39,18 +40,20 @@ ALPHA = 0.05
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
-    """A finished suite run's ``results.json`` (``run_dir`` is the folder or the file itself); its
-    ``out`` is set to the folder it was read from (where the datasets' predictions are)."""
-    path = run_dir / "results.json" if run_dir.is_dir() else run_dir
-    if not path.is_file():
+    """A suite run's results: a folder's ``results.json`` merged with its dataset folders' ``metrics.json``
+    (:func:`~domainbert.blurb.results.assemble`: datasets run apart, or added since), or a ``results.json``
+    file itself; its ``out`` is the folder it was read from (where the datasets' predictions are)."""
+    if run_dir.is_dir():
+        return assemble(run_dir)
+    if not run_dir.is_file():
         raise DataError(f"{run_dir} holds no results.json: pass the --out folder of a finished `domainbert blurb`")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): rerun that suite") from None
+        results = json.loads(run_dir.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{run_dir} is not valid JSON ({exc}): rerun that suite") from None
     if not isinstance(results, dict) or not isinstance(results.get("datasets"), dict):
-        raise DataError(f"{path} is not a `domainbert blurb` results file (no datasets)")
-    results["out"] = str(path.parent)
+        raise DataError(f"{run_dir} is not a `domainbert blurb` results file (no datasets)")
+    results["out"] = str(run_dir.parent)
     return results
 
 
@@ -378,9 +381,10 @@ def run(ns: argparse.Namespace) -> int:
             raise DataError(f"{len(ns.name)} --name values for one RUN_DIR: give one")
         results = {**runs[0], **({"name": ns.name[0]} if ns.name else {})}
         ns.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(ns.out / "results.json", {**results, "out": str(ns.out)})
         atomic_write_text(ns.out / "report.md", render_report(results))
         plot(results, ns.out / "blurb.png")
-        print(f"wrote {ns.out / 'report.md'} and blurb.png")
+        print(f"wrote {ns.out / 'results.json'}, report.md and blurb.png")
         return 0
     write_comparison(runs, ns.name, ns.out, ns.allow_mismatch)
     print(f"wrote {ns.out / 'comparison.md'} and comparison.png")

@@ -33,21 +33,13 @@ from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.budgets import add_budget_argument
 from domainbert.blurb.compare import add_mismatch_argument, write_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
-from domainbert.blurb.metrics import blurb_score
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
+from domainbert.blurb.results import dataset_entry, summarize
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 from domainbert.model.card import add_blurb_results
 from domainbert.model.hub import ModelSource, add_revision_argument, resolve_model
-
-
-def conditions(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal for two models' scores on a dataset to compare: the budget, the examples used
-    (limit), the step cap, the sequence length, the epochs asked for and the data files' content."""
-    fingerprint = metrics["fingerprint"]  # what a rerun must match; these are the parts two models must share
-    return {**{key: fingerprint[key] for key in ("budget", "limit", "max_steps", "max_length", "data_sha256")},
-            "epochs": metrics["selected"]["epochs"]}
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
@@ -92,24 +84,14 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
             entry.update(status="failed", reason=str(exc))
             datasets[name] = entry
             continue
-        entry.update(selected=metrics["selected"], dev=metrics["dev"], test=metrics["test"],
-                     wall_seconds=metrics["wall_seconds"], examples=metrics["examples"],
-                     precision=metrics["precision"], device=metrics["device"], constant=metrics["constant"],
-                     size_checks=metrics["size_checks"], conditions=conditions(metrics))
-        datasets[name] = entry
-    scores = {n: d["test"]["mean"] for n, d in datasets.items() if "test" in d}
-    summary: dict[str, Any] | None = None
-    if scores:
-        bs = blurb_score(scores)
-        summary = {"score": bs.score, "per_type": bs.per_type, "missing_types": list(bs.missing_types),
-                   "complete": bs.complete and len(scores) == len(names) == len(DATASETS)}
+        datasets[name] = dataset_entry(metrics)
     results = {
         "model": str(model), "name": label, "model_source": source.record(), "budget": budget, "out": str(out),
         "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "datasets": datasets, "blurb": summary,
+        "datasets": datasets, "blurb": summarize(datasets),
     }
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", render_report(results))
