@@ -10,6 +10,14 @@
 # the fine-tuning metrics.json. Every step has its own time limit, so one hang costs one step only.
 #
 #   OUT=gpu-results bash benchmarks/gpu_run.sh
+#
+# MODE=blurb runs instead the complete all-MiniLM-L6-v2 BLURB under the LinkBERT budget (3 seeds), every
+# dataset not yet kept under benchmarks/results/all-MiniLM-L6-v2-fp16/linkbert/, with what
+# `python benchmarks/blurb_tables.py --pack-for-gpu` wrote (carry benchmarks/.work: the model with fp16
+# weights, the BLURB data compressed, seqeval); each dataset comes back under $OUT/results/ as it
+# finishes. Copy those dataset folders beside the kept ones and rebuild the table with
+#   domainbert report benchmarks/results/all-MiniLM-L6-v2-fp16/linkbert --out (the same folder)
+#   MODE=blurb OUT=gpu-results bash benchmarks/gpu_run.sh
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
@@ -23,6 +31,16 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, append to $OUT/run.l
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+
+if [ "${MODE:-checks}" = blurb ]; then
+  export PYTHONPATH=$PWD/$WORK/site:$PYTHONPATH
+  mkdir -p /tmp/blurb-data "$OUT/results" && tar -xJf $WORK/blurb-data.tar.xz -C /tmp/blurb-data
+  cp -r benchmarks/results/all-MiniLM-L6-v2-fp16 "$OUT/results/" 2>/dev/null  # kept datasets are not rerun
+  step blurb 560 python3 benchmarks/blurb_tables.py --models all-MiniLM-L6-v2-fp16=$WORK/minilm-fp16 \
+    --data-dir /tmp/blurb-data --out /tmp/tables --keep "$OUT/results"
+  grep -E '^(===|== |all-MiniLM)' "$OUT/run.log"
+  exit 0
+fi
 
 step gpu_check 120 python3 benchmarks/gpu_check.py --json "$OUT/gpu_check.json"
 step model_step_128 90 python3 benchmarks/model_step.py --device cuda --configs base --batch 128 --seq 128 \
