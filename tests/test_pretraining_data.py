@@ -34,7 +34,15 @@ from domainbert.data.examples import (
 )
 from domainbert.data.filters import CorpusFilter
 from domainbert.data.loader import PretrainingDataset, _Permutation, collate_pretraining
-from domainbert.data.shards import MANIFEST_NAME, check_manifest, load_manifest, prepare_pretraining_data
+from domainbert.data.shards import (
+    MANIFEST_NAME,
+    UNIT_BYTES,
+    check_manifest,
+    few_other_documents,
+    group_units,
+    load_manifest,
+    prepare_pretraining_data,
+)
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.data.vocab import build_vocab
 from domainbert.errors import ConfigError, DataError, VocabError
@@ -374,6 +382,53 @@ def test_one_and_two_workers_write_identical_bytes(tmp_path: Path, static_dir: P
                              workers=1, progress=False)
     assert tree_digest(out) == tree_digest(static_dir)
     assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_small_files_are_grouped_into_units_and_large_files_stay_alone() -> None:
+    big, small = UNIT_BYTES, UNIT_BYTES // 3 + 1  # three small files fill a unit
+    assert group_units([big, big * 5, big]) == [[0], [1], [2]]  # PubMed baseline files: one unit each
+    assert group_units([small] * 7) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert group_units([small, big, small, small]) == [[0, 1], [2, 3]]
+    assert group_units([]) == []
+
+
+def test_one_abstract_per_file_draws_random_next_from_other_documents(tmp_path: Path, shared_data: Path,
+                                                                      vocab_dir: Path) -> None:
+    """google-research/bert draws a random-next B from the whole corpus. A unit per file would draw it from
+    the file's only document, labelled "not next" (0% from another document): files are grouped instead."""
+    text = (shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt").read_text(encoding="utf-8")
+    abstracts = [a for a in text.split("\n\n") if a.strip()][:300]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, abstract in enumerate(abstracts):
+        (corpus / f"abstract-{i:04d}.txt").write_text(abstract.strip() + "\n", encoding="utf-8")
+    config = PrepareConfig(dupe_factor=2)
+    one = prepare_pretraining_data([corpus], vocab_dir, tmp_path / "w1", config, corpus_filter=KEEP_ALL,
+                                   progress=False)
+    assert 1 < len(one["shards"]) < 300 and one["counts"]["documents"] == 300
+    for shard in one["shards"]:
+        assert shard["random_next_other_document"] >= 0.99 * shard["random_next"] > 0, shard
+    assert few_other_documents(one) == []
+    prepare_pretraining_data([corpus], vocab_dir, tmp_path / "w2", config, corpus_filter=KEEP_ALL, workers=2,
+                             progress=False)
+    assert tree_digest(tmp_path / "w1") == tree_digest(tmp_path / "w2")
+    ns = load_all(tmp_path / "w1")["next_sentence"]
+    assert int(ns.sum()) == one["counts"]["random_next"] >= one["counts"]["random_next_other_document"]
+
+
+def test_a_unit_of_one_document_is_warned_about(tmp_path: Path, shared_data: Path, vocab_dir: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    text = (shared_data / "pubmed_corpus" / "ncbi_disease_train_dev.txt").read_text(encoding="utf-8")
+    book = tmp_path / "book.txt"  # one document of more than UNIT_BYTES: a unit of its own
+    book.write_text("\n".join(line for line in text.splitlines() if line.strip()) + "\n", encoding="utf-8")
+    assert book.stat().st_size > UNIT_BYTES
+    with caplog.at_level("WARNING", logger="domainbert.data.shards"):
+        manifest = prepare_pretraining_data([book], vocab_dir, tmp_path / "out", PrepareConfig(dupe_factor=1),
+                                            corpus_filter=KEEP_ALL, progress=False)
+    assert manifest["counts"]["documents"] == 1 and manifest["counts"]["random_next_other_document"] == 0
+    [line] = few_other_documents(manifest)
+    assert line.startswith("shard-00000 (1 file(s)") and "0.0% of its" in line and "\n" not in line
+    assert line in caplog.text
 
 
 def test_duplicates_across_files_are_dropped_whatever_the_workers(tmp_path: Path, shared_data: Path,

@@ -22,11 +22,13 @@ the same generator gives the same instances (tests/test_pretraining_data.py chec
 independent transcription of the reference on a hand-built document set).
 
 **The one deliberate departure**: the reference reads all input files into one list, shuffles it,
-and draws random-next documents from the whole corpus. Here each input file has its own
-:class:`DocumentPool` (random-next B comes from another document of the same file; a PubMed
-baseline file has about 30,000), which keeps memory flat and lets files run in parallel with
-output independent of the number of processes: :mod:`domainbert.data.shards` runs the files and
-writes what this module makes.
+and draws random-next documents from the whole corpus. Here the documents of one unit of input files
+form a :class:`DocumentPool` and random-next B comes from another document of the same unit, which
+keeps memory flat and lets units run in parallel with output independent of the number of processes:
+:mod:`domainbert.data.shards` makes the units (one file of at least 256 KiB, a PubMed baseline file
+of about 30,000 abstracts, is a unit of its own; smaller files are grouped until they reach that
+size, so that a corpus of one abstract per file still draws B from hundreds of other documents),
+runs them and writes what this module makes. On a corpus of one file it is the reference.
 """
 
 from __future__ import annotations
@@ -140,6 +142,9 @@ class TrainingInstance:
     forced_random: bool = False
     """The chunk had one sentence, so B had to be random (no coin flip): the reason the reference's
     share of random-next pairs is above 50 % (counted as ``random_next_forced`` in the manifest)."""
+    other_document: bool = False
+    """A random-next B that came from another document (the reference's ten draws can all fall on the
+    document itself when the pool holds few): counted as ``random_next_other_document``."""
 
 
 def derive_seed(*parts: object) -> int:
@@ -363,6 +368,7 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
                 for j in range(a_end):
                     tokens_a.extend(current_chunk[j])
                 tokens_b: list[int] = []
+                other_document = False
                 forced = len(current_chunk) == 1
                 is_random_next = forced or rng.random() < 0.5
                 if config.nsp_balance and debt is not None:
@@ -380,6 +386,7 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
                         random_document_index = rng.randint(0, len(pool) - 1)
                         if random_document_index != document_index:
                             break
+                    other_document = random_document_index != document_index
                     random_document = pool.document(random_document_index)
                     random_start = rng.randint(0, len(random_document) - 1)
                     for j in range(random_start, len(random_document)):
@@ -394,7 +401,8 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
                 truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 assert len(tokens_a) >= 1 and len(tokens_b) >= 1
                 tokens = [spec.cls_id, *tokens_a, spec.sep_id, *tokens_b, spec.sep_id]
-                instance = TrainingInstance(tokens, len(tokens_a) + 2, is_random_next, forced_random=forced)
+                instance = TrainingInstance(tokens, len(tokens_a) + 2, is_random_next, forced_random=forced,
+                                            other_document=other_document)
                 if not config.dynamic_masking:
                     (instance.input_ids, instance.masked_positions,
                      instance.masked_labels) = create_masked_lm_predictions(

@@ -1,10 +1,16 @@
 """Examples -> shards on disk: ``domainbert data prepare``, its process pool, manifest and checks.
 
-Each input file is one unit of work: read and filtered (:mod:`domainbert.data.corpus`,
-:mod:`domainbert.data.filters`), tokenized, paired and masked (:mod:`domainbert.data.examples`) with
-its own generator per duplication round, seeded from ``(seed, file position and name, dupe index)``,
-into its own shard. Memory stays flat (one file's token ids, as numpy arrays), files run in parallel
-processes, and the output is byte-identical whatever the number of workers. Documents are not
+A unit of work is one input file of at least :data:`UNIT_BYTES` (256 KiB: a PubMed baseline file, a
+large text file), or consecutive smaller files grouped until they reach that size (one article per
+file, a folder per journal), so that random-next segments, which come from another document of the
+same unit, come from hundreds of documents whatever the corpus layout (:func:`group_units`). Each unit
+is read and filtered (:mod:`domainbert.data.corpus`, :mod:`domainbert.data.filters`), tokenized,
+paired and masked (:mod:`domainbert.data.examples`) with its own generator per duplication round,
+seeded from ``(seed, unit position and first file's name, dupe index)``, into its own shard. Memory
+stays flat (one unit's token ids, as numpy arrays), units run in parallel processes, and the output
+is byte-identical whatever the number of workers. Each shard counts its random-next pairs that came
+from another document; ``data prepare`` warns about a unit where that share is below 99% (a unit of
+one long document). Documents are not
 shuffled before pairing (the reader shuffles samples instead, which is what the reference's final
 instance shuffle is for). Deduplication (``CorpusFilter.dedup_*``) and ``<DeleteCitation>`` work
 across files, as in :func:`domainbert.data.filters.iter_corpus`: a first pass reads every file's PMIDs
@@ -15,7 +21,7 @@ Output directory (``domainbert data prepare``)::
 
     manifest.json          written last: parameters, vocabulary hash, counts, shard list, checksum
     vocab.txt              a copy of the vocabulary (decoding; dynamic whole-word masking)
-    shard-00000/           one per input file (files in the order given, folders expanded sorted),
+    shard-00000/           one per unit of input files (files in the order given, folders expanded sorted),
                            N samples, L = max_seq_len,
       input_ids.npy        (N, L) uint16 (int32 when the vocabulary has more than 65,536 ids);
                            [CLS] A [SEP] B [SEP] then [PAD]; masked already unless dynamic masking
@@ -153,13 +159,38 @@ def vocab_hash(tokenizer: BertTokenizer) -> str:
     return h.hexdigest()
 
 
+#: Input files smaller than this are grouped (in corpus order) into units of at least this size, whose
+#: documents draw their random-next segments from one another; a larger file is a unit of its own.
+UNIT_BYTES = 256 * 1024
+#: ``data prepare`` warns when a unit's random-next pairs come from another document less often than this.
+MIN_OTHER_DOCUMENT_SHARE = 0.99
+
+
+def group_units(sizes: Sequence[int], unit_bytes: int = UNIT_BYTES) -> list[list[int]]:
+    """Indices of the input files, in order, grouped into units: consecutive files until the unit holds
+    ``unit_bytes``; the last unit may be smaller. A file of ``unit_bytes`` or more after a full unit is a
+    unit of its own, so a corpus of large files gets one unit per file, as before units existed."""
+    units: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i, n in enumerate(sizes):
+        current.append(i)
+        size += n
+        if size >= unit_bytes:
+            units.append(current)
+            current, size = [], 0
+    if current:
+        units.append(current)
+    return units
+
+
 @dataclass
-class _FileTask:
+class _UnitTask:
     index: int
-    path: str
+    paths: tuple[str, ...]
     shard: str
-    drops: FileDrops = FileDrops()
-    """Deleted citations, PMIDs a later file revises and texts an earlier file holds."""
+    drops: tuple[FileDrops, ...] = ()
+    """Per file: deleted citations, PMIDs a later file revises and texts an earlier file holds."""
 
 
 # What each worker process holds (set by _init_worker; the in-process path sets it too).
@@ -182,8 +213,8 @@ def _id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.int32)
 
 
-def _shard_done(shard_dir: Path, checksum: str, path: Path) -> dict[str, Any] | None:
-    """The shard's metadata if it is complete, made with ``checksum`` from ``path`` and intact."""
+def _shard_done(shard_dir: Path, checksum: str, paths: Sequence[Path]) -> dict[str, Any] | None:
+    """The shard's metadata if it is complete, made with ``checksum`` from ``paths`` and intact."""
     meta_path = shard_dir / SHARD_META
     if not meta_path.is_file():
         return None
@@ -191,7 +222,8 @@ def _shard_done(shard_dir: Path, checksum: str, path: Path) -> dict[str, Any] | 
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if meta.get("config_checksum") != checksum or meta.get("source_size") != path.stat().st_size:
+    sizes = [p.stat().st_size for p in paths]
+    if meta.get("config_checksum") != checksum or meta.get("source_sizes", [meta.get("source_size")]) != sizes:
         return None
     for name, digest in meta.get("sha256", {}).items():
         f = shard_dir / name
@@ -200,22 +232,20 @@ def _shard_done(shard_dir: Path, checksum: str, path: Path) -> dict[str, Any] | 
     return meta
 
 
-def _process_file(task: _FileTask) -> dict[str, Any]:
-    """Read, filter, tokenize and pair one input file into its shard; returns the shard's metadata."""
+def _process_unit(task: _UnitTask) -> dict[str, Any]:
+    """Read, filter, tokenize and pair one unit of input files into its shard; returns the shard's
+    metadata."""
     w = _WORKER
     config: PrepareConfig = w["config"]
     tokenizer: BertTokenizer = w["tokenizer"]
     out_dir: Path = w["out_dir"]
-    path = Path(task.path)
+    paths = [Path(p) for p in task.paths]
     shard_dir = out_dir / task.shard
-    done = _shard_done(shard_dir, w["checksum"], path)
+    done = _shard_done(shard_dir, w["checksum"], paths)
     if done is not None:
         done["reused"] = True
         return done
     counts = CorpusCounts()
-    docs = read_corpus_file(path, counts=counts, split_sentences=w["split_sentences"])
-
-
     pool = DocumentPool()
     batch: list[Document] = []
     words = 0  # whitespace-separated words of the kept documents (what a model card reports)
@@ -234,27 +264,31 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
             pool.add([encs[k + j].ids for j in range(len(doc.sentences))])
             k += len(doc.sentences)
 
-    for doc in filter_documents((d for d in docs if not task.drops.drop(d, counts)), w["corpus_filter"],
-                                decontamination=w["decontamination"], counts=counts):
-        batch.append(doc)
-        if len(batch) >= _DOCS_PER_ENCODE:
-            encode(batch)
-            batch = []
+    for path, drops in zip(paths, task.drops):
+        docs = read_corpus_file(path, counts=counts, split_sentences=w["split_sentences"])
+        for doc in filter_documents((d for d in docs if not drops.drop(d, counts)), w["corpus_filter"],
+                                    decontamination=w["decontamination"], counts=counts):
+            batch.append(doc)
+            if len(batch) >= _DOCS_PER_ENCODE:
+                encode(batch)
+                batch = []
     if batch:
         encode(batch)
     pool.freeze()
 
     spec: MaskingSpec = w["spec"]
     buf = _ShardBuffer(config, _id_dtype(spec.vocab_size), tokenizer.pad_token_id)
-    stats = {"random_next": 0, "random_next_forced": 0, "masked_tokens": 0, "tokens": 0}
-    debt = NspDebt()  # one per file: carried across documents and dupe rounds
+    stats = {"random_next": 0, "random_next_forced": 0, "random_next_other_document": 0, "masked_tokens": 0,
+             "tokens": 0}
+    debt = NspDebt()  # one per unit: carried across documents and dupe rounds
     for dupe in range(config.dupe_factor):
-        rng = random.Random(derive_seed(config.seed, task.index, path.name, dupe))
+        rng = random.Random(derive_seed(config.seed, task.index, paths[0].name, dupe))
         for d in range(len(pool)):
             for inst in create_instances_from_document(pool, d, config, spec, rng, debt):
                 buf.append(inst)
                 stats["random_next"] += inst.is_random_next
                 stats["random_next_forced"] += inst.forced_random
+                stats["random_next_other_document"] += inst.other_document
                 stats["masked_tokens"] += len(inst.masked_positions)
                 stats["tokens"] += len(inst.input_ids)
     arrays = buf.final()
@@ -268,12 +302,14 @@ def _process_file(task: _FileTask) -> dict[str, Any]:
         np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         digests[f"{name}.npy"] = _sha256(tmp / f"{name}.npy")
     meta = {
-        "shard": task.shard, "source": str(path), "source_size": path.stat().st_size,
+        "shard": task.shard, "source": str(paths[0]), "sources": [str(p) for p in paths],
+        "source_size": sum(p.stat().st_size for p in paths), "source_sizes": [p.stat().st_size for p in paths],
         "config_checksum": w["checksum"], "num_samples": int(buf.n),
         "documents": len(pool), "sentences": pool.num_sentences, "words": words,
         "source_tokens": int(len(pool.tokens)), "skipped_empty_sentences": pool.empty_sentences,
         "skipped_empty_documents": pool.empty_documents,
         "random_next": int(stats["random_next"]), "random_next_forced": int(stats["random_next_forced"]),
+        "random_next_other_document": int(stats["random_next_other_document"]),
         "masked_tokens": int(stats["masked_tokens"]),
         "example_tokens": int(stats["tokens"]), "corpus_counts": counts.as_dict(), "sha256": digests,
     }
@@ -313,7 +349,7 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                              workers: int = 1, progress: bool = True) -> dict[str, Any]:
     """Write shards and ``manifest.json`` for ``corpus`` into ``out_dir``; returns the manifest.
 
-    Work is spread over ``workers`` processes by input file; the bytes written do not depend on
+    Work is spread over ``workers`` processes by unit of input files; the bytes written do not depend on
     ``workers``. A finished ``out_dir`` with the same config checksum is left as it is; one made
     with other settings is refused (choose another ``out_dir``).
     """
@@ -333,6 +369,9 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         "vocab_hash": vhash, "inputs": [{"name": f.name, "size": f.stat().st_size} for f in files],
         "dedup_scope": "corpus",  # duplicates are found across files (earlier versions: within one)
     }
+    units = group_units([f.stat().st_size for f in files])
+    if any(len(u) > 1 for u in units):  # a corpus of large files keeps the checksum it had before units
+        payload["units"] = {"unit_bytes": UNIT_BYTES, "files": [len(u) for u in units]}
     checksum = _config_checksum(payload)
 
     manifest_path = out / MANIFEST_NAME
@@ -346,7 +385,8 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                         "or delete that folder")
     # The first pass reads the inputs before anything is written (bad input leaves no folder).
     drops = corpus_drops(files, corpus_filter, lambda fn, items: _map(fn, items, workers, progress))
-    tasks = [_FileTask(i, str(p), f"shard-{i:05d}", drops[i]) for i, p in enumerate(files)]
+    tasks = [_UnitTask(i, tuple(str(files[f]) for f in unit), f"shard-{i:05d}", tuple(drops[f] for f in unit))
+             for i, unit in enumerate(units)]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp-*"):  # left by an interrupted run (one writer per folder at a time)
@@ -356,18 +396,18 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                  workers > 1)
     results: dict[int, dict[str, Any]] = {}
     try:
-        bar = tqdm(total=len(tasks), unit="file", desc="data prepare", disable=not progress)
+        bar = tqdm(total=len(tasks), unit="unit", desc="data prepare", disable=not progress)
         if workers == 1:
             _init_worker(*init_args[:-1], False)
             for t in tasks:
-                results[t.index] = _process_file(t)
+                results[t.index] = _process_unit(t)
                 bar.update(1)
         else:
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=init_args) as pool:
-                # Largest files first, so that one big file does not finish last alone.
-                order = sorted(tasks, key=lambda t: -Path(t.path).stat().st_size)
-                for meta, t in zip(pool.imap(_process_file, order), order):
+                # Largest units first, so that one big file does not finish last alone.
+                order = sorted(tasks, key=lambda t: -sum(Path(p).stat().st_size for p in t.paths))
+                for meta, t in zip(pool.imap(_process_unit, order), order):
                     results[t.index] = meta
                     bar.update(1)
         bar.close()
@@ -397,13 +437,17 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
                   "skipped_empty_documents", "random_next", "random_next_forced", "masked_tokens",
                   "example_tokens")
     counts = {k: sum(m[k] for m in metas) for k in count_keys}
+    # shards kept from a domainbert that did not count it leave the total unknown
+    known = all("random_next_other_document" in m for m in metas)
+    counts["random_next_other_document"] = sum(m["random_next_other_document"] for m in metas) if known else None
     # shards kept from a domainbert that did not count words leave the total unknown
     counts["words"] = sum(m["words"] for m in metas) if all("words" in m for m in metas) else None
     counts["pairs"] = total
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_by": "domainbert data prepare",
-        "reference": "google-research/bert create_pretraining_data.py (per-file document pools)",
+        "reference": "google-research/bert create_pretraining_data.py (random-next documents drawn within units "
+                     f"of input files of at least {UNIT_BYTES // 1024} KiB)",
         "config_checksum": checksum,
         "params": dataclasses.asdict(config),
         "corpus_filter": filter_dict,
@@ -417,7 +461,9 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
         "counts": counts,
         "corpus_counts": corpus_counts,
         "num_samples": total,
-        "shards": [{"name": m["shard"], "source": m["source"], "num_samples": m["num_samples"],
+        "shards": [{"name": m["shard"], "source": m["source"], "sources": m.get("sources", [m["source"]]),
+                    "num_samples": m["num_samples"], "documents": m["documents"], "random_next": m["random_next"],
+                    "random_next_other_document": m.get("random_next_other_document"),
                     "sha256": m["sha256"]} for m in metas],
     }
     # The vocabulary travels with the data: examples decode, and dynamic whole-word masking finds the
@@ -426,7 +472,24 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
     atomic_write_text(out / VOCAB_COPY, "".join(t + "\n" for t, _ in by_id))
     atomic_write_json(manifest_path, manifest)
     _log_example(out, manifest, tokenizer)
+    for line in few_other_documents(manifest):
+        log.warning("%s", line)
     return manifest
+
+
+def few_other_documents(manifest: dict[str, Any]) -> list[str]:
+    """One line per unit whose random-next pairs came from another document less often than
+    :data:`MIN_OTHER_DOCUMENT_SHARE` (its NSP labels say "random" for segments of the same document)."""
+    lines = []
+    for shard in manifest["shards"]:
+        random_next, other = shard.get("random_next") or 0, shard.get("random_next_other_document")
+        if other is None or random_next == 0 or other / random_next >= MIN_OTHER_DOCUMENT_SHARE:
+            continue
+        lines.append(f"{shard['name']} ({len(shard['sources'])} file(s) from {shard['source']}, {shard['documents']} "
+                     f"document(s)): only {other / random_next:.1%} of its {random_next} random-next pairs come from "
+                     "another document, so its NSP labels are mostly wrong; put more documents in each input file "
+                     "or split its documents with blank lines")
+    return lines
 
 
 def _log_example(out: Path, manifest: dict[str, Any], tokenizer: BertTokenizer) -> None:
@@ -532,7 +595,8 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nsp-balance", action="store_true",
                         help="50%% actual-next pairs overall (the reference gives ~40%% on abstracts: it always "
                              "draws a random B for one-sentence chunks)")
-    parser.add_argument("--workers", type=int, default=1, help="processes (work is split by input file)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes (work is split by unit: a file of 256 KiB or more, or smaller files grouped)")
     add_filter_arguments(parser)
     parser.add_argument("--split-sentences", action="store_true",
                         help="text lines are paragraphs: split them into sentences")
