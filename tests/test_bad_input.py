@@ -432,3 +432,31 @@ def test_the_table_is_wide() -> None:
                                             "latin1", "shared")}, Path("/w"))[0] for c in CASES} >= {
         "vocab", "data", "model", "pretrain", "export", "finetune", "blurb", "fill-mask", "ner", "classify", "embed",
         "serve", "quickstart"}
+
+
+def test_every_command_that_loads_a_vocabulary_names_its_missing_special_tokens(tmp_path, tiny_model, shared_data,
+                                                                                capsys):
+    """A vocab.txt without [CLS] used to fail inside the tokenizer's templates with a KeyError traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    for extra in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (model / extra).unlink(missing_ok=True)
+    lines = (model / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    (model / "vocab.txt").write_text("".join(t + "\n" for t in lines if t != "[CLS]"), encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Aspirin reduces fever.\nIt is old.\n", encoding="utf-8")
+    (tmp_path / "text.txt").write_text("aspirin\n", encoding="utf-8")
+    commands = {
+        "data prepare": ["data", "prepare", "--corpus", str(corpus), "--vocab", str(model), "--out",
+                         str(tmp_path / "out"), "--quiet"],
+        "vocab encode": ["vocab", "encode", "--vocab", str(model), str(tmp_path / "text.txt")],
+        "finetune": ["finetune", "--model", str(model), "--task", "biosses", "--data-dir", str(shared_data),
+                     "--out", str(tmp_path / "ft"), "--limit", "4"],
+        "serve": ["serve", "--model", str(model), "--port", "1"],
+    }
+    for name, argv in commands.items():
+        capsys.readouterr()
+        assert main(argv) != 0, name
+        err = capsys.readouterr().err.strip()
+        assert "lacks [CLS]:" in err and "vocab build" in err and "\n" not in err, (name, err)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ft" / "metrics.json").exists()

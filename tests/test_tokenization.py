@@ -124,6 +124,8 @@ def test_added_marker_tokens_stay_whole_and_survive_a_save(tmp_path, minilm_dir)
 
 @pytest.mark.parametrize("content,match", [
     ("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n", r"lacks \[MASK\]"),
+    ("[PAD]\n[UNK]\n[SEP]\nhello\n", r"lacks \[CLS\], \[MASK\]:"),
+    ("[PAD]\n[UNK]\n[CLS]\n[MASK]\nhello\n", r"lacks \[SEP\]:"),
     ("", "empty"),
 ])
 def test_bad_vocabularies_are_refused(tmp_path, content, match):
@@ -140,3 +142,4 @@ def test_missing_vocab_and_non_utf8_vocab_are_refused(tmp_path):
     (tmp_path / "vocab.txt").write_bytes(b"[PAD]\n\xff\xfe\n")
     with pytest.raises(VocabError, match="not UTF-8"):
         BertTokenizer.from_pretrained(tmp_path)
+

@@ -51,6 +51,14 @@ def build_backend(vocab: dict[str, int], lowercase: bool = True, strip_accents: 
     return tok
 
 
+def require_special_tokens(vocab: dict[str, int], source: str) -> None:
+    """A VocabError naming the special tokens BERT needs that ``vocab`` lacks."""
+    missing = [t for t in SPECIAL_TOKENS.values() if t not in vocab]
+    if missing:
+        raise VocabError(f"the vocabulary in {source} lacks {', '.join(missing)}: BERT needs [PAD], "
+                         "[UNK], [CLS], [SEP] and [MASK]; rebuild it with `domainbert vocab build`")
+
+
 def _set_templates(tok: Tokenizer, vocab: dict[str, int]) -> None:
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     tok.post_processor = processors.TemplateProcessing(
@@ -103,10 +111,7 @@ class BertTokenizer:
         self.tokenize_chinese_chars = tokenize_chinese_chars
         self.model_max_length = model_max_length
         self.vocab: dict[str, int] = backend.get_vocab(with_added_tokens=True)
-        missing = [t for t in SPECIAL_TOKENS.values() if t not in self.vocab]
-        if missing:
-            raise VocabError(f"the vocabulary in {source} lacks {', '.join(missing)}: BERT needs [PAD], "
-                             "[UNK], [CLS], [SEP] and [MASK]; rebuild it with `domainbert vocab build`")
+        require_special_tokens(self.vocab, source)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
         self.backend.no_padding()
         self.backend.no_truncation()
@@ -145,7 +150,9 @@ class BertTokenizer:
         elif (directory / VOCAB_NAME).is_file():
             # A bare vocab.txt, as google-research/bert, BioBERT and PubMedBERT ship: the line number
             # is the id, and the normalisation follows tokenizer_config.json (uncased by default).
-            backend = build_backend(read_vocab_txt(directory / VOCAB_NAME), lower, strip, chinese)
+            vocab = read_vocab_txt(directory / VOCAB_NAME)
+            require_special_tokens(vocab, str(directory))  # before the templates look up [CLS] and [SEP]
+            backend = build_backend(vocab, lower, strip, chinese)
         else:
             raise VocabError(f"{directory} has no {VOCAB_NAME} (or {TOKENIZER_JSON}): pass the directory "
                              "written by `domainbert vocab build` or a BERT checkpoint directory")
