@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from domainbert.blurb.arguments import FinetuneArgs
 from domainbert.blurb.budgets import Setting
@@ -30,6 +29,7 @@ from domainbert.blurb.featurize import collate, length_grouped_batches
 from domainbert.blurb.metrics import constant_prediction, score
 from domainbert.blurb.predict import gold, predict
 from domainbert.blurb.task import Task, build_model
+from domainbert.progress import tqdm
 from domainbert.train.optim import get_lr, param_groups
 from domainbert.train.precision import autocast
 
@@ -83,7 +83,7 @@ class EpochLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("", encoding="utf-8")
 
-    def write(self, bar: tqdm, **row: Any) -> None:
+    def write(self, bar: Any, **row: Any) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if not self.quiet:

@@ -47,8 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from domainbert import __version__
 from domainbert.atomic import one_writer
 from domainbert.data.sources import (
@@ -62,6 +60,7 @@ from domainbert.data.sources import (
     pubmed_baseline_files,
 )
 from domainbert.errors import ConfigError, DataError
+from domainbert.progress import tqdm
 
 MANIFEST_NAME = "download.json"
 """The manifest written in the root of the download folder."""
@@ -194,7 +193,7 @@ class _Fetcher:
         self.progress = progress
         self.opener = urllib.request.build_opener()
 
-    def _bar(self, desc: str, total: int | None, initial: int = 0) -> tqdm:
+    def _bar(self, desc: str, total: int | None, initial: int = 0) -> Any:
         return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
                     unit_divisor=1024, leave=False, disable=None if self.progress else True)
 

@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.data.corpus import CorpusCounts, Document, list_corpus_files, read_corpus_file
@@ -85,6 +84,7 @@ from domainbert.data.filters import (
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError, DomainBertError
 from domainbert.model.hub import resolve_model
+from domainbert.progress import tqdm
 
 __all__ = ["prepare_pretraining_data", "vocab_hash", "load_manifest", "check_manifest",
            "MANIFEST_NAME", "FORMAT_VERSION"]

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from tqdm import tqdm
 
 from domainbert.data.corpus import CorpusCounts, list_corpus_files
 from domainbert.data.filters import (
@@ -47,6 +46,7 @@ from domainbert.data.filters import (
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer, build_backend
 from domainbert.errors import DataError, VocabError
 from domainbert.model.hub import resolve_model
+from domainbert.progress import tqdm
 
 #: Special tokens in the order they take ids 0..4 (PubMedBERT's vocabulary orders them the same way).
 SPECIAL_ORDER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

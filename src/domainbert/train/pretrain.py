@@ -53,7 +53,6 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from domainbert.atomic import atomic_write_json, atomic_write_text, one_writer
 from domainbert.data.loader import PretrainingDataset
@@ -64,6 +63,7 @@ from domainbert.errors import ConfigError, DataError, TrainingError
 from domainbert.model.configuration import PRESETS, BertConfig, parse_overrides
 from domainbert.model.hub import add_revision_argument, resolve_model
 from domainbert.model.modeling import BertForPreTraining, Packing, local_attention, sinusoidal_positions, to_device
+from domainbert.progress import tqdm
 from domainbert.train import distributed
 from domainbert.train.args import (
     COMPILE_MODES,
