@@ -322,6 +322,35 @@ def test_blurb_suite_writes_report_chart_and_tsv(tiny_model, shared_data, tmp_pa
     assert len(tsv) == 3  # header + one row per suite run
 
 
+def test_blurb_takes_finetunes_options_and_a_per_dataset_override_file(tiny_model, shared_data, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "suite"
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("gad:\n  batch-size: 2\n  epochs: 2\n  lr: 2.0e-3\n", encoding="utf-8")
+    base = ["blurb", "--model", str(tiny_model), "--data-dir", str(shared_data), "--tasks", "biosses", "gad",
+            "--limit", "8", "--lr", "1e-3", "--batch-size", "4", "--epochs", "1", "--no-unpad",
+            "--no-group-by-length", "--precision", "fp32", "--device", "cpu"]
+    assert main([*base, "--out", str(out), "--overrides", str(overrides)]) == 0
+    selected = {name: json.loads((out / name / "metrics.json").read_text())["selected"] for name in ("biosses", "gad")}
+    assert (selected["biosses"]["learning_rate"], selected["biosses"]["batch_size"], selected["biosses"]["epochs"]) \
+        == (1e-3, 4, 1)
+    assert (selected["gad"]["learning_rate"], selected["gad"]["batch_size"], selected["gad"]["epochs"]) == (2e-3, 2, 2)
+    assert json.loads((out / "results.json").read_text())["overrides"] == {
+        "gad": {"batch_size": 2, "epochs": 2, "learning_rate": 2e-3}}
+    fingerprint = json.loads((out / "gad" / "metrics.json").read_text())["fingerprint"]
+    assert fingerprint["group_by_length"] is False
+    # a bad file or value is refused in one line before anything runs
+    for text, words in (("nope: {epochs: 1}\n", "not a BLURB dataset"), ("gad: {speed: 2}\n", "not an option"),
+                        ("gad: {batch-size: 0}\n", "batch_size must be at least 1"), ("gad: [1, 2\n", "not valid YAML"),
+                        ("- gad\n", "must map dataset names")):
+        overrides.write_text(text, encoding="utf-8")
+        capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / "bad"), "--overrides", str(overrides)]) == 1, text
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("domainbert blurb: error:") and words in err and "\n" not in err, (text, err)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_blurb_with_several_models_runs_each_and_compares_them(tiny_model, shared_data, tmp_path, capsys):
     other = tmp_path / "other-model"
     shutil.copytree(tiny_model, other)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from domainbert.blurb.budgets import BUDGET_NAMES, Budget, add_budget_argument
 from domainbert.blurb.registry import DATASETS
@@ -105,12 +108,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, doing: str) -> None:
     what.add_argument("--negative-label", help="your relation set's negative class (left out of micro F1)")
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``domainbert finetune``."""
-    add_dataset_arguments(parser, "fine-tune")
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
-    add_revision_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """How each fine-tuning run trains: the options ``finetune`` and ``blurb`` share."""
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="BLURB data directory (default: the `data download` cache)")
     add_budget_argument(parser)
@@ -125,7 +124,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
     parser.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=True,
                         help="train the encoder on the real tokens only (default; same results up to rounding); "
                         "--no-unpad: the padded path")
@@ -135,12 +133,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="discard what --out holds from another model, data or settings (default: refuse)")
 
 
+def training_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """:func:`add_training_arguments`' values as :class:`FinetuneArgs` fields."""
+    return {"data_dir": ns.data_dir, "budget": ns.budget, "seeds": tuple(ns.seed or ()), "learning_rate": ns.lr,
+            "batch_size": ns.batch_size, "epochs": ns.epochs, "max_steps": ns.max_steps,
+            "max_seq_length": ns.max_seq_length, "limit": ns.limit, "precision": ns.precision, "device": ns.device,
+            "unpad": ns.unpad, "group_by_length": not ns.no_group_by_length, "restart": ns.restart}
+
+
+#: What a per-dataset override file may set (its keys, with ``-`` or ``_``), as FinetuneArgs fields.
+OVERRIDABLE = {"lr": "learning_rate", "learning_rate": "learning_rate", "batch_size": "batch_size",
+               "epochs": "epochs", "max_steps": "max_steps", "max_seq_length": "max_seq_length",
+               "precision": "precision", "unpad": "unpad", "group_by_length": "group_by_length",
+               "eval_batch_size": "eval_batch_size", "seed": "seeds", "seeds": "seeds"}
+
+
+def read_overrides(path: Path) -> dict[str, dict[str, Any]]:
+    """A YAML file of per-dataset options (``chemprot: {batch-size: 16}``) as FinetuneArgs fields by dataset;
+    an unknown dataset or option, or a file that is not such a mapping, is a one-line ConfigError."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--overrides {path} cannot be read ({exc.strerror or exc}): pass a YAML file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"--overrides {path} is not valid YAML ({first}): write one mapping per dataset, e.g. "
+                          "`chemprot: {batch-size: 16}`") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"--overrides {path} must map dataset names to options, e.g. `chemprot: {{batch-size: 16}}`")
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, options in data.items():
+        if dataset not in DATASETS:
+            raise ConfigError(f"--overrides {path}: {dataset!r} is not a BLURB dataset; use one of "
+                              f"{', '.join(DATASETS)}")
+        fields: dict[str, Any] = {}
+        for key, value in options.items():
+            field = OVERRIDABLE.get(str(key).replace("-", "_"))
+            if field is None:
+                raise ConfigError(f"--overrides {path}: {dataset}: {key!r} is not an option it can set; use "
+                                  f"{', '.join(k.replace('_', '-') for k in OVERRIDABLE)}")
+            fields[field] = tuple(value if isinstance(value, list) else [value]) if field == "seeds" else value
+        out[dataset] = fields
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``domainbert finetune``."""
+    add_dataset_arguments(parser, "fine-tune")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_revision_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
+    add_training_arguments(parser)
+    parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+
+
 def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:
     source = resolve_model(ns.model, ns.revision)
-    return FinetuneArgs(
-        model=source.path, source=source, out=ns.out, task=ns.task, task_type=ns.task_type, data=ns.data,
-        negative_label=ns.negative_label, data_dir=ns.data_dir, budget=ns.budget,
-        seeds=tuple(ns.seed or ()), learning_rate=ns.lr, batch_size=ns.batch_size, epochs=ns.epochs,
-        max_steps=ns.max_steps, max_seq_length=ns.max_seq_length, limit=ns.limit,
-        precision=ns.precision, device=ns.device, save_model=not ns.no_save_model,
-        group_by_length=not ns.no_group_by_length, unpad=ns.unpad, restart=ns.restart)
+    return FinetuneArgs(model=source.path, source=source, out=ns.out, task=ns.task, task_type=ns.task_type,
+                        data=ns.data, negative_label=ns.negative_label, save_model=not ns.no_save_model,
+                        **training_options(ns))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
-from domainbert.blurb.budgets import add_budget_argument
+from domainbert.blurb.arguments import OVERRIDABLE, add_training_arguments, read_overrides, training_options
 from domainbert.blurb.compare import add_mismatch_argument, write_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
@@ -43,14 +43,15 @@ from domainbert.model.hub import ModelSource, add_revision_argument, resolve_mod
 
 
 def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: str = "quick",
-              data_dir: Path | None = None, seeds: tuple[int, ...] = (), max_steps: int | None = None,
-              limit: int | None = None, epochs: int | None = None, max_seq_length: int | None = None,
-              precision: str = "auto", device: str | None = None, save_models: bool = False,
-              results_tsv: Path | None = None, restart: bool = False, name: str | None = None,
-              source: ModelSource | None = None) -> dict[str, Any]:
+              data_dir: Path | None = None, save_models: bool = False, results_tsv: Path | None = None,
+              name: str | None = None, source: ModelSource | None = None,
+              overrides: dict[str, dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
     """Fine-tune on every complete dataset of ``tasks`` (default: all 13) and write the outputs.
 
-    ``source`` says where ``model`` came from (a Hub repo id and commit) for the outputs."""
+    ``options`` are :class:`FinetuneArgs` fields every run gets (``seeds``, ``learning_rate``,
+    ``batch_size``, ``epochs``, ``max_steps``, ``limit``, ``precision``, ``device`` ...), ``overrides`` a
+    dataset's own (:func:`~domainbert.blurb.arguments.read_overrides`); ``source`` says where ``model``
+    came from (a Hub repo id and commit) for the outputs."""
     source = source or ModelSource(Path(model))
     # before the loop below, whose variable is a dataset's name
     label = name or source.repo_id or model_label(model)
@@ -75,9 +76,7 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
             datasets[name] = entry
             continue
         args = FinetuneArgs(model=model, out=out / name, task=name, data_dir=root, budget=budget,  # type: ignore[arg-type]
-                            seeds=seeds, epochs=epochs, max_steps=max_steps, limit=limit,
-                            max_seq_length=max_seq_length, precision=precision, device=device,
-                            save_model=save_models, restart=restart, source=source)
+                            save_model=save_models, source=source, **{**options, **(overrides or {}).get(name, {})})
         try:
             metrics = finetune(args)
         except DomainBertError as exc:  # bad data in one dataset: report it, run the others
@@ -89,7 +88,8 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         "model": str(model), "name": label, "model_source": source.record(), "budget": budget, "out": str(out),
         "data_dir": str(root),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "limit": limit, "max_steps": max_steps, "epochs": epochs, "seeds": list(seeds) or None,
+        "limit": options.get("limit"), "max_steps": options.get("max_steps"), "epochs": options.get("epochs"),
+        "seeds": list(options.get("seeds") or ()) or None, "overrides": overrides or None,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "datasets": datasets, "blurb": summarize(datasets),
     }
@@ -114,21 +114,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "in it and comparison.{md,json,png}")
     parser.add_argument("--tasks", nargs="+", action="extend", default=None,
                         help=f"datasets (default: all): {', '.join(DATASETS)}")
-    add_budget_argument(parser)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="BLURB data directory (default: the `data download` cache)")
-    parser.add_argument("--seed", type=int, nargs="+", action="extend", default=None, help="seed(s)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs for every dataset")
-    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
-    parser.add_argument("--max-seq-length", type=int, default=None, help="cap on sub-words per input")
-    parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    parser.add_argument("--device", default=None)
+    add_training_arguments(parser)
+    parser.add_argument("--overrides", type=Path, default=None, metavar="FILE.yaml",
+                        help="per-dataset options over the ones above, e.g. `chemprot: {batch-size: 16}` (keys: "
+                        f"{', '.join(k.replace('_', '-') for k in OVERRIDABLE)})")
     parser.add_argument("--save-models", action="store_true", help="also write each fine-tuned model")
     parser.add_argument("--results-tsv", type=Path, default=None,
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
-    parser.add_argument("--restart", action="store_true",
-                        help="discard results in --out made from another model, data or settings (default: refuse)")
     add_mismatch_argument(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="add the test scores to each evaluated model's card (its README.md: model-index "
@@ -161,13 +153,17 @@ def run(ns: argparse.Namespace) -> int:
         raise ConfigError(f"{len(names)} --name value(s) for {len(models)} --model value(s): give one name per model")
     if len(set(map(_slug, names))) != len(names):
         raise ConfigError(f"the models' names ({', '.join(names)}) are not distinct: give each its own --name")
+    options = training_options(ns)
+    budget, data_dir = options.pop("budget"), options.pop("data_dir")
+    overrides = read_overrides(ns.overrides) if ns.overrides else {}
+    for dataset, fields in overrides.items():  # a bad value is refused before anything runs
+        FinetuneArgs(model=models[0], out=ns.out, task=dataset, budget=budget, **{**options, **fields})
     failed = []
     runs = []
     for model, name, source in zip(models, names, sources):
         out = ns.out if len(models) == 1 else ns.out / _slug(name)
-        results = run_suite(model, out, ns.tasks, ns.budget, ns.data_dir, tuple(ns.seed or ()),
-                            ns.max_steps, ns.limit, ns.epochs, ns.max_seq_length, ns.precision, ns.device,
-                            ns.save_models, ns.results_tsv, restart=ns.restart, name=name, source=source)
+        results = run_suite(model, out, ns.tasks, budget, data_dir, ns.save_models, ns.results_tsv, name=name,
+                            source=source, overrides=overrides, **options)
         runs.append(results)
         if ns.update_card:
             print(f"updated the model card {add_blurb_results(model, results)}")
