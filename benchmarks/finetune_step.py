@@ -78,7 +78,7 @@ def step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, An
          precision: str) -> None:
     """domainbert: ``finetune``'s own step; transformers: the same work through its model's call."""
     if ours:
-        train_step(model, optimizer, batch, 5e-5, precision, torch.device("cpu"))
+        train_step(model, optimizer, [batch], 5e-5, precision, torch.device("cpu"))
         return
     with autocast(precision, torch.device("cpu")):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -246,8 +246,8 @@ def check_no_sync_finetune_step(device: torch.device) -> str:
                                 torch.randint(0, 3, (n,), generator=g).tolist(), i))
     results = []
     for unpad in (False, True):
-        second_step_without_sync(device, lambda: train_step(model, opt, collate(features, 0, device, unpad), 1e-4,
-                                                            "bf16", device))
+        second_step_without_sync(device, lambda: train_step(model, opt, [collate(features, 0, device, unpad)],
+                                                            1e-4, "bf16", device))
         results.append(f"{'unpadded' if unpad else 'padded'}: no sync")
     return "; ".join(results)
 

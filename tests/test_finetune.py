@@ -326,7 +326,7 @@ def test_blurb_takes_finetunes_options_and_a_per_dataset_override_file(tiny_mode
                                                                        capsys):
     out = tmp_path / "suite"
     overrides = tmp_path / "overrides.yaml"
-    overrides.write_text("gad:\n  batch-size: 2\n  epochs: 2\n  lr: 2.0e-3\n", encoding="utf-8")
+    overrides.write_text("gad:\n  batch-size: 2\n  epochs: 2\n  lr: 2.0e-3\n  micro-batch-size: 1\n", encoding="utf-8")
     base = ["blurb", "--model", str(tiny_model), "--data-dir", str(shared_data), "--tasks", "biosses", "gad",
             "--limit", "8", "--lr", "1e-3", "--batch-size", "4", "--epochs", "1", "--no-unpad",
             "--no-group-by-length", "--precision", "fp32", "--device", "cpu"]
@@ -336,7 +336,7 @@ def test_blurb_takes_finetunes_options_and_a_per_dataset_override_file(tiny_mode
         == (1e-3, 4, 1)
     assert (selected["gad"]["learning_rate"], selected["gad"]["batch_size"], selected["gad"]["epochs"]) == (2e-3, 2, 2)
     assert json.loads((out / "results.json").read_text())["overrides"] == {
-        "gad": {"batch_size": 2, "epochs": 2, "learning_rate": 2e-3}}
+        "gad": {"batch_size": 2, "epochs": 2, "learning_rate": 2e-3, "micro_batch_size": 1}}
     fingerprint = json.loads((out / "gad" / "metrics.json").read_text())["fingerprint"]
     assert fingerprint["group_by_length"] is False
     # a bad file or value is refused in one line before anything runs
@@ -653,3 +653,53 @@ def test_report_flags_constant_predictions_and_other_sizes():
     section = report.split("## Scores that are not results")[1]
     assert "- **ChemProt**: predicts `false` for all 15745" in section
     assert "15,000 pairs, but BLURB's test split has 15,745" in section
+
+
+@pytest.mark.parametrize("problem", ["tokens", "single_label_classification", "multi_label_classification"])
+def test_micro_batches_make_the_whole_batchs_update(problem):
+    """Gradient accumulation over micro-batches (each loss weighted by its share of the batch's labelled
+    elements) gives the update of the whole batch, uneven lengths and unlabelled tokens included."""
+    import copy
+
+    from domainbert.blurb.featurize import IGNORE, Feature, collate
+    from domainbert.blurb.training import micro_batches, train_step
+    from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=53, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+                        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, id2label={0: "a", 1: "b", 2: "c"},
+                        problem_type=None if problem == "tokens" else problem)
+    model = (BertForTokenClassification if problem == "tokens" else BertForSequenceClassification)(config)
+    rng = random.Random(1)
+    features = []
+    for i in range(7):
+        n = rng.randint(4, 30)
+        ids = [rng.randrange(5, 53) for _ in range(n)]
+        if problem == "tokens":
+            labels = [IGNORE if rng.random() < 0.4 else rng.randrange(3) for _ in range(n)]
+        elif problem == "multi_label_classification":
+            labels = [float(rng.random() < 0.5) for _ in range(3)]
+        else:
+            labels = rng.randrange(3)
+        features.append(Feature(ids, [0] * n, labels, i))
+    cpu = torch.device("cpu")
+    results = []
+    for size in (None, 3, 1):
+        m = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(m.parameters(), lr=1.0)  # the update is the gradient (Adam's would hide it)
+        parts, shares = micro_batches(features, size)
+        assert len(parts) == (1 if size is None else len([p for p in parts])) and abs(sum(shares) - 1) < 1e-12
+        loss = train_step(m, optimizer, [collate(p, 0, cpu) for p in parts], 1.0, "fp32", cpu, shares)
+        results.append((float(loss), [p.detach().clone() for p in m.parameters()]))
+    (whole_loss, whole), *others = results
+    for loss, params in others:
+        assert loss == pytest.approx(whole_loss, rel=1e-5)
+        for a, b in zip(whole, params):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        assert any(not torch.equal(a, b) for a, b in zip(whole, [p.detach() for p in model.parameters()]))
+    # a micro-batch with no labelled token has no loss to add and is left out
+    if problem == "tokens":
+        empty = Feature([7, 8, 9], [0, 0, 0], [IGNORE] * 3, 9)
+        parts, shares = micro_batches([empty, *features[:2]], 1)
+        assert len(parts) == 2 and empty not in [p[0] for p in parts]

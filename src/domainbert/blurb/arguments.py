@@ -42,6 +42,9 @@ class FinetuneArgs:
     """quick/full-epochs/linkbert: one rate instead of the budget's."""
     batch_size: int | None = None
     """quick/full-epochs/linkbert: one batch size instead of the budget's."""
+    micro_batch_size: int | None = None
+    """Run each batch as micro-batches of at most this many examples, accumulating their gradients (the
+    same update as the whole batch, in less memory: a batch of 32 at length 512 on a small GPU)."""
     epochs: int | None = None
     """Override the number of epochs (both budgets)."""
     max_steps: int | None = None
@@ -85,7 +88,7 @@ class FinetuneArgs:
         if self.budget in ("grid", "paper") and (self.learning_rate is not None or self.batch_size is not None):
             problems.append(f"--lr/--batch-size fix one setting: use them with --budget quick, full-epochs or "
                             f"linkbert ({self.budget} runs a grid)")
-        for name in ("batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
+        for name in ("batch_size", "micro_batch_size", "epochs", "max_steps", "limit", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
@@ -117,6 +120,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed(s) (default: the budget's)")
     parser.add_argument("--lr", type=float, default=None, help="one learning rate (quick, full-epochs, linkbert)")
     parser.add_argument("--batch-size", type=int, default=None, help="one batch size (quick, full-epochs, linkbert)")
+    parser.add_argument("--micro-batch-size", type=int, default=None,
+                        help="run each batch in parts of at most this many examples, accumulating their gradients "
+                        "(the same updates, less memory)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps per run")
     parser.add_argument("--max-seq-length", type=int, default=None,
@@ -136,13 +142,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def training_options(ns: argparse.Namespace) -> dict[str, Any]:
     """:func:`add_training_arguments`' values as :class:`FinetuneArgs` fields."""
     return {"data_dir": ns.data_dir, "budget": ns.budget, "seeds": tuple(ns.seed or ()), "learning_rate": ns.lr,
-            "batch_size": ns.batch_size, "epochs": ns.epochs, "max_steps": ns.max_steps,
-            "max_seq_length": ns.max_seq_length, "limit": ns.limit, "precision": ns.precision, "device": ns.device,
-            "unpad": ns.unpad, "group_by_length": not ns.no_group_by_length, "restart": ns.restart}
+            "batch_size": ns.batch_size, "micro_batch_size": ns.micro_batch_size, "epochs": ns.epochs,
+            "max_steps": ns.max_steps, "max_seq_length": ns.max_seq_length, "limit": ns.limit,
+            "precision": ns.precision, "device": ns.device, "unpad": ns.unpad,
+            "group_by_length": not ns.no_group_by_length, "restart": ns.restart}
 
 
 #: What a per-dataset override file may set (its keys, with ``-`` or ``_``), as FinetuneArgs fields.
 OVERRIDABLE = {"lr": "learning_rate", "learning_rate": "learning_rate", "batch_size": "batch_size",
+               "micro_batch_size": "micro_batch_size",
                "epochs": "epochs", "max_steps": "max_steps", "max_seq_length": "max_seq_length",
                "precision": "precision", "unpad": "unpad", "group_by_length": "group_by_length",
                "eval_batch_size": "eval_batch_size", "seed": "seeds", "seeds": "seeds"}

@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch import nn
 
 from domainbert.blurb.arguments import FinetuneArgs
 from domainbert.blurb.budgets import Setting
-from domainbert.blurb.featurize import collate, length_grouped_batches
+from domainbert.blurb.featurize import IGNORE, Feature, collate, length_grouped_batches
 from domainbert.blurb.metrics import constant_prediction, score
 from domainbert.blurb.predict import gold, predict
 from domainbert.blurb.task import Task, build_model
@@ -57,20 +58,50 @@ LOG_EVERY = 20
 between its dev evaluations."""
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, Any], lr: float,
-               precision: str, device: torch.device) -> torch.Tensor:
-    """One optimizer step on a :func:`collate` batch at rate ``lr``; returns the loss (detached, on the
-    model's device). It does not read anything back from a GPU: the batch and its Packing were made on the host."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[dict[str, Any]], lr: float,
+               precision: str, device: torch.device, shares: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """One optimizer step at rate ``lr`` on a batch given as :func:`collate` micro-batches, whose losses
+    (means over their own labelled elements) are weighted by ``shares``, each micro-batch's part of the
+    batch's labelled elements: the gradient is the whole batch's. Returns the batch's loss (detached, on the
+    model's device). It does not read anything back from a GPU: the batches and their Packings were made
+    on the host."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with autocast(precision, device):
-        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                    labels=batch["labels"], packing=batch["packing"])
-    out.loss.backward()
+    total = torch.zeros((), device=device)
+    for batch, share in zip(batches, shares, strict=True):
+        with autocast(precision, device):
+            out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                        labels=batch["labels"], packing=batch["packing"])
+        loss = out.loss if share == 1.0 else out.loss * share
+        loss.backward()
+        total += loss.detach()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return out.loss.detach()
+    return total
+
+
+def loss_elements(features: Sequence[Feature]) -> int:
+    """How many values a batch's loss averages: labelled tokens (token tasks), else examples (a multi-label
+    example's labels all count, so its share is the same)."""
+    first = features[0].labels
+    if isinstance(first, list) and first and isinstance(first[0], int):
+        return sum(1 for f in features for label in f.labels if label != IGNORE)
+    return len(features)
+
+
+def micro_batches(features: Sequence[Feature], size: int | None) -> tuple[list[list[Feature]], list[float]]:
+    """A batch cut into micro-batches of at most ``size`` examples (None: whole), with their shares of the
+    batch's loss; micro-batches with nothing to score are dropped (their loss would be a mean of nothing)."""
+    if size is None or size >= len(features):
+        return [list(features)], [1.0]
+    parts = [list(features[i:i + size]) for i in range(0, len(features), size)]
+    counts = [loss_elements(p) for p in parts]
+    whole = sum(counts)
+    if whole == 0:  # nothing to score in the whole batch: as without micro-batches
+        return [list(features)], [1.0]
+    kept = [(p, c / whole) for p, c in zip(parts, counts) if c]
+    return [p for p, _ in kept], [share for _, share in kept]
 
 
 class EpochLog:
@@ -123,9 +154,10 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         for batch_ids in length_grouped_batches(lengths, setting.batch_size, rng, **pools):
             if step >= total:
                 break
-            batch = collate([train[i] for i in batch_ids], task.tokenizer.pad_token_id, device, args.unpad)
+            parts, shares = micro_batches([train[i] for i in batch_ids], args.micro_batch_size)
+            batches = [collate(part, task.tokenizer.pad_token_id, device, args.unpad) for part in parts]
             lr = get_lr(step, total, setting.learning_rate, setting.warmup)
-            loss = train_step(model, optimizer, batch, lr, args.precision, device)
+            loss = train_step(model, optimizer, batches, lr, args.precision, device, shares)
             step += 1
             epoch_loss += loss
             epoch_steps += 1
