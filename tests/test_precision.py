@@ -30,8 +30,26 @@ def test_autocast_runs_matmuls_in_bf16_and_fp32_leaves_them():
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(ConfigError, match="fp16"):
-        precision.resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="fp16 is for fine-tuning"):
+        precision.resolve_precision("fp16", "cpu")  # pretraining's
+    with pytest.raises(ConfigError, match="fp8"):
+        precision.resolve_precision("fp8", "cpu", fp16=True)
+
+
+def test_fine_tuning_takes_fp16_on_a_gpu_without_bf16(monkeypatch):
+    """A V100 or T4: "auto" fine-tunes in fp16 with loss scaling there; pretraining stays in fp32."""
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve_precision("auto", "cuda", fp16=True) == "fp16"
+    assert precision.resolve_precision("auto", "cuda") == "fp32"
+    assert precision.resolve_precision("auto", "cpu", fp16=True) == "fp32"  # fp16 on a CPU: only when asked
+    assert precision.resolve_precision("fp16", "cpu", fp16=True) == "fp16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.resolve_precision("auto", "cuda", fp16=True) == "bf16"
+    a, lin = torch.randn(4, 8), torch.nn.Linear(8, 3)
+    with precision.autocast("fp16", "cpu"):
+        assert lin(a).dtype == torch.float16
+    assert precision.grad_scaler("fp16", "cpu").is_enabled()
+    assert not precision.grad_scaler("bf16", "cpu").is_enabled()
 
 
 def test_auto_on_this_cpu_follows_what_the_kernel_reports():

@@ -128,7 +128,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seq-length", type=int, default=None,
                         help="maximum sub-words (default: the dataset's; token tasks are windowed)")
     parser.add_argument("--limit", type=int, default=None, help="first N examples per split (smoke runs)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                        help="auto: bf16 where native, else fp16 on a CUDA GPU (with loss scaling), else fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=True,
                         help="train the encoder on the real tokens only (default; same results up to rounding); "

@@ -72,7 +72,7 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
     problem = {} if record.task_type in TOKEN_TASKS else {"problem_type": HEADS[record.task_type]}
     model = head.from_pretrained(model_dir, **problem)
     run_on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    resolved = resolve_precision(precision, run_on)
+    resolved = resolve_precision(precision, run_on, fp16=True)
     model.to(run_on)
     task_view = Task(record, tokenizer, labels, max_length, {split: examples}, {split: features}, markers=[])
     predictions = predict(model, task_view, split, run_on, resolved, batch_size)
@@ -116,7 +116,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seq-length", type=int, default=None,
                         help="maximum sub-words (default: the dataset's; token tasks are windowed)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                        help="auto: bf16 where native, else fp16 on a CUDA GPU (with loss scaling), else fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
 
 

@@ -76,7 +76,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -114,7 +114,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     task = prepare_task(record, args.model, args.data_dir, args.max_seq_length or max_length_for(args.budget, record),
                         args.limit, model_max_positions=config.max_position_embeddings)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = resolve_precision(args.precision, device)
+    precision = resolve_precision(args.precision, device, fp16=True)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     selection_path = out / "selection.json"
@@ -135,7 +135,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
             if path.is_file():  # check_outputs made sure it was made from the same inputs and settings
                 results.append(RunResult(**json.loads(path.read_text(encoding="utf-8"))))
                 continue
-            result, model, predictions = train_run(task, args.model, setting, seed, args, device)
+            result, model, predictions = train_run(task, args.model, setting, seed, replace(args, precision=precision),
+                                                   device)
             result.fingerprint = expected  # hashed once for the whole grid, not once per run
             best_dev = (json.loads(selection_path.read_text())["dev"]
                         if selection_path.is_file() else -math.inf)

@@ -32,7 +32,7 @@ from domainbert.blurb.predict import gold, predict
 from domainbert.blurb.task import Task, build_model
 from domainbert.progress import tqdm
 from domainbert.train.optim import get_lr, param_groups
-from domainbert.train.precision import autocast
+from domainbert.train.precision import autocast, grad_scaler
 
 
 @dataclass
@@ -59,12 +59,15 @@ between its dev evaluations."""
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[dict[str, Any]], lr: float,
-               precision: str, device: torch.device, shares: Sequence[float] = (1.0,)) -> torch.Tensor:
+               precision: str, device: torch.device, shares: Sequence[float] = (1.0,),
+               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One optimizer step at rate ``lr`` on a batch given as :func:`collate` micro-batches, whose losses
     (means over their own labelled elements) are weighted by ``shares``, each micro-batch's part of the
     batch's labelled elements: the gradient is the whole batch's. Returns the batch's loss (detached, on the
-    model's device). It does not read anything back from a GPU: the batches and their Packings were made
-    on the host."""
+    model's device). With fp16, ``scaler`` (:func:`~domainbert.train.precision.grad_scaler`) scales the
+    loss up for the backward pass and the gradients down before clipping, and skips a step whose
+    gradients overflowed. It does not read anything back from a GPU: the batches and their Packings were
+    made on the host (the scaler's check for overflow is its one wait, in fp16 only)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = torch.zeros((), device=device)
@@ -73,10 +76,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequ
             out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                         labels=batch["labels"], packing=batch["packing"])
         loss = out.loss if share == 1.0 else out.loss * share
-        loss.backward()
+        (loss if scaler is None else scaler.scale(loss)).backward()
         total += loss.detach()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total
 
@@ -136,6 +145,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
+    scaler = grad_scaler(args.precision, device) if args.precision == "fp16" else None
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
     history: list[float] = []
     step = 0
@@ -157,7 +167,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             parts, shares = micro_batches([train[i] for i in batch_ids], args.micro_batch_size)
             batches = [collate(part, task.tokenizer.pad_token_id, device, args.unpad) for part in parts]
             lr = get_lr(step, total, setting.learning_rate, setting.warmup)
-            loss = train_step(model, optimizer, batches, lr, args.precision, device, shares)
+            loss = train_step(model, optimizer, batches, lr, args.precision, device, shares, scaler)
             step += 1
             epoch_loss += loss
             epoch_steps += 1
