@@ -240,15 +240,20 @@ def run_domainbert(task_type: str, case: Case, data: Path, seed: int, limit: int
 
 
 # ----------------------------------------------------------------------------------------------- driver
-def child(system: str, task_type: str, args: argparse.Namespace, seed: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", system, "--tasks", task_type, "--data", str(args.data),
-           "--seeds", str(seed)] + (["--limit", str(args.limit)] if args.limit else [])
+def timed_child(cmd: list[str], what: str) -> tuple[float, dict]:
+    """Run a benchmark's child process; its wall time and the JSON object on its last line of output."""
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"{system} on {task_type} (seed {seed}) failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(system: str, task_type: str, args: argparse.Namespace, seed: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", system, "--tasks", task_type, "--data", str(args.data),
+           "--seeds", str(seed)] + (["--limit", str(args.limit)] if args.limit else [])
+    wall, result = timed_child(cmd, f"{system} on {task_type} (seed {seed})")
     return {"task_type": task_type, "dataset": CASES[task_type].dataset, "system": system, "seed": seed,
             "limit": args.limit, "wall_s": round(wall, 1), **result}
 

@@ -28,11 +28,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from blurb_vs_trainer import timed_child
 
 SYSTEMS = ("domainbert", "trainer", "domainbert-random")
 HYPER = {"epochs": 1, "lr": 5e-5, "batch": 32, "max_length": 128, "seed": 42, "warmup": 0.1,
@@ -131,12 +131,7 @@ def run_domainbert(data: Path, bf16: bool, seed: int, group_by_length: bool = Tr
 def child(system: str, data: Path, bf16: bool, seed: int) -> dict:
     cmd = [sys.executable, __file__, "--child", system, "--data", str(data), "--seeds", str(seed)]
     cmd += ["--bf16"] if bf16 else []
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"{system} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    wall, result = timed_child(cmd, system)
     return {"system": system, "seed": seed, "wall_s": round(wall, 1), **{k: (round(v, 4) if isinstance(v, float) else v)
                                                            for k, v in result.items()}}
 
