@@ -66,6 +66,11 @@ step export 30 python3 -m domainbert export --run /tmp/db-pretrain --out /tmp/db
 step finetune_gad 60 python3 -m domainbert finetune --task gad --data-dir $WORK/blurb --model /tmp/db-export \
   --out /tmp/db-finetune --budget quick --epochs 1
 cp /tmp/db-finetune/metrics.json "$OUT/finetune_metrics.json" 2>/dev/null
+# Fine-tuning as a GPU without bf16 runs it (fp16 with loss scaling), compiled, with micro-batches.
+step finetune_gad_fp16_compile 120 python3 -m domainbert finetune --task gad --data-dir $WORK/blurb \
+  --model /tmp/db-export --out /tmp/db-finetune-fp16 --budget quick --epochs 1 --precision fp16 --compile \
+  --micro-batch-size 8 --no-save-model
+cp /tmp/db-finetune-fp16/metrics.json "$OUT/finetune_fp16_compile_metrics.json" 2>/dev/null
 # Last, since compiling can take minutes: the same table with a torch.compile'd variant added.
 step model_step_128_compile 150 python3 benchmarks/model_step.py --device cuda --configs base --batch 128 \
   --seq 128 --steps 10 --rounds 3 --warmup 3 --infer-reps 5 --compile

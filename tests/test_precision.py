@@ -62,3 +62,16 @@ def test_auto_on_this_cpu_follows_what_the_kernel_reports():
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
     assert precision.native_bf16("cpu") is native
     assert precision.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+
+
+def test_compile_is_chosen_the_same_way_for_pretraining_and_fine_tuning():
+    from domainbert.blurb.arguments import FinetuneArgs
+    from domainbert.train.distributed import compiling
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [compiling(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
+    assert [compiling(m, gpu) for m in ("auto", "on", "off")] == [True, True, False]
+    with pytest.raises(ConfigError, match="auto, on, off"):
+        compiling("yes", cpu)
+    with pytest.raises(ConfigError, match="compile must be auto, on or off"):
+        FinetuneArgs(model=Path("m"), out=Path("o"), task="gad", compile="yes")

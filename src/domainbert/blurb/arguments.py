@@ -64,7 +64,9 @@ class FinetuneArgs:
     training than random batches). False: random batches, as transformers' Trainer samples by
     default (see benchmarks/RESULTS.md for what each gives)."""
     precision: str = "auto"
-    """``auto`` (bf16 where native), ``bf16`` or ``fp32``."""
+    """``auto`` (bf16 where native, else fp16 on a CUDA GPU, else fp32), ``bf16``, ``fp16`` or ``fp32``."""
+    compile: str = "off"
+    """``torch.compile`` the encoder for training: ``on``, ``off``, or ``auto`` (on a CUDA GPU)."""
     device: str | None = None
     """``cpu``, ``cuda``, ``cuda:1`` ...; default: cuda when available."""
     save_model: bool = True
@@ -92,6 +94,8 @@ class FinetuneArgs:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
+        if self.compile not in ("auto", "on", "off"):
+            problems.append(f"compile must be auto, on or off, got {self.compile!r}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             problems.append(f"learning rate must be positive, got {self.learning_rate}")
         if self.max_seq_length is not None and self.max_seq_length < 8:
@@ -131,6 +135,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                         help="auto: bf16 where native, else fp16 on a CUDA GPU (with loss scaling), else fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument("--compile", nargs="?", const="on", choices=["auto", "on", "off"], default="off",
+                        help="torch.compile the encoder while training: on (--compile alone), off (default), auto "
+                        "(on a CUDA GPU)")
     parser.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=True,
                         help="train the encoder on the real tokens only (default; same results up to rounding); "
                         "--no-unpad: the padded path")
@@ -145,7 +152,7 @@ def training_options(ns: argparse.Namespace) -> dict[str, Any]:
     return {"data_dir": ns.data_dir, "budget": ns.budget, "seeds": tuple(ns.seed or ()), "learning_rate": ns.lr,
             "batch_size": ns.batch_size, "micro_batch_size": ns.micro_batch_size, "epochs": ns.epochs,
             "max_steps": ns.max_steps, "max_seq_length": ns.max_seq_length, "limit": ns.limit,
-            "precision": ns.precision, "device": ns.device, "unpad": ns.unpad,
+            "precision": ns.precision, "device": ns.device, "compile": ns.compile, "unpad": ns.unpad,
             "group_by_length": not ns.no_group_by_length, "restart": ns.restart}
 
 

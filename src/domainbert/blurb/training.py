@@ -31,6 +31,7 @@ from domainbert.blurb.metrics import constant_prediction, score
 from domainbert.blurb.predict import gold, predict
 from domainbert.blurb.task import Task, build_model
 from domainbert.progress import tqdm
+from domainbert.train.distributed import compiling
 from domainbert.train.optim import get_lr, param_groups
 from domainbert.train.precision import autocast, grad_scaler
 
@@ -138,6 +139,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_model(task, model_dir).to(device)
+    if compiling(args.compile, device):
+        model.bert.encoder.compile(dynamic=True)  # the heads stay eager; predictions use the same module
     train = task.features["train"]
     lengths = [len(f) for f in train]
     steps_per_epoch = math.ceil(len(train) / setting.batch_size)

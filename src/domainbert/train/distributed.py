@@ -50,6 +50,14 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def compiling(mode: str, device: torch.device) -> bool:
+    """Whether ``--compile`` ``mode`` (auto, on, off) compiles the encoder on ``device``: auto means on a CUDA
+    GPU only (on the CPU the first steps' compile time is not won back in a short run)."""
+    if mode not in ("auto", "on", "off"):
+        raise ConfigError(f"compile {mode!r} is not one of auto, on, off")
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group when started by torchrun; a single process otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -338,8 +338,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     precision = resolve_precision(args.precision, device)
     if args.dropout is not None:
         set_dropout(model, args.dropout)
-    compiling = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
-    if compiling:
+    compiled = distributed.compiling(args.compile, device)
+    if compiled:
         model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
     ddp_model: torch.nn.Module = model
     if args.world_size > 1:
@@ -397,7 +397,7 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 continue
             sums = distributed.all_reduce_mean(torch.stack([p[-1] for p in pending])).cpu()  # the one sync
             interval = time.perf_counter() - interval_start
-            if compiling and main_process and not reported_compile:
+            if compiled and main_process and not reported_compile:
                 reported_compile = True
                 breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
                 print(f"torch.compile: the first {len(pending)} step(s) took {interval:.1f} s with compiling; "
