@@ -728,3 +728,61 @@ def test_fp16_fine_tuning_scales_the_loss_and_records_its_precision(tiny_model, 
     [epochs] = (tmp_path / "ft" / "runs").glob("*/epochs.jsonl")
     loss = json.loads(epochs.read_text().splitlines()[0])["train_loss"]
     assert 0 < loss < 10  # finite: the scaled fp16 loss came back down
+
+
+def test_four_shards_one_after_another_give_the_unsharded_results(tiny_model, shared_data, tmp_path, capsys):
+    """A job array: `blurb --shard I/4` for I = 0..3 into one folder trains each run once, and the last
+    shard to finish a dataset writes its outputs: equal to one unsharded run's (the wall times aside)."""
+    base = ["blurb", "--model", str(tiny_model), "--data-dir", str(shared_data), "--tasks", "biosses", "gad",
+            "--limit", "12", "--max-steps", "2", "--epochs", "1", "--seed", "42", "43", "--precision", "fp32",
+            "--device", "cpu"]  # quick: two rates for this narrow model x two seeds = four runs a dataset
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert main([*base, "--out", str(whole)]) == 0
+    assert main([*base, "--out", str(sharded), "--shard", "0/4"]) == 0
+    partial = json.loads((sharded / "results.json").read_text())
+    statuses = {n: d["status"] for n, d in partial["datasets"].items()}
+    assert "incomplete" in statuses.values()  # eight runs over four shards: shard 0 cannot hold them all
+    for name, entry in partial["datasets"].items():
+        if entry["status"] == "incomplete":
+            assert not (sharded / name / "metrics.json").exists() and entry["missing_runs"]
+            assert "--shard" in entry["reason"]
+    for i in (1, 2, 3):
+        assert main([*base, "--out", str(sharded), "--shard", f"{i}/4"]) == 0
+    trained = sorted(p.parent.name for p in sharded.glob("*/runs/*/result.json"))
+    assert trained == sorted(p.parent.name for p in whole.glob("*/runs/*/result.json")) and len(trained) == 8
+
+    def same(metrics: dict) -> dict:
+        runs = [{k: v for k, v in r.items() if k != "train_seconds"} for r in metrics["runs"]]
+        return {**{k: v for k, v in metrics.items() if k not in ("wall_seconds", "runs")}, "runs": runs}
+
+    for name in ("biosses", "gad"):
+        a, b = (json.loads((root / name / "metrics.json").read_text()) for root in (whole, sharded))
+        assert same(a) == same(b)
+        for split in ("dev", "test"):
+            assert (whole / name / f"{split}_predictions.jsonl").read_bytes() == \
+                (sharded / name / f"{split}_predictions.jsonl").read_bytes()
+    # results.json was written by each shard as it saw the folder; report assembles the finished one
+    assert main(["report", str(sharded), "--out", str(sharded)]) == 0
+    rebuilt = json.loads((sharded / "results.json").read_text())
+    expected = json.loads((whole / "results.json").read_text())
+    for name in ("biosses", "gad"):
+        assert rebuilt["datasets"][name]["test"] == expected["datasets"][name]["test"]
+    assert rebuilt["blurb"]["score"] == expected["blurb"]["score"]
+
+
+def test_an_unfinished_shard_is_reported_with_the_runs_it_lacks(tiny_model, shared_data, tmp_path, capsys):
+    out = tmp_path / "suite"
+    argv = ["blurb", "--model", str(tiny_model), "--data-dir", str(shared_data), "--tasks", "gad", "--limit", "12",
+            "--max-steps", "1", "--epochs", "1", "--seed", "42", "43", "44", "--precision", "fp32", "--device", "cpu",
+            "--out", str(out)]
+    assert main([*argv, "--shard", "1/3"]) == 0
+    (out / "results.json").unlink()  # as if the shard was killed before writing it
+    assert main(["report", str(out), "--out", str(out)]) == 0
+    entry = json.loads((out / "results.json").read_text())["datasets"]["gad"]
+    planned = json.loads((out / "gad" / "selection.json").read_text())["plan"]
+    assert entry["status"] == "incomplete" and 0 < len(entry["missing_runs"]) < len(planned)
+    assert "gad" in (out / "report.md").read_text().lower() and "not done yet" in (out / "report.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # argparse: I must be below N
+        main([*argv, "--shard", "7/3"])
+    assert exit_.value.code == 2 and "0 <= I < N" in capsys.readouterr().err

@@ -57,6 +57,23 @@ def atomic_write_json(path: str | os.PathLike, data: Any, **dumps: Any) -> Path:
 
 
 @contextlib.contextmanager
+def held(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` (POSIX ``flock``, waiting for another holder) for a few reads and writes that several
+    processes sharing a folder must not interleave; the file stays (removing it would let a waiting
+    process lock a file no other process sees)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with lock.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def one_writer(folder: Path, command: str, error: type[DomainBertError] = DomainBertError) -> Iterator[None]:
     """Hold ``<folder>/.<last word of command>.lock`` (POSIX ``flock``) while ``command`` writes into ``folder``;
     a second holder gets ``error``: "another `domainbert <command>` is writing to <folder>". The lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class FinetuneArgs:
     """tqdm progress bars; None: only on a terminal."""
     restart: bool = False
     """Discard what ``out`` holds from other inputs or settings instead of refusing to run."""
+    shard: tuple[int, int] | None = None
+    """``(i, n)``: train only the runs that :func:`in_shard` gives to shard ``i`` of ``n`` (a job array);
+    the outputs are written by whichever shard finds every run done."""
     source: ModelSource | None = None
     """Where ``model`` came from (a Hub repo id and commit), recorded in ``metrics.json``; None: the
     directory itself."""
@@ -94,6 +98,8 @@ class FinetuneArgs:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
+        if self.shard is not None and not (self.shard[1] >= 1 and 0 <= self.shard[0] < self.shard[1]):
+            problems.append(f"shard must be I/N with 0 <= I < N, got {self.shard[0]}/{self.shard[1]}")
         if self.compile not in ("auto", "on", "off"):
             problems.append(f"compile must be auto, on or off, got {self.compile!r}")
         if self.learning_rate is not None and self.learning_rate <= 0:
@@ -145,6 +151,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random training batches instead of length-grouped ones (slower: more padding)")
     parser.add_argument("--restart", action="store_true",
                         help="discard what --out holds from another model, data or settings (default: refuse)")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                        help="train only shard I (from 0) of N of the runs (a job array: one process per I, all "
+                        "into the same --out); the outputs are written when every shard's runs are done")
 
 
 def training_options(ns: argparse.Namespace) -> dict[str, Any]:
@@ -153,7 +162,25 @@ def training_options(ns: argparse.Namespace) -> dict[str, Any]:
             "batch_size": ns.batch_size, "micro_batch_size": ns.micro_batch_size, "epochs": ns.epochs,
             "max_steps": ns.max_steps, "max_seq_length": ns.max_seq_length, "limit": ns.limit,
             "precision": ns.precision, "device": ns.device, "compile": ns.compile, "unpad": ns.unpad,
-            "group_by_length": not ns.no_group_by_length, "restart": ns.restart}
+            "group_by_length": not ns.no_group_by_length, "restart": ns.restart, "shard": ns.shard}
+
+
+def in_shard(task: str, run_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether shard ``(i, n)`` trains ``task``'s run ``run_id`` (None: every run): a hash of the two,
+    so the slice is the same in every process, whatever the datasets and runs the others see."""
+    if shard is None:
+        return True
+    digest = hashlib.blake2b(f"{task}/{run_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shard[1] == shard[0]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` (``I`` from 0) as ``(I, N)``."""
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit()) or not 0 <= int(i) < int(n):
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 <= I < N (e.g. 3/16 for "
+                                         "$SLURM_ARRAY_TASK_ID of an array 0-15)")
+    return int(i), int(n)
 
 
 #: What a per-dataset override file may set (its keys, with ``-`` or ``_``), as FinetuneArgs fields.

@@ -64,15 +64,20 @@ Output directory::
     runs/<run id>/epochs.jsonl   {"epoch", "step", "train_loss", "dev", "best_epoch", "seconds"}, a line
                                  as each epoch ends (also printed on stderr)
 
-With several settings the saved model is the best single run by dev score, which belongs to the
-selected setting only when that setting also holds the best seed; ``metrics.json`` names both.
+With several settings the saved model is the best single run by dev score (a tie goes to the run
+planned first), which belongs to the selected setting only when that setting also holds the best seed;
+``metrics.json`` names both.
+
+``--shard I/N`` trains only the runs a hash of (dataset, run id) gives to shard ``I``: the processes of a
+job array share ``--out``, each run is trained by one of them, and the shared files are read and written
+under a lock (``.finetune.lock``); the process that finds every planned run done writes ``metrics.json``,
+so the outputs are the same as one process's, whatever the order the shards finish in.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -81,8 +86,8 @@ from typing import Any
 
 import torch
 
-from domainbert.atomic import atomic_write_json
-from domainbert.blurb.arguments import FinetuneArgs, args_from_namespace, configure
+from domainbert.atomic import atomic_write_json, held
+from domainbert.blurb.arguments import FinetuneArgs, args_from_namespace, configure, in_shard
 from domainbert.blurb.budgets import default_seeds, max_length_for, settings_for
 from domainbert.blurb.metrics import breakdown
 from domainbert.blurb.predict import read_predictions, write_predictions
@@ -97,6 +102,9 @@ from domainbert.model.hub import ModelSource
 from domainbert.train.precision import resolve_precision
 
 __all__ = ["FinetuneArgs", "configure", "finetune", "run"]
+
+LOCK = ".finetune.lock"
+"""Held while a process reads or writes the shared files of ``out`` (shards of a job array share it)."""
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -122,35 +130,44 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     settings = settings_for(record, args, len(task.features["train"]), config.hidden_size)
     seeds = args.seeds or default_seeds(args.budget, record)
     plan = [setting.run_id(seed) for setting in settings for seed in seeds]
-    check_outputs(out, expected, plan, args.restart)
-    if selection_path.is_file():  # a plan grown by more seeds: the saved run stays the selection
-        stored = json.loads(selection_path.read_text(encoding="utf-8"))
-        if stored.get("plan") != plan:
-            atomic_write_json(selection_path, {**stored, "plan": plan})
-    results: list[RunResult] = []
+    lock = out / LOCK
+    with held(lock):  # shards of a job array share out: one at a time reads and writes its files
+        check_outputs(out, expected, plan, args.restart)
+        if selection_path.is_file():  # a plan grown by more seeds: the saved run stays the selection
+            stored = json.loads(selection_path.read_text(encoding="utf-8"))
+            if stored.get("plan") != plan:
+                atomic_write_json(selection_path, {**stored, "plan": plan})
     started = time.perf_counter()
     for setting in settings:
         for seed in seeds:
-            path = out / "runs" / setting.run_id(seed) / "result.json"
-            if path.is_file():  # check_outputs made sure it was made from the same inputs and settings
-                results.append(RunResult(**json.loads(path.read_text(encoding="utf-8"))))
-                continue
+            run_id = setting.run_id(seed)
+            path = out / "runs" / run_id / "result.json"
+            if path.is_file() or not in_shard(record.name, run_id, args.shard):
+                continue  # done (check_outputs made sure it was made from the same inputs), or another shard's
             result, model, predictions = train_run(task, args.model, setting, seed, replace(args, precision=precision),
                                                    device)
             result.fingerprint = expected  # hashed once for the whole grid, not once per run
-            best_dev = (json.loads(selection_path.read_text())["dev"]
-                        if selection_path.is_file() else -math.inf)
-            if result.dev > best_dev or not (out / "dev_predictions.jsonl").is_file():
-                # This run is the best single run so far: its model and predictions are the output.
-                if args.save_model:
-                    model.save_pretrained(out / "model", tokenizer=task.tokenizer)
-                for split in ("dev", "test"):
-                    write_predictions(out / f"{split}_predictions.jsonl", task, split, predictions[split])
-                atomic_write_json(selection_path, {"run_id": result.run_id, "dev": result.dev,
-                                                   "fingerprint": expected, "plan": plan})
-            atomic_write_json(path, asdict(result))  # last: the run counts as done only when all is written
-            results.append(result)
+            with held(lock):
+                stored = json.loads(selection_path.read_text()) if selection_path.is_file() else None
+                # The best single run by dev is the output; a tie goes to the run planned first, so the
+                # choice is the same whatever order the runs (or shards) finish in.
+                if (stored is None or not (out / "dev_predictions.jsonl").is_file() or result.dev > stored["dev"]
+                        or (result.dev == stored["dev"] and stored["run_id"] in plan
+                            and plan.index(run_id) < plan.index(stored["run_id"]))):
+                    if args.save_model:
+                        model.save_pretrained(out / "model", tokenizer=task.tokenizer)
+                    for split in ("dev", "test"):
+                        write_predictions(out / f"{split}_predictions.jsonl", task, split, predictions[split])
+                    atomic_write_json(selection_path, {"run_id": run_id, "dev": result.dev,
+                                                       "fingerprint": expected, "plan": plan})
+                atomic_write_json(path, asdict(result))  # last: the run counts as done only when all is written
             del model
+    done = {run_id: out / "runs" / run_id / "result.json" for run_id in plan}
+    missing = [run_id for run_id, path in done.items() if not path.is_file()]
+    if missing:  # a shard whose dataset other shards have yet to finish: they write the outputs
+        return {"task": record.name, "display_name": record.display_name, "incomplete": True,
+                "missing_runs": missing, "planned_runs": len(plan)}
+    results = [RunResult(**json.loads(path.read_text(encoding="utf-8"))) for path in done.values()]
     by_setting: dict[str, list[RunResult]] = {}
     for r in results:
         by_setting.setdefault(json.dumps(r.setting, sort_keys=True), []).append(r)
@@ -180,7 +197,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                       for split in ("dev", "test") if (out / f"{split}_predictions.jsonl").is_file()},
         "size_checks": task.size_checks,
     }
-    atomic_write_json(out / "metrics.json", metrics)
+    with held(lock):
+        atomic_write_json(out / "metrics.json", metrics)
     if args.save_model and (out / "model" / "config.json").is_file():
         write_card(finetuned_card(metrics, out / "model"), out / "model")
     return metrics
@@ -189,6 +207,11 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
 def run(ns: argparse.Namespace) -> int:
     """``domainbert finetune``: fine-tune, print the selected setting's dev and test scores."""
     metrics = finetune(args_from_namespace(ns))
+    if metrics.get("incomplete"):
+        print(f"{metrics['display_name']}: this shard's runs are done; {len(metrics['missing_runs'])} of "
+              f"{metrics['planned_runs']} runs are other shards' (the last shard to finish writes the outputs): "
+              f"{', '.join(metrics['missing_runs'][:4])}{' ...' if len(metrics['missing_runs']) > 4 else ''}")
+        return 0
     dev, test = metrics["dev"], metrics["test"]
     print(f"{metrics['display_name']} ({metrics['metric']}): dev {100 * dev['mean']:.2f} ± "
           f"{100 * dev['std']:.2f}, test {100 * test['mean']:.2f} ± {100 * test['std']:.2f} "

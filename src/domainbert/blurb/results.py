@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from domainbert.blurb.metrics import blurb_score
-from domainbert.blurb.registry import DATASETS
+from domainbert.blurb.registry import DATASETS, get_record
 from domainbert.errors import DataError
 
 
@@ -34,6 +34,22 @@ def dataset_entry(metrics: dict[str, Any]) -> dict[str, Any]:
             **{key: metrics[key] for key in ("selected", "dev", "test", "wall_seconds", "examples", "precision",
                                               "device", "constant", "size_checks")},
             "conditions": conditions(metrics)}
+
+
+def incomplete_entry(missing: list[str], planned: int) -> dict[str, Any]:
+    """The status of a dataset some of whose runs are not done (shards of a job array still running)."""
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    return {"status": "incomplete", "missing_runs": missing,
+            "reason": f"{len(missing)} of {planned} runs not done yet ({shown}): run the shards that hold them "
+                      "(the same command with their --shard I/N), then `domainbert report` this folder"}
+
+
+def _missing_runs(folder: Path) -> tuple[list[str], int] | None:
+    """A dataset folder's planned runs without a result (None when it holds no plan)."""
+    if not (folder / "selection.json").is_file():
+        return None
+    plan = _read(folder / "selection.json").get("plan") or []
+    return [r for r in plan if not (folder / "runs" / r / "result.json").is_file()], len(plan)
 
 
 def summarize(datasets: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -64,7 +80,9 @@ def assemble(folder: Path) -> dict[str, Any]:
     old = _read(folder / "results.json") if (folder / "results.json").is_file() else {}
     found = {name: _read(folder / name / "metrics.json") for name in DATASETS
              if (folder / name / "metrics.json").is_file()}
-    if not found and not old:
+    planned = {name: runs for name in DATASETS if name not in found
+               for runs in [_missing_runs(folder / name)] if runs is not None}
+    if not found and not old and not planned:
         raise DataError(f"{folder} holds neither results.json nor <dataset>/metrics.json: pass the --out folder of "
                         "a `domainbert blurb` run (or a copy of its dataset folders)")
     models = {m["fingerprint"]["model_sha256"] for m in found.values()}
@@ -74,11 +92,19 @@ def assemble(folder: Path) -> dict[str, Any]:
     old_datasets = old.get("datasets") or {}
     datasets = {name: dataset_entry(found[name]) if name in found else old_datasets[name]
                 for name in DATASETS if name in found or name in old_datasets}
+    for name, runs in planned.items():  # runs of a dataset whose shards have not all finished: say which
+        if runs[0]:
+            record = get_record(name)
+            base = old_datasets.get(name) or {"display_name": record.display_name, "task_type": record.task_type,
+                                              "group": record.group, "metric": record.metric,
+                                              "notes": list(record.notes), "missing_files": []}
+            datasets[name] = {**base, **incomplete_entry(*runs)}
+    datasets = {name: datasets[name] for name in DATASETS if name in datasets}
     first = next(iter(found.values()), None)
     budgets = sorted({m["budget"] for m in found.values()}) or [old.get("budget", "quick")]
     return {
         **old,
-        "model": first["model"] if first else old["model"],
+        "model": first["model"] if first else old.get("model", "(no dataset finished yet)"),
         "name": old.get("name"),
         "model_source": first["model_source"] if first else old.get("model_source"),
         "budget": "+".join(budgets),

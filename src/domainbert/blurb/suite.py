@@ -35,7 +35,7 @@ from domainbert.blurb.compare import add_mismatch_argument, write_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
-from domainbert.blurb.results import dataset_entry, summarize
+from domainbert.blurb.results import dataset_entry, incomplete_entry, summarize
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 from domainbert.model.card import add_blurb_results
@@ -82,6 +82,9 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         except DomainBertError as exc:  # bad data in one dataset: report it, run the others
             entry.update(status="failed", reason=str(exc))
             datasets[name] = entry
+            continue
+        if metrics.get("incomplete"):  # --shard: other shards' runs of this dataset are not done yet
+            datasets[name] = {**entry, **incomplete_entry(metrics["missing_runs"], metrics["planned_runs"])}
             continue
         datasets[name] = dataset_entry(metrics)
     results = {
