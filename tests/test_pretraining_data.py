@@ -479,21 +479,21 @@ def test_run_killed_mid_way_keeps_finished_shards(tmp_path: Path, static_dir: Pa
                                                   vocab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import domainbert.data.shards as pd
 
-    real = pd._process_file
+    real = pd._process_unit
 
-    def interrupted(task: pd._FileTask) -> dict:
+    def interrupted(task: pd._UnitTask) -> dict:
         if task.index == 1:
             raise KeyboardInterrupt  # Ctrl-C while the second file is processed
         return real(task)
 
     out = tmp_path / "data"
-    monkeypatch.setattr(pd, "_process_file", interrupted)
+    monkeypatch.setattr(pd, "_process_unit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare_pretraining_data(corpus, vocab_dir, out, PrepareConfig(dupe_factor=2), corpus_filter=KEEP_ALL,
                                  progress=False)
     assert not (out / MANIFEST_NAME).exists() and (out / "shard-00000" / "shard.json").is_file()
     assert not (out / "shard-00001").exists() and not list(out.glob(".*"))
-    monkeypatch.setattr(pd, "_process_file", real)
+    monkeypatch.setattr(pd, "_process_unit", real)
     prepare_pretraining_data(corpus, vocab_dir, out, PrepareConfig(dupe_factor=2), corpus_filter=KEEP_ALL,
                              progress=False)
     assert tree_digest(out) == tree_digest(static_dir)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from tqdm import tqdm as terminal_tqdm
+from tqdm.auto import tqdm as notebook_tqdm
 
 LOG_INTERVAL = 30.0
 """Seconds between two lines of a bar written to a log."""
@@ -49,8 +50,6 @@ def tqdm(*args: Any, **kwargs: Any) -> terminal_tqdm:
     """tqdm's bar on a terminal or in a notebook; :class:`LogLines` where the output is not a terminal."""
     stream = kwargs.get("file") or sys.stderr
     if "ipykernel" in sys.modules:
-        from tqdm.auto import tqdm as notebook_tqdm
-
         return notebook_tqdm(*args, **kwargs)
     isatty = getattr(stream, "isatty", None)
     return (terminal_tqdm if isatty is not None and isatty() else LogLines)(*args, **kwargs)

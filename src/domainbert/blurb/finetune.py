@@ -70,7 +70,7 @@ planned first), which belongs to the selected setting only when that setting als
 
 ``--shard I/N`` trains only the runs a hash of (dataset, run id) gives to shard ``I``: the processes of a
 job array share ``--out``, each run is trained by one of them, and the shared files are read and written
-under a lock (``.finetune.lock``); the process that finds every planned run done writes ``metrics.json``,
+under a lock (``runs/.lock``); the process that finds every planned run done writes ``metrics.json``,
 so the outputs are the same as one process's, whatever the order the shards finish in.
 """
 
@@ -103,7 +103,7 @@ from domainbert.train.precision import resolve_precision
 
 __all__ = ["FinetuneArgs", "configure", "finetune", "run"]
 
-LOCK = ".finetune.lock"
+LOCK = "runs/.lock"
 """Held while a process reads or writes the shared files of ``out`` (shards of a job array share it)."""
 
 
