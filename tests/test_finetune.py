@@ -786,3 +786,35 @@ def test_an_unfinished_shard_is_reported_with_the_runs_it_lacks(tiny_model, shar
     with pytest.raises(SystemExit) as exit_:  # argparse: I must be below N
         main([*argv, "--shard", "7/3"])
     assert exit_.value.code == 2 and "0 <= I < N" in capsys.readouterr().err
+
+
+def test_two_cpu_workers_give_the_serial_results(tiny_model, shared_data, tmp_path, capsys):
+    """`blurb --devices cpu,cpu`: two worker processes, each on its share of the runs and cores, then the
+    outputs written once: the same metrics and predictions as one process (the wall times aside)."""
+    base = ["blurb", "--model", str(tiny_model), "--data-dir", str(shared_data), "--tasks", "biosses", "gad",
+            "--limit", "12", "--max-steps", "2", "--epochs", "1", "--seed", "42", "43", "--precision", "fp32"]
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    threads = torch.get_num_threads()
+    import os
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the two workers: the same sums, bit for bit
+    try:
+        assert main([*base, "--device", "cpu", "--out", str(serial)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main([*base, "--devices", "cpu,cpu", "--out", str(parallel)]) == 0
+    for name in ("biosses", "gad"):
+        a, b = (json.loads((root / name / "metrics.json").read_text()) for root in (serial, parallel))
+        for key in ("selected", "dev", "test", "grid", "saved_model_run", "breakdown"):
+            assert a[key] == b[key], (name, key)
+        assert (serial / name / "test_predictions.jsonl").read_bytes() == \
+            (parallel / name / "test_predictions.jsonl").read_bytes()
+    assert json.loads((parallel / "results.json").read_text())["blurb"]["score"] == \
+        json.loads((serial / "results.json").read_text())["blurb"]["score"]
+    for devices, words in (("cuda:0,cuda:1", "not on this machine"), ("cpu", "at least two devices"),
+                           ("cpu,nope", "not a device")):
+        capsys.readouterr()
+        assert main([*base, "--devices", devices, "--out", str(tmp_path / "bad")]) == 1, devices
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err, err
+        assert not (tmp_path / "bad").exists()

@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.arguments import OVERRIDABLE, add_training_arguments, read_overrides, training_options
@@ -124,10 +128,54 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-models", action="store_true", help="also write each fine-tuned model")
     parser.add_argument("--results-tsv", type=Path, default=None,
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
+    parser.add_argument("--devices", default=None, metavar="DEV,DEV,...",
+                        help="run on several devices at once, one worker process per device, each fine-tuning its "
+                        "share of the runs (e.g. cuda:0,cuda:1,cuda:2,cuda:3; cpu,cpu splits the cores); each run "
+                        "is the one a single process makes on such a device")
     add_mismatch_argument(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="add the test scores to each evaluated model's card (its README.md: model-index "
                         "entries and a BLURB section); local model folders only")
+
+
+def parse_devices(text: str) -> list[str]:
+    """``--devices cuda:0,cuda:1`` (or ``cpu,cpu``) as a list; each must be a device torch knows here."""
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    for device in devices:
+        try:
+            kind = torch.device(device)
+        except RuntimeError:
+            raise ConfigError(f"--devices: {device!r} is not a device: give e.g. cuda:0,cuda:1 or cpu,cpu") from None
+        if kind.type == "cuda" and (not torch.cuda.is_available() or (kind.index or 0) >= torch.cuda.device_count()):
+            raise ConfigError(f"--devices: {device} is not on this machine ({torch.cuda.device_count()} CUDA "
+                              "device(s)): name the GPUs it has, or cpu")
+    if len(devices) < 2:
+        raise ConfigError(f"--devices needs at least two devices for parallel workers, got {text!r}: give e.g. "
+                          "cuda:0,cuda:1, or use --device for one")
+    return devices
+
+
+def _worker(index: int, devices: list[str], suite: dict[str, Any]) -> None:
+    """One ``--devices`` worker: shard ``index`` of the runs on its device (a CPU worker takes its share of
+    the cores)."""
+    if devices[index] == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices.count("cpu")))
+    run_suite(**{**suite, "shard": (index, len(devices)), "device": devices[index],
+                 "results_tsv": Path(suite["out"]) / ".workers.tsv"})
+
+
+def run_workers(devices: list[str], suite: dict[str, Any]) -> None:
+    """Run the suite as one worker process per device, each on its shard of the runs, and wait for all."""
+    context = multiprocessing.get_context("spawn")  # a fresh process each: no CUDA state inherited
+    workers = [context.Process(target=_worker, args=(i, devices, suite)) for i in range(len(devices))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    bad = [f"{devices[i]} (exit {w.exitcode})" for i, w in enumerate(workers) if w.exitcode != 0]
+    if bad:
+        raise DomainBertError(f"--devices: the worker(s) on {', '.join(bad)} failed (their error is above); "
+                              "rerun the same command: finished runs are kept")
 
 
 def _slug(name: str) -> str:
@@ -161,10 +209,17 @@ def run(ns: argparse.Namespace) -> int:
     overrides = read_overrides(ns.overrides) if ns.overrides else {}
     for dataset, fields in overrides.items():  # a bad value is refused before anything runs
         FinetuneArgs(model=models[0], out=ns.out, task=dataset, budget=budget, **{**options, **fields})
+    devices = parse_devices(ns.devices) if ns.devices else []
+    if devices and ns.shard:
+        raise ConfigError("--devices runs its own shards, one per device: give --devices or --shard, not both")
     failed = []
     runs = []
     for model, name, source in zip(models, names, sources):
         out = ns.out if len(models) == 1 else ns.out / _slug(name)
+        if devices:  # every run once, on whichever worker its hash gives it; then the pass below writes the outputs
+            run_workers(devices, dict(model=model, out=out, tasks=ns.tasks, budget=budget, data_dir=data_dir,
+                                      save_models=ns.save_models, results_tsv=ns.results_tsv, name=name,
+                                      source=source, overrides=overrides, **options))
         results = run_suite(model, out, ns.tasks, budget, data_dir, ns.save_models, ns.results_tsv, name=name,
                             source=source, overrides=overrides, **options)
         runs.append(results)
