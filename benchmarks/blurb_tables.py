@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "tables")
     ap.add_argument("--keep", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--devices", default=None, help="passed to `domainbert blurb --devices` (parallel workers)")
     ap.add_argument("--commit", action="store_true", help="commit each dataset's kept outputs as it finishes")
     ap.add_argument("--pack-for-gpu", action="store_true",
                     help="write benchmarks/.work/minilm-fp16 and blurb-data.tar.xz for benchmarks/gpu_run.sh")
@@ -133,7 +134,8 @@ def main() -> None:
             print(f"== {name}: {dataset}", flush=True)
             domainbert("blurb", "--model", str(path), "--name", name, "--tasks", dataset, *NOT_HERE,
                        "--budget", "linkbert", "--data-dir", str(args.data_dir), "--out", str(args.out / name),
-                       "--results-tsv", str(args.out / "blurb_results.tsv"))
+                       "--results-tsv", str(args.out / "blurb_results.tsv"),
+                       *(["--devices", args.devices] if args.devices else []))
             keep(args.out / name, kept[name])
             domainbert("report", str(kept[name]), "--name", name, "--out", str(kept[name]))
             ran.append(name)
