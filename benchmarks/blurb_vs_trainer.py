@@ -76,6 +76,11 @@ CASES: dict[str, Case] = {
 }
 
 
+def case_record(case: Case) -> dict:
+    """What a result row keeps of its case (the settings both sides ran)."""
+    return {**asdict(case), "warmup": case.warmup}
+
+
 def data_dir_for(case: Case, data: Path, tmp: Path) -> Path:
     """The data folder; for EBM-PICO a copy of the links in which train.tsv is dev.tsv."""
     if case.dataset != "ebm-pico":
@@ -294,6 +299,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="first N examples of each split (smoke runs; not comparable)")
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS[:2]),
                     help="which to run (domainbert-random: random batches, to tell batching from the rest)")
+    ap.add_argument("--table", action="store_true", help="print the table from --out's rows; run nothing")
     ap.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -302,11 +308,13 @@ def main() -> None:
                 "domainbert-random": lambda *a: run_domainbert(*a, group_by_length=False)}
         print(json.dumps(runs[args.child](task_type, CASES[task_type], args.data, args.seeds[0], args.limit)))
         return
-    rows = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
+    # a row counts only for the case it was run with: a changed case (more epochs, another rate) reruns
+    rows = [r for r in (json.loads(line) for line in args.out.read_text().splitlines()) if r["task_type"] in CASES
+            and r["case"] == case_record(CASES[r["task_type"]])] if args.out.is_file() else []
     done = {(r["task_type"], r["system"], r["seed"], r.get("limit")) for r in rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     turn = 0
-    for task_type in args.tasks:
+    for task_type in [] if args.table else args.tasks:
         for seed in args.seeds:
             order = args.systems if turn % 2 == 0 else args.systems[::-1]
             turn += 1
@@ -314,7 +322,7 @@ def main() -> None:
                 if (task_type, system, seed, args.limit) in done:
                     continue
                 row = child(system, task_type, args, seed)
-                row["case"] = {**asdict(CASES[task_type]), "warmup": CASES[task_type].warmup}
+                row["case"] = case_record(CASES[task_type])
                 with args.out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 rows.append(row)
