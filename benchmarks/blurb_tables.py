@@ -47,7 +47,6 @@ def fp16_copy(source: Path, out: Path) -> Path:
     """``source`` with every floating-point weight stored in fp16 (config and vocabulary as they are)."""
     import shutil
 
-    import torch
     from safetensors.torch import save_file
 
     from domainbert.model.hf_io import read_state_dict
@@ -61,7 +60,6 @@ def fp16_copy(source: Path, out: Path) -> Path:
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in read_state_dict(source).items()}
     save_file(dict(sorted(state.items())), str(out / "model.safetensors.tmp"), metadata={"format": "pt"})
     (out / "model.safetensors.tmp").replace(out / "model.safetensors")
-    assert all(t.dtype != torch.float32 for t in state.values())
     return out
 
 

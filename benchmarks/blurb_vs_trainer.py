@@ -162,7 +162,6 @@ def run_trainer(task_type: str, case: Case, data: Path, seed: int, limit: int | 
     cut_words = 0
 
     def encode(rows: list) -> Dataset:
-        nonlocal cut_words
         if token_task:
             enc = tokenizer([list(e.tokens) for e in rows], truncation=True, max_length=case.max_length,
                             is_split_into_words=True)

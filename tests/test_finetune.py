@@ -662,7 +662,7 @@ def test_micro_batches_make_the_whole_batchs_update(problem):
     import copy
 
     from domainbert.blurb.featurize import IGNORE, Feature, collate
-    from domainbert.blurb.training import micro_batches, train_step
+    from domainbert.blurb.training import loss_elements, micro_batches, train_step
     from domainbert.model.modeling import BertForSequenceClassification, BertForTokenClassification
 
     torch.manual_seed(0)
@@ -689,7 +689,8 @@ def test_micro_batches_make_the_whole_batchs_update(problem):
         m = copy.deepcopy(model)
         optimizer = torch.optim.SGD(m.parameters(), lr=1.0)  # the update is the gradient (Adam's would hide it)
         parts, shares = micro_batches(features, size)
-        assert len(parts) == (1 if size is None else len([p for p in parts])) and abs(sum(shares) - 1) < 1e-12
+        cut = [features] if size is None else [features[i:i + size] for i in range(0, len(features), size)]
+        assert parts == [p for p in cut if loss_elements(p)] and abs(sum(shares) - 1) < 1e-12
         loss = train_step(m, optimizer, [collate(p, 0, cpu) for p in parts], 1.0, "fp32", cpu, shares)
         results.append((float(loss), [p.detach().clone() for p in m.parameters()]))
     (whole_loss, whole), *others = results
