@@ -812,6 +812,9 @@ def test_two_cpu_workers_give_the_serial_results(tiny_model, shared_data, tmp_pa
             (parallel / name / "test_predictions.jsonl").read_bytes()
     assert json.loads((parallel / "results.json").read_text())["blurb"]["score"] == \
         json.loads((serial / "results.json").read_text())["blurb"]["score"]
+    # the workers' own rows go nowhere: one row per suite in the TSV, no file of theirs left in --out
+    assert len((tmp_path / "blurb_results.tsv").read_text().splitlines()) == 3
+    assert not [p.name for p in parallel.iterdir() if p.name.startswith(".")]
     for devices, words in (("cuda:0,cuda:1", "not on this machine"), ("cpu", "at least two devices"),
                            ("cpu,nope", "not a device")):
         capsys.readouterr()

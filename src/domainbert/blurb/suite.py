@@ -39,7 +39,7 @@ from domainbert.blurb.compare import add_mismatch_argument, write_comparison
 from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
-from domainbert.blurb.results import dataset_entry, incomplete_entry, summarize
+from domainbert.blurb.results import assemble, dataset_entry, incomplete_entry, summarize
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 from domainbert.model.card import add_blurb_results
@@ -100,6 +100,11 @@ def run_suite(model: Path, out: Path, tasks: list[str] | None = None, budget: st
         "wall_seconds": round(time.perf_counter() - started, 1),
         "datasets": datasets, "blurb": summarize(datasets),
     }
+    return write_outputs(results, out, results_tsv)
+
+
+def write_outputs(results: dict[str, Any], out: Path, results_tsv: Path | None) -> dict[str, Any]:
+    """A suite's ``results.json``, ``report.md``, chart and TSV row."""
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", render_report(results))
     plot(results, out / "blurb.png")
@@ -161,7 +166,7 @@ def _worker(index: int, devices: list[str], suite: dict[str, Any]) -> None:
     if devices[index] == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices.count("cpu")))
     run_suite(**{**suite, "shard": (index, len(devices)), "device": devices[index],
-                 "results_tsv": Path(suite["out"]) / ".workers.tsv"})
+                 "results_tsv": Path(os.devnull)})  # the suite's row is written once, by the parent
 
 
 def run_workers(devices: list[str], suite: dict[str, Any]) -> None:
@@ -216,12 +221,14 @@ def run(ns: argparse.Namespace) -> int:
     runs = []
     for model, name, source in zip(models, names, sources):
         out = ns.out if len(models) == 1 else ns.out / _slug(name)
-        if devices:  # every run once, on whichever worker its hash gives it; then the pass below writes the outputs
+        if devices:  # every run once, on whichever worker its hash gives it; the last to finish a dataset writes it
             run_workers(devices, dict(model=model, out=out, tasks=ns.tasks, budget=budget, data_dir=data_dir,
                                       save_models=ns.save_models, results_tsv=ns.results_tsv, name=name,
                                       source=source, overrides=overrides, **options))
-        results = run_suite(model, out, ns.tasks, budget, data_dir, ns.save_models, ns.results_tsv, name=name,
-                            source=source, overrides=overrides, **options)
+            results = write_outputs({**assemble(out), "name": name}, out, ns.results_tsv)
+        else:
+            results = run_suite(model, out, ns.tasks, budget, data_dir, ns.save_models, ns.results_tsv, name=name,
+                                source=source, overrides=overrides, **options)
         runs.append(results)
         if ns.update_card:
             print(f"updated the model card {add_blurb_results(model, results)}")
