@@ -59,6 +59,10 @@ LOG_EVERY = 20
 between its dev evaluations."""
 
 
+NO_SCALING = torch.amp.GradScaler("cpu", enabled=False)
+"""A scaler that does nothing (its step is the optimizer's): what every precision but fp16 trains with."""
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[dict[str, Any]], lr: float,
                precision: str, device: torch.device, shares: Sequence[float] = (1.0,),
                scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
@@ -71,22 +75,19 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequ
     made on the host (the scaler's check for overflow is its one wait, in fp16 only)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+    scaler = scaler or NO_SCALING
     total = torch.zeros((), device=device)
     for batch, share in zip(batches, shares, strict=True):
         with autocast(precision, device):
             out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                         labels=batch["labels"], packing=batch["packing"])
         loss = out.loss if share == 1.0 else out.loss * share
-        (loss if scaler is None else scaler.scale(loss)).backward()
+        scaler.scale(loss).backward()
         total += loss.detach()
-    if scaler is not None:
-        scaler.unscale_(optimizer)
+    scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)
-        scaler.update()
+    scaler.step(optimizer)
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total
 
@@ -148,7 +149,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
-    scaler = grad_scaler(args.precision, device) if args.precision == "fp16" else None
+    scaler = grad_scaler(args.precision, device)  # does nothing unless fp16
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
     history: list[float] = []
     step = 0
