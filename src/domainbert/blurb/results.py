@@ -80,8 +80,8 @@ def assemble(folder: Path) -> dict[str, Any]:
     old = _read(folder / "results.json") if (folder / "results.json").is_file() else {}
     found = {name: _read(folder / name / "metrics.json") for name in DATASETS
              if (folder / name / "metrics.json").is_file()}
-    planned = {name: runs for name in DATASETS if name not in found
-               for runs in [_missing_runs(folder / name)] if runs is not None}
+    planned = {name: _missing_runs(folder / name) for name in DATASETS if name not in found}
+    planned = {name: runs for name, runs in planned.items() if runs is not None}
     if not found and not old and not planned:
         raise DataError(f"{folder} holds neither results.json nor <dataset>/metrics.json: pass the --out folder of "
                         "a `domainbert blurb` run (or a copy of its dataset folders)")
