@@ -100,9 +100,13 @@ def window_owners(n_words: int, windows: Sequence[tuple[int, int]]) -> list[int]
     return owners
 
 
-def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id: dict[str, int],
-                     max_length: int) -> list[Feature]:
-    """Token classification features: first sub-token labelled, long inputs windowed (never cut)."""
+def window_words(tokenizer: Any, sentences: Sequence[Sequence[str]], max_length: int) -> list[Feature]:
+    """Words -> windows of sub-tokens, each word's first sub-token marked with the word it tags.
+
+    The one way token models read words, in fine-tuning, evaluation and serving: every window is
+    ``[CLS] sub-tokens [SEP]``, at most ``max_length`` long; a word is scored (``word_index``) in the
+    one window that gives it most context. Labels are all -100 (:func:`featurize_tokens` fills them).
+    """
     budget = max_length - 2  # room for [CLS] and [SEP]
     overlap = budget // 4
     unk = tokenizer.unk_token_id
@@ -110,10 +114,10 @@ def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id:
     # Encode every word of every sentence in one Rust call: the sub-tokens of word j are the
     # tokens whose word id is j. A word the normaliser empties (a lone control character) still
     # needs a position to carry its tag: it gets [UNK].
-    encodings = tokenizer.encode_batch([list(e.tokens) for e in examples], is_split_into_words=True,
+    encodings = tokenizer.encode_batch([list(words) for words in sentences], is_split_into_words=True,
                                        add_special_tokens=False)
-    for index, (example, enc) in enumerate(zip(examples, encodings)):
-        pieces: list[list[int]] = [[] for _ in example.tokens]
+    for index, (words, enc) in enumerate(zip(sentences, encodings)):
+        pieces: list[list[int]] = [[] for _ in words]
         for token_id, word in zip(enc.input_ids, enc.word_ids):
             if word is not None:
                 pieces[word].append(token_id)
@@ -122,21 +126,26 @@ def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id:
         owners = window_owners(len(pieces), windows)
         for w, (start, end) in enumerate(windows):
             ids = [tokenizer.cls_token_id]
-            labels = [IGNORE]
             word_index = [-1]
             for i in range(start, end):
                 word_ids = pieces[i][:budget]
-                scored = owners[i] == w
                 ids.extend(word_ids)
-                labels.append(label2id[example.tags[i]] if scored else IGNORE)
-                labels.extend([IGNORE] * (len(word_ids) - 1))
-                word_index.append(i if scored else -1)
+                word_index.append(i if owners[i] == w else -1)
                 word_index.extend([-1] * (len(word_ids) - 1))
             ids.append(tokenizer.sep_token_id)
-            labels.append(IGNORE)
             word_index.append(-1)
-            assert len(ids) <= max_length, (example.id, len(ids), max_length)
-            features.append(Feature(ids, [0] * len(ids), labels, index, word_index))
+            assert len(ids) <= max_length, (index, len(ids), max_length)
+            features.append(Feature(ids, [0] * len(ids), [IGNORE] * len(ids), index, word_index))
+    return features
+
+
+def featurize_tokens(tokenizer: Any, examples: Sequence[TokenExample], label2id: dict[str, int],
+                     max_length: int) -> list[Feature]:
+    """Token classification features: first sub-token labelled, long inputs windowed (never cut)."""
+    features = window_words(tokenizer, [e.tokens for e in examples], max_length)
+    for f in features:
+        tags = examples[f.example].tags
+        f.labels = [label2id[tags[word]] if word >= 0 else IGNORE for word in f.word_index]
     return features
 
 

@@ -5,7 +5,9 @@ every example featurized, and the model with a fresh head for it.
 ``@GENE$``-style markers of relation sets to the tokenizer as whole tokens, and featurizes: token
 tasks word by word in windows (no word is ever cut), the others as texts or pairs
 (:mod:`domainbert.blurb.featurize`). :func:`build_model` puts the head a task type needs
-(:data:`HEADS`) on the pretrained encoder, resizing the embeddings for the markers.
+(:data:`HEADS`) on the pretrained encoder, resizing the embeddings for the markers; a token model's
+``config.json`` records how its corpus cut words (:mod:`domainbert.blurb.words`) and its window
+length (``max_seq_length``), which serving reads text by.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 from domainbert.blurb.examples import TextExample, TokenExample
 from domainbert.blurb.featurize import MARKER_RE, Feature, featurize_texts, featurize_tokens, markers_in
 from domainbert.blurb.registry import DatasetRecord, load_split, size_problem
+from domainbert.blurb.words import CONFIG_KEY, WordCutter
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model.configuration import BertConfig
@@ -48,6 +51,8 @@ class Task:
     markers: list[str]
     size_checks: list[str] = field(default_factory=list)
     """Splits whose size is not BLURB's (another release of the data), one line each."""
+    cutter: WordCutter | None = None
+    """Token tasks: how the corpus cut its text into words, learned from the train split."""
 
     @property
     def is_token_task(self) -> bool:
@@ -101,7 +106,9 @@ def prepare_task(record: DatasetRecord, model_dir: Path, data_dir: Path | None,
     labels = _labels_of(record, examples)
     label2id = {name: i for i, name in enumerate(labels)}
     features = {split: featurize(record, tokenizer, rows, label2id, max_length) for split, rows in examples.items()}
-    return Task(record, tokenizer, labels, max_length, examples, features, markers, size_checks)
+    cutter = (WordCutter.learn(e.tokens for e in examples["train"])  # type: ignore[union-attr]
+              if record.task_type in TOKEN_TASKS else None)
+    return Task(record, tokenizer, labels, max_length, examples, features, markers, size_checks, cutter)
 
 
 def featurize(record: DatasetRecord, tokenizer: Any, rows: list[Example], label2id: dict[str, int],
@@ -123,8 +130,10 @@ def build_model(task: Task, model_dir: Path) -> nn.Module:
     if task.tokenizer.vocab_size > config.vocab_size and not task.markers:
         raise CheckpointError(f"{model_dir}: the vocabulary has {task.tokenizer.vocab_size} tokens but the "
                               f"model only {config.vocab_size} embeddings; use the model's own vocab.txt")
-    problem = {} if task.is_token_task else {"problem_type": HEADS[task.record.task_type]}
-    model = head_class(task.record.task_type).from_pretrained(model_dir, id2label=task.id2label(), **problem)
+    # A token model records how its words were cut and windowed, so that serving reads text the same way.
+    head = ({CONFIG_KEY: task.cutter.to_config(), "max_seq_length": task.max_length} if task.cutter
+            else {"problem_type": HEADS[task.record.task_type]})
+    model = head_class(task.record.task_type).from_pretrained(model_dir, id2label=task.id2label(), **head)
     if task.tokenizer.vocab_size > model.config.vocab_size:
         model.resize_token_embeddings(task.tokenizer.vocab_size)
     return model

@@ -27,10 +27,12 @@ head a predictor needs is refused with a one-line :class:`~domainbert.errors.Che
 (weights a head would otherwise get at random are never used silently); bad input is an
 :class:`InputError` that names the text and the fix.
 
-NER decoding follows how ``domainbert finetune`` trains token models: the text is split into words
-by BERT's pre-tokenizer (whitespace and punctuation), the first sub-token of each word carries its
-tag, and a long text's windows are those of :func:`domainbert.blurb.featurize.word_windows`, each word being
-scored by the window where it has most context (:func:`domainbert.blurb.featurize.window_owners`). Tags are
+NER reads text as ``domainbert finetune`` read its training words: the text is cut into words as the
+training corpus was cut (the :class:`~domainbert.blurb.words.WordCutter` recorded in the model's
+``config.json``; BERT's cut, whitespace and every punctuation mark, when none is recorded), and the
+words become windows of sub-tokens by the function fine-tuning and evaluation use
+(:func:`domainbert.blurb.featurize.window_words`): the first sub-token of each word carries its tag,
+and each word is scored by the window where it has most context. Tags are
 decoded leniently, as conlleval does: ``B-X`` starts an entity, ``I-X`` continues one of type X or
 starts one after anything else; untyped ``B``/``I`` (JNLPBA) give the label ``ENTITY``; IO schemes
 (EBM-PICO's ``I-PAR``) work the same way. An entity's score is the mean probability of its words'
@@ -53,7 +55,8 @@ from typing import Any
 import torch
 from tokenizers import AddedToken
 
-from domainbert.blurb.featurize import window_owners, word_windows
+from domainbert.blurb.featurize import window_words
+from domainbert.blurb.words import CONFIG_KEY, WordCutter
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model import modeling
@@ -289,65 +292,53 @@ class Tagger(Predictor):
                                   "needs its tag names; fine-tune it with `domainbert finetune`")
         super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
                          precision=precision, batch_size=batch_size)
+        trained = model.config.extra.get("max_seq_length")  # the window length fine-tuning read words in
+        if max_length is None and isinstance(trained, int) and 3 <= trained < self.max_length:
+            max_length = trained
         if max_length is not None:
             if not 3 <= max_length <= self.max_length:
                 raise InputError(f"max_length must be between 3 and the model's {self.max_length}, got {max_length}")
             self.max_length = max_length
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        try:
+            self.cutter = WordCutter.from_config(model.config.extra.get(CONFIG_KEY), f"{model_dir}/config.json")
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
 
     def __call__(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """For each text, its entities: ``{"start", "end", "label", "text", "score"}`` in text order."""
         _check_texts(texts)
-        budget = self.max_length - 2  # room for [CLS] and [SEP]
-        overlap = budget // 4  # the same context overlap as fine-tuning's windows
-        tok = self.tokenizer
-        with self.lock:
-            encodings = tok.encode_batch(list(texts), add_special_tokens=False)
-            # words[t][j]: positions (in text t's encoding) of the sub-tokens of word j.
-            words: list[list[list[int]]] = []
-            rows: list[tuple[list[int], list[int]]] = []
-            scored: list[tuple[int, list[tuple[int, int]]]] = []  # per row: text, (position, word)
-            for t, enc in enumerate(encodings):
-                groups: dict[int, list[int]] = {}
-                for pos, word in enumerate(enc.word_ids):
-                    if word is not None:
-                        groups.setdefault(word, []).append(pos)
-                pieces = [groups[w] for w in sorted(groups)]
-                words.append(pieces)
-                if not pieces:
-                    continue
-                windows = word_windows([len(p) for p in pieces], budget, overlap)
-                owners = window_owners(len(pieces), windows)
-                for w, (start, end) in enumerate(windows):
-                    ids, targets = [tok.cls_token_id], []
-                    for j in range(start, end):
-                        if owners[j] == w:
-                            targets.append((len(ids), j))  # the word's first sub-token carries its tag
-                        ids.extend(enc.input_ids[p] for p in pieces[j][:budget])
-                    ids.append(tok.sep_token_id)
-                    rows.append((ids, [0] * len(ids)))
-                    scored.append((t, targets))
-            tags: list[list[tuple[int, float]]] = [[(-1, 0.0)] * len(p) for p in words]
-            for batch in self._batches(rows):
-                probs = torch.softmax(self._forward(batch).logits.float(), dim=-1)  # (B, T, L)
-                best_p, best = probs.max(dim=-1)  # (B, T)
-                best_p, best = best_p.cpu().tolist(), best.cpu().tolist()
-                for r, row in enumerate(batch.indices):
-                    t, targets = scored[row]
-                    for pos, word in targets:
-                        tags[t][word] = (best[r][pos], best_p[r][pos])
+        spans = [self.cutter.spans(text) for text in texts]
+        words = [[text[start:end] for start, end in cut] for text, cut in zip(texts, spans)]
         out: list[list[dict[str, Any]]] = []
-        for t, (text, enc) in enumerate(zip(texts, encodings)):
-            assert all(label >= 0 for label, _ in tags[t]), "every word is scored by exactly one window"
-            names = [self.labels[label] for label, _ in tags[t]]
+        for text, cut, tags in zip(texts, spans, self.tag_words(words)):
             entities = []
-            for first, last, label, score in decode_bio(names, [p for _, p in tags[t]]):
-                start = enc.offsets[words[t][first][0]][0]
-                end = enc.offsets[words[t][last - 1][-1]][1]
+            for first, last, label, score in decode_bio([tag for tag, _ in tags], [p for _, p in tags]):
+                start, end = cut[first][0], cut[last - 1][1]
                 entities.append({"start": start, "end": end, "label": label,
                                  "text": text[start:end], "score": score})
             out.append(entities)
         return out
+
+    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+        """For each sentence given as words, each word's tag and its probability.
+
+        The words are read exactly as fine-tuning and evaluation read a corpus' words
+        (:func:`domainbert.blurb.featurize.window_words`).
+        """
+        with self.lock:
+            features = window_words(self.tokenizer, sentences, self.max_length)
+            tags: list[list[tuple[str, float]]] = [[("", -1.0)] * len(words) for words in sentences]
+            for batch in self._batches([(f.input_ids, f.token_type_ids) for f in features]):
+                probs = torch.softmax(self._forward(batch).logits.float(), dim=-1)  # (B, T, L)
+                best_p, best = (t.cpu().tolist() for t in probs.max(dim=-1))  # (B, T)
+                for r, row in enumerate(batch.indices):
+                    f = features[row]
+                    for pos, word in enumerate(f.word_index):
+                        if word >= 0:
+                            tags[f.example][word] = (self.labels[best[r][pos]], best_p[r][pos])
+        assert all(p >= 0 for sentence in tags for _, p in sentence), "every word is scored by exactly one window"
+        return tags
 
 
 # ==================================================================================== classification
