@@ -307,18 +307,27 @@ class Tagger(Predictor):
 
     def __call__(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """For each text, its entities: ``{"start", "end", "label", "text", "score"}`` in text order."""
+        return [self.entities(text, cut, tags) for text, (cut, tags) in zip(texts, self.tag_texts(texts))]
+
+    def tag_texts(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]] | None] | None = None,
+                  ) -> list[tuple[list[tuple[int, int]], list[tuple[str, float]]]]:
+        """For each text, its words' character spans and their tags with probabilities. The words are
+        the model's cut of the text, or the ``spans`` given for a text (words the input already cut)."""
         _check_texts(texts)
-        spans = [self.cutter.spans(text) for text in texts]
-        words = [[text[start:end] for start, end in cut] for text, cut in zip(texts, spans)]
-        out: list[list[dict[str, Any]]] = []
-        for text, cut, tags in zip(texts, spans, self.tag_words(words)):
-            entities = []
-            for first, last, label, score in decode_bio([tag for tag, _ in tags], [p for _, p in tags]):
-                start, end = cut[first][0], cut[last - 1][1]
-                entities.append({"start": start, "end": end, "label": label,
-                                 "text": text[start:end], "score": score})
-            out.append(entities)
-        return out
+        cuts = [list(given) if given is not None else self.cutter.spans(text)
+                for text, given in zip(texts, spans or [None] * len(texts))]
+        tags = self.tag_words([[text[start:end] for start, end in cut] for text, cut in zip(texts, cuts)])
+        return list(zip(cuts, tags))
+
+    @staticmethod
+    def entities(text: str, spans: Sequence[tuple[int, int]],
+                 tags: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+        """The entities that words at character ``spans`` of ``text`` with ``tags`` (and probabilities) make."""
+        entities = []
+        for first, last, label, score in decode_bio([tag for tag, _ in tags], [p for _, p in tags]):
+            start, end = spans[first][0], spans[last - 1][1]
+            entities.append({"start": start, "end": end, "label": label, "text": text[start:end], "score": score})
+        return entities
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
         """For each sentence given as words, each word's tag and its probability.
