@@ -53,6 +53,19 @@ def test_quickstart_runs_the_whole_recipe_and_reuses_finished_stages(shared_data
     assert summary["random_init"]["tasks"]["ncbi-disease"]["mean"] == ncbi
     assert "pretraining bought" in first.stdout and "random-init model's fine-tuning took" in first.stdout
     assert f"report: {out / 'blurb' / 'comparison.md'}" in first.stdout
+    # The fine-tuned NER model is kept and served beside the pretrained one, as the summary's last line says
+    ner_model = out / "blurb" / "ncbi-disease" / "model"
+    serve = f"domainbert serve --model {out / 'pretrain' / 'export'} --ner-model {ner_model}"
+    assert summary["serve"] == serve and first.stdout.rstrip().endswith(serve)
+    from fastapi.testclient import TestClient
+
+    from domainbert.serve.app import create_app
+
+    with TestClient(create_app(out / "pretrain" / "export", ner_model, precision="fp32")) as client:
+        health = client.get("/health").json()
+        assert health["models"]["fill_mask"] and health["models"]["ner"], health
+        assert client.post("/ner", json={"texts": ["Patients with breast cancer."]}).status_code == 200
+        assert client.post("/fill-mask", json={"texts": ["Patients with breast [MASK]."]}).status_code == 200
 
     metrics_before = (out / "pretrain" / "metrics.jsonl").read_bytes()
     second = subprocess.run(cmd, capture_output=True, text=True)

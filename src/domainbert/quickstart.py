@@ -15,7 +15,8 @@ pretraining within a time budget → export → fine-tuning on NCBI-disease and 
  4    pretraining       ``pretrain`` (mini-cpu recipe and its       ``pretrain/`` (checkpoints,
                         schedule), stopped when ``--minutes`` end   metrics, ``export/``)
  5    fine-tuning       ``blurb --budget quick`` on ``--tasks``,    ``blurb/`` (report.md,
-                        then the same shape from random weights     comparison.md, png),
+                        the fine-tuned models kept; then the same   comparison.md, png, each
+                        shape from random weights                   dataset's ``model/``),
                         (``--no-baseline`` skips it)                ``blurb-random-init/``
 ====  ================  ==========================================  =============================
 
@@ -23,7 +24,8 @@ The corpus slice: with a mirror, the sample corpus (``pubmed_corpus/``); without
 file 1. Either way ``medline_xml/medline16n0902.xml.gz`` is held out of pretraining (and its text
 copy dropped from the training files) to score held-out MLM loss. A second run with the same
 arguments reuses every finished stage (each stage's own resume logic), and ``summary.json``
-records what each stage took.
+records what each stage took. The summary ends with the ``serve`` command that puts the pretrained
+model (fill-mask) and the fine-tuned NER model on one web page.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from domainbert.atomic import atomic_write_json
 from domainbert.blurb.compare import write_comparison
+from domainbert.blurb.registry import get_record
 from domainbert.blurb.suite import run_suite
 from domainbert.data.download import download, unavailable_datasets
 from domainbert.data.examples import PrepareConfig, max_predictions_for
@@ -220,7 +223,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
     t = _stage(5, total, f"fine-tuning on BLURB ({', '.join(tasks)}) and the report")
     suite = dict(tasks=tasks, budget="quick", data_dir=out / "data", max_steps=ns.finetune_steps,
                  limit=ns.limit)
-    results = run_suite(Path(pre["export"]), out / "blurb", name="pretrained", **suite)
+    # The pretrained model's fine-tuned models are kept (small at this size): the NER one is served below.
+    results = run_suite(Path(pre["export"]), out / "blurb", name="pretrained", save_models=True, **suite)
     timings["fine-tuning"] = time.perf_counter() - t
     baseline = None
     if not ns.no_baseline:
@@ -232,6 +236,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
         timings["fine-tuning, random init"] = time.perf_counter() - t
 
     report = out / "blurb" / ("comparison.md" if baseline else "report.md")
+    ner_models = [out / "blurb" / r.name / "model" for r in map(get_record, tasks)
+                  if r.task_type == "ner" and (out / "blurb" / r.name / "model" / "config.json").is_file()]
     summary = {"vocabulary": {k: stats[k] for k in ("vocab_size", "split_share", "mean_pieces_per_word")},
                "pretraining": pre, "blurb": results["blurb"],
                "tasks": {n: d.get("test") for n, d in results["datasets"].items()},
@@ -242,7 +248,10 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
                "artifacts": {"data": str(out / "data"), "vocabulary": str(vocab), "examples": str(examples),
                              "pretraining run": str(out / "pretrain"), "model": pre["export"],
                              "report": str(report),
-                             "chart": str(out / "blurb" / ("comparison.png" if baseline else "blurb.png"))}}
+                             "chart": str(out / "blurb" / ("comparison.png" if baseline else "blurb.png")),
+                             **({"NER model": str(ner_models[0])} if ner_models else {})},
+               "serve": " ".join(["domainbert serve --model", pre["export"],
+                                  *(["--ner-model", str(ner_models[0])] if ner_models else [])])}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return summary
@@ -279,6 +288,8 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  {k:<16} {path}")
     print("=" * 72)
     print(f"report: {s['artifacts']['report']}")
+    print(f"serve the pretrained model (fill-mask){' and the NER model' if 'NER model' in s['artifacts'] else ''} "
+          f"on a web page: {s['serve']}")
 
 
 def _pct(test: dict[str, Any] | None) -> str:
