@@ -9,6 +9,7 @@ Real examples are read from ``../shared/data`` (the ``shared_data`` fixture) and
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -796,8 +797,6 @@ def test_two_cpu_workers_give_the_serial_results(tiny_model, shared_data, tmp_pa
             "--limit", "12", "--max-steps", "2", "--epochs", "1", "--seed", "42", "43", "--precision", "fp32"]
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     threads = torch.get_num_threads()
-    import os
-
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the two workers: the same sums, bit for bit
     try:
         assert main([*base, "--device", "cpu", "--out", str(serial)]) == 0
@@ -822,3 +821,27 @@ def test_two_cpu_workers_give_the_serial_results(tiny_model, shared_data, tmp_pa
         err = capsys.readouterr().err.strip()
         assert words in err and "\n" not in err, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_finetune_on_two_cpu_workers_gives_the_serial_results(tiny_model, shared_data, tmp_path, capsys):
+    """`finetune --devices cpu,cpu`: the runs of one dataset's grid on two workers, the same outputs."""
+    base = ["finetune", "--task", "gad", "--model", str(tiny_model), "--data-dir", str(shared_data), "--limit", "12",
+            "--max-steps", "2", "--epochs", "1", "--seed", "42", "43", "44", "--precision", "fp32"]
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the two workers
+    try:
+        assert main([*base, "--device", "cpu", "--out", str(serial)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert main([*base, "--devices", "cpu,cpu", "--out", str(parallel)]) == 0
+    assert "GAD (" in capsys.readouterr().out
+    a, b = (json.loads((root / "metrics.json").read_text()) for root in (serial, parallel))
+    for key in ("selected", "dev", "test", "grid", "saved_model_run", "breakdown"):
+        assert a[key] == b[key], key
+    for name in ("test_predictions.jsonl", "dev_predictions.jsonl", "model/model.safetensors"):
+        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
+    capsys.readouterr()
+    assert main([*base, "--devices", "cpu,cpu", "--shard", "0/2", "--out", str(tmp_path / "both")]) == 1
+    assert "not both" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import yaml
 
 from domainbert.blurb.budgets import BUDGET_NAMES, Budget, add_budget_argument
 from domainbert.blurb.registry import DATASETS
+from domainbert.blurb.workers import DEVICES_HELP
 from domainbert.errors import ConfigError
 from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
 
@@ -228,6 +229,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory (reused to resume)")
     add_training_arguments(parser)
     parser.add_argument("--no-save-model", action="store_true", help="do not write the fine-tuned model")
+    parser.add_argument("--devices", default=None, metavar="DEV,DEV,...", help=DEVICES_HELP)
 
 
 def args_from_namespace(ns: argparse.Namespace) -> FinetuneArgs:

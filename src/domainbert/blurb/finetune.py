@@ -71,7 +71,8 @@ planned first), which belongs to the selected setting only when that setting als
 ``--shard I/N`` trains only the runs a hash of (dataset, run id) gives to shard ``I``: the processes of a
 job array share ``--out``, each run is trained by one of them, and the shared files are read and written
 under a lock (``runs/.lock``); the process that finds every planned run done writes ``metrics.json``,
-so the outputs are the same as one process's, whatever the order the shards finish in.
+so the outputs are the same as one process's, whatever the order the shards finish in. ``--devices
+cuda:0,cuda:1`` runs such shards in worker processes, one per device (:mod:`domainbert.blurb.workers`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ from domainbert.blurb.registry import record_for
 from domainbert.blurb.resume import check_outputs, fingerprint
 from domainbert.blurb.task import prepare_task
 from domainbert.blurb.training import RunResult, train_run
-from domainbert.errors import CheckpointError
+from domainbert.blurb.workers import parse_devices, run_workers
+from domainbert.errors import CheckpointError, ConfigError
 from domainbert.model.card import finetuned_card, write_card
 from domainbert.model.configuration import BertConfig
 from domainbert.model.hub import ModelSource
@@ -204,9 +206,22 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     return metrics
 
 
+def _worker(index: int, count: int, device: str, args: FinetuneArgs) -> None:
+    """One ``--devices`` worker: its shard of the runs on its device."""
+    finetune(replace(args, shard=(index, count), device=device))
+
+
 def run(ns: argparse.Namespace) -> int:
     """``domainbert finetune``: fine-tune, print the selected setting's dev and test scores."""
-    metrics = finetune(args_from_namespace(ns))
+    args = args_from_namespace(ns)
+    if ns.devices:
+        devices = parse_devices(ns.devices)
+        if args.shard:
+            raise ConfigError("--devices runs its own shards, one per device: give --devices or --shard, not both")
+        run_workers(devices, _worker, {"args": args})  # the worker that finishes the last run writes the outputs
+        metrics = json.loads((args.out / "metrics.json").read_text(encoding="utf-8"))
+    else:
+        metrics = finetune(args)
     if metrics.get("incomplete"):
         print(f"{metrics['display_name']}: this shard's runs are done; {len(metrics['missing_runs'])} of "
               f"{metrics['planned_runs']} runs are other shards' (the last shard to finish writes the outputs): "

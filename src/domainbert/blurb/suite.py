@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import multiprocessing
 import os
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.blurb.arguments import OVERRIDABLE, add_training_arguments, read_overrides, training_options
@@ -40,6 +37,7 @@ from domainbert.blurb.finetune import FinetuneArgs, finetune
 from domainbert.blurb.registry import DATASETS, dataset_status, get_record, how_to_get
 from domainbert.blurb.report import append_tsv, model_label, plot, render_report
 from domainbert.blurb.results import assemble, dataset_entry, incomplete_entry, summarize
+from domainbert.blurb.workers import DEVICES_HELP, parse_devices, run_workers
 from domainbert.data.sources import default_data_dir
 from domainbert.errors import CheckpointError, ConfigError, DomainBertError
 from domainbert.model.card import add_blurb_results
@@ -133,54 +131,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-models", action="store_true", help="also write each fine-tuned model")
     parser.add_argument("--results-tsv", type=Path, default=None,
                         help="cumulative TSV to append to (default: <out>/../blurb_results.tsv)")
-    parser.add_argument("--devices", default=None, metavar="DEV,DEV,...",
-                        help="run on several devices at once, one worker process per device, each fine-tuning its "
-                        "share of the runs (e.g. cuda:0,cuda:1,cuda:2,cuda:3; cpu,cpu splits the cores); each run "
-                        "is the one a single process makes on such a device")
+    parser.add_argument("--devices", default=None, metavar="DEV,DEV,...", help=DEVICES_HELP)
     add_mismatch_argument(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="add the test scores to each evaluated model's card (its README.md: model-index "
                         "entries and a BLURB section); local model folders only")
 
 
-def parse_devices(text: str) -> list[str]:
-    """``--devices cuda:0,cuda:1`` (or ``cpu,cpu``) as a list; each must be a device torch knows here."""
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    for device in devices:
-        try:
-            kind = torch.device(device)
-        except RuntimeError:
-            raise ConfigError(f"--devices: {device!r} is not a device: give e.g. cuda:0,cuda:1 or cpu,cpu") from None
-        if kind.type == "cuda" and (not torch.cuda.is_available() or (kind.index or 0) >= torch.cuda.device_count()):
-            raise ConfigError(f"--devices: {device} is not on this machine ({torch.cuda.device_count()} CUDA "
-                              "device(s)): name the GPUs it has, or cpu")
-    if len(devices) < 2:
-        raise ConfigError(f"--devices needs at least two devices for parallel workers, got {text!r}: give e.g. "
-                          "cuda:0,cuda:1, or use --device for one")
-    return devices
-
-
-def _worker(index: int, devices: list[str], suite: dict[str, Any]) -> None:
-    """One ``--devices`` worker: shard ``index`` of the runs on its device (a CPU worker takes its share of
-    the cores)."""
-    if devices[index] == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices.count("cpu")))
-    run_suite(**{**suite, "shard": (index, len(devices)), "device": devices[index],
+def _suite_worker(index: int, count: int, **suite: Any) -> None:
+    """One ``--devices`` worker: its shard of the suite's runs on its device (``suite["device"]``)."""
+    run_suite(**{**suite, "shard": (index, count),
                  "results_tsv": Path(os.devnull)})  # the suite's row is written once, by the parent
-
-
-def run_workers(devices: list[str], suite: dict[str, Any]) -> None:
-    """Run the suite as one worker process per device, each on its shard of the runs, and wait for all."""
-    context = multiprocessing.get_context("spawn")  # a fresh process each: no CUDA state inherited
-    workers = [context.Process(target=_worker, args=(i, devices, suite)) for i in range(len(devices))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    bad = [f"{devices[i]} (exit {w.exitcode})" for i, w in enumerate(workers) if w.exitcode != 0]
-    if bad:
-        raise DomainBertError(f"--devices: the worker(s) on {', '.join(bad)} failed (their error is above); "
-                              "rerun the same command: finished runs are kept")
 
 
 def _slug(name: str) -> str:
@@ -222,9 +183,9 @@ def run(ns: argparse.Namespace) -> int:
     for model, name, source in zip(models, names, sources):
         out = ns.out if len(models) == 1 else ns.out / _slug(name)
         if devices:  # every run once, on whichever worker its hash gives it; the last to finish a dataset writes it
-            run_workers(devices, dict(model=model, out=out, tasks=ns.tasks, budget=budget, data_dir=data_dir,
-                                      save_models=ns.save_models, results_tsv=ns.results_tsv, name=name,
-                                      source=source, overrides=overrides, **options))
+            run_workers(devices, _suite_worker, dict(model=model, out=out, tasks=ns.tasks, budget=budget,
+                                                     data_dir=data_dir, save_models=ns.save_models, name=name,
+                                                     source=source, overrides=overrides, **options))
             results = write_outputs({**assemble(out), "name": name}, out, ns.results_tsv)
         else:
             results = run_suite(model, out, ns.tasks, budget, data_dir, ns.save_models, ns.results_tsv, name=name,
