@@ -640,7 +640,7 @@ def test_cli_writes_a_manifest_with_every_parameter(tmp_path: Path, corpus: list
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["params"] == {"max_seq_len": 64, "max_predictions": 10, "masked_lm_prob": 0.15, "short_seq_prob": 0.1,
                            "dupe_factor": 1, "whole_word_mask": False, "dynamic_masking": False, "seed": 9,
-                           "nsp_balance": True}
+                           "objective": "mlm+nsp", "nsp_balance": True}
     assert set(m) >= {"config_checksum", "vocab", "counts", "corpus_counts", "shards", "num_samples"}
     assert m["shards"][0]["num_samples"] == m["num_samples"] > 0
     assert load_all(out)["input_ids"].shape[1] == 64

@@ -48,9 +48,12 @@ __all__ = [
     "max_predictions_for",
     "PrepareConfig", "TrainingInstance", "DocumentPool", "MaskingSpec", "NspDebt", "derive_seed",
     "truncate_seq_pair", "create_masked_lm_predictions", "create_instances_from_document",
+    "create_packed_instances", "OBJECTIVES",
 ]
 
 MIN_SEQ_LEN = 8
+OBJECTIVES = ("mlm+nsp", "mlm")
+"""BERT's masked LM + next sentence prediction, and masked LM alone (RoBERTa, MosaicBERT, ModernBERT)."""
 
 
 def max_predictions_for(masked_lm_prob: float, max_seq_len: int) -> int:
@@ -82,6 +85,9 @@ class PrepareConfig:
     """Store pairs unmasked and mask when loading, with a seed per epoch (RoBERTa-style)."""
     seed: int = 12345
     """Root of every random choice (the reference's ``random_seed`` default)."""
+    objective: str = "mlm+nsp"
+    """``mlm+nsp``: BERT's segment pairs (:func:`create_instances_from_document`); ``mlm``: RoBERTa's
+    FULL-SENTENCES packing for masked LM alone (:func:`create_packed_instances`)."""
     nsp_balance: bool = False
     """Keep NSP at 50 % actual-next overall. The reference always draws a random B for a chunk of one
     sentence, so on abstracts ~40 % of its pairs are actual-next. With this on, every two such forced
@@ -104,6 +110,8 @@ class PrepareConfig:
             problems.append(f"short_seq_prob {self.short_seq_prob} must be in [0, 1]; BERT uses 0.1")
         if self.dupe_factor < 1:
             problems.append(f"dupe_factor {self.dupe_factor} must be at least 1")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -412,4 +420,48 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
             current_chunk = []
             current_length = 0
         i += 1
+    return instances
+
+
+def create_packed_instances(pool: DocumentPool, config: PrepareConfig, spec: MaskingSpec,
+                            rng: random.Random) -> list[TrainingInstance]:
+    """RoBERTa's FULL-SENTENCES inputs for masked LM alone: whole sentences taken in order, across
+    document boundaries, packed into ``[CLS] ... [SEP]`` of at most ``max_seq_len`` tokens, a ``[SEP]``
+    between two documents that share an input; masks too unless ``config.dynamic_masking``.
+
+    The documents are taken in an order ``rng`` shuffles (each dupe round packs them differently). A
+    sentence that does not fit in what is left of an input starts the next one; a sentence longer than
+    a whole input is cut into pieces that fill inputs of their own. Every input is one segment (token
+    type 0).
+    """
+    budget = config.max_seq_len - 2  # room for [CLS] and the closing [SEP]
+    order = list(range(len(pool)))
+    _shuffle(order, rng)
+    instances: list[TrainingInstance] = []
+    current: list[int] = []
+
+    def close() -> None:
+        if current:
+            tokens = [spec.cls_id, *current, spec.sep_id]
+            instance = TrainingInstance(tokens, len(tokens), False)
+            if not config.dynamic_masking:
+                instance.input_ids, instance.masked_positions, instance.masked_labels = create_masked_lm_predictions(
+                    tokens, config.masked_lm_prob, config.max_predictions, spec, rng, config.whole_word_mask)
+            instances.append(instance)
+            current.clear()
+
+    for d in order:
+        for k, sentence in enumerate(pool.document(d)):
+            # The separator that ends the previous document goes in only with a sentence after it.
+            piece = [spec.sep_id, *sentence] if k == 0 and current else sentence
+            if len(piece) > budget - len(current):  # it starts the next input (a long one fills several)
+                close()
+                piece = sentence
+            while piece:
+                room = budget - len(current)
+                current.extend(piece[:room])
+                piece = piece[room:]
+                if piece:
+                    close()
+    close()
     return instances

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from domainbert.data.examples import MaskingSpec, create_masked_lm_predictions, derive_seed, max_predictions_for
+from domainbert.data.examples import (
+    OBJECTIVES,
+    MaskingSpec,
+    create_masked_lm_predictions,
+    derive_seed,
+    max_predictions_for,
+)
 from domainbert.data.shards import SHARD_META, VOCAB_COPY, check_manifest, load_manifest
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError
@@ -79,7 +85,9 @@ class PretrainingDataset(IterableDataset):
     Each item is a dict of tensors (one sample, shapes ``(L,)``, or a batch, ``(B, L)``):
     ``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels`` (the original id at masked
     positions, -100 elsewhere: what ``BertForPreTraining.forward(labels=...)`` takes) and
-    ``next_sentence_label`` (0 = B follows A, 1 = random).
+    ``next_sentence_label`` (0 = B follows A, 1 = random). With ``objective="mlm"`` (masked LM alone)
+    a sample is one segment: token types all 0, no ``next_sentence_label``; BERT's pairs can be read
+    so, and data prepared with ``--objective mlm`` can only be read so.
 
     **The iteration contract** (the one place it is written down):
 
@@ -111,7 +119,7 @@ class PretrainingDataset(IterableDataset):
                  epoch: int = 0, start_sample: int = 0, shuffle: bool = True, batch_size: int | None = None,
                  drop_last: bool = False, max_seq_len: int | None = None, max_predictions: int | None = None,
                  vocab: BertTokenizer | str | Path | None = None, vocab_size: int | None = None,
-                 with_index: bool = False, masked_lm_prob: float | None = None) -> None:
+                 with_index: bool = False, masked_lm_prob: float | None = None, objective: str = "mlm+nsp") -> None:
         super().__init__()
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} / world_size {world_size}: need 0 <= rank < world_size")
@@ -127,6 +135,14 @@ class PretrainingDataset(IterableDataset):
         self.start_sample, self.shuffle, self.batch_size, self.drop_last = start_sample, shuffle, batch_size, drop_last
         self.params = dict(self.manifest["params"])
         self.dynamic = bool(self.params["dynamic_masking"])
+        prepared = self.params.get("objective", "mlm+nsp")
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if objective == "mlm+nsp" and prepared == "mlm":
+            raise DataError(f"{self.dir} was prepared with --objective mlm (packed sentences, no sentence pairs): "
+                            "pretrain it with --objective mlm, or prepare BERT's pairs with --objective mlm+nsp")
+        self.objective = objective
+        """``mlm``: every sample is one segment (token type 0) and carries no next-sentence label."""
         if masked_lm_prob is not None and masked_lm_prob != self.params["masked_lm_prob"]:
             # A training recipe's masking rate: dynamically masked data masks at it when loading;
             # statically masked data was masked when prepared and cannot change.
@@ -269,11 +285,13 @@ class PretrainingDataset(IterableDataset):
             m = int(a["num_masked"][row])
             labels[np.asarray(a["masked_positions"][row][:m], dtype=np.int64)] = a["masked_labels"][row][:m]
         types = np.zeros(L, dtype=np.int64)
-        types[b:n] = 1
+        if self.objective == "mlm+nsp":
+            types[b:n] = 1
         mask = np.zeros(L, dtype=np.int64)
         mask[:n] = 1
-        out = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels,
-               "next_sentence_label": np.int64(a["next_sentence"][row])}
+        out = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
+        if self.objective == "mlm+nsp":
+            out["next_sentence_label"] = np.int64(a["next_sentence"][row])
         if self.with_index:
             out["index"] = np.int64(index)
         return out

@@ -63,12 +63,14 @@ import numpy as np
 from domainbert.atomic import atomic_write_json, atomic_write_text
 from domainbert.data.corpus import CorpusCounts, Document, list_corpus_files, read_corpus_file
 from domainbert.data.examples import (
+    OBJECTIVES,
     DocumentPool,
     MaskingSpec,
     NspDebt,
     PrepareConfig,
     TrainingInstance,
     create_instances_from_document,
+    create_packed_instances,
     derive_seed,
 )
 from domainbert.data.filters import (
@@ -283,14 +285,16 @@ def _process_unit(task: _UnitTask) -> dict[str, Any]:
     debt = NspDebt()  # one per unit: carried across documents and dupe rounds
     for dupe in range(config.dupe_factor):
         rng = random.Random(derive_seed(config.seed, task.index, paths[0].name, dupe))
-        for d in range(len(pool)):
-            for inst in create_instances_from_document(pool, d, config, spec, rng, debt):
-                buf.append(inst)
-                stats["random_next"] += inst.is_random_next
-                stats["random_next_forced"] += inst.forced_random
-                stats["random_next_other_document"] += inst.other_document
-                stats["masked_tokens"] += len(inst.masked_positions)
-                stats["tokens"] += len(inst.input_ids)
+        instances = (create_packed_instances(pool, config, spec, rng) if config.objective == "mlm" else
+                     (inst for d in range(len(pool)) for inst in create_instances_from_document(pool, d, config, spec,
+                                                                                                 rng, debt)))
+        for inst in instances:
+            buf.append(inst)
+            stats["random_next"] += inst.is_random_next
+            stats["random_next_forced"] += inst.forced_random
+            stats["random_next_other_document"] += inst.other_document
+            stats["masked_tokens"] += len(inst.masked_positions)
+            stats["tokens"] += len(inst.input_ids)
     arrays = buf.final()
 
     tmp = out_dir / f".{task.shard}.tmp-{os.getpid()}"
@@ -362,8 +366,11 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
     spec = MaskingSpec.from_tokenizer(tokenizer)
     vhash = vocab_hash(tokenizer)
     filter_dict = dataclasses.asdict(corpus_filter)
+    params = dataclasses.asdict(config)
+    if params["objective"] == "mlm+nsp":  # BERT's pairs keep the checksum they had before objectives
+        del params["objective"]
     payload = {
-        "format_version": FORMAT_VERSION, "params": dataclasses.asdict(config),
+        "format_version": FORMAT_VERSION, "params": params,
         "corpus_filter": filter_dict, "split_sentences": split_sentences,
         "decontamination": None if decon is None else {"sources": decon.sources},
         "vocab_hash": vhash, "inputs": [{"name": f.name, "size": f.stat().st_size} for f in files],
@@ -446,8 +453,10 @@ def prepare_pretraining_data(corpus: Sequence[str | Path], vocab_dir: str | Path
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_by": "domainbert data prepare",
-        "reference": "google-research/bert create_pretraining_data.py (random-next documents drawn within units "
-                     f"of input files of at least {UNIT_BYTES // 1024} KiB)",
+        "reference": ("google-research/bert create_pretraining_data.py (random-next documents drawn within units "
+                      f"of input files of at least {UNIT_BYTES // 1024} KiB)" if config.objective == "mlm+nsp" else
+                      "RoBERTa's FULL-SENTENCES (Liu et al. 2019, section 4.2): whole sentences packed across "
+                      "documents, a [SEP] between documents"),
         "config_checksum": checksum,
         "params": dataclasses.asdict(config),
         "corpus_filter": filter_dict,
@@ -592,6 +601,10 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic-masking", action="store_true",
                         help="store unmasked pairs; the reader masks anew each epoch")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    parser.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                        help="mlm+nsp: BERT's segment pairs with next-sentence labels; mlm: whole sentences packed "
+                        "across documents up to the length, a [SEP] between documents (RoBERTa's FULL-SENTENCES), "
+                        "for `pretrain --objective mlm`")
     parser.add_argument("--nsp-balance", action="store_true",
                         help="50%% actual-next pairs overall (the reference gives ~40%% on abstracts: it always "
                              "draws a random B for one-sentence chunks)")
@@ -605,9 +618,11 @@ def configure_prepare(parser: argparse.ArgumentParser) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     try:
-        config = PrepareConfig(args.max_seq_len, args.max_predictions, args.masked_lm_prob, args.short_seq_prob,
-                               args.dupe_factor, args.whole_word_mask, args.dynamic_masking, args.seed,
-                               args.nsp_balance)
+        config = PrepareConfig(max_seq_len=args.max_seq_len, max_predictions=args.max_predictions,
+                               masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
+                               dupe_factor=args.dupe_factor, whole_word_mask=args.whole_word_mask,
+                               dynamic_masking=args.dynamic_masking, seed=args.seed, objective=args.objective,
+                               nsp_balance=args.nsp_balance)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     corpus_filter = filter_from_args(args)
@@ -620,6 +635,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     c = manifest["counts"]
     print(f"wrote {args.out}: {manifest['num_samples']:,} examples in {len(manifest['shards'])} shard(s) from "
           f"{c['documents']:,} documents / {c['sentences']:,} sentences "
-          f"(random next {c['random_next'] / max(1, c['pairs']):.1%}; config {manifest['config_checksum'][:12]})")
+          + (f"(random next {c['random_next'] / max(1, c['pairs']):.1%}; " if config.objective == "mlm+nsp" else
+             "(whole sentences packed for masked LM; ") + f"config {manifest['config_checksum'][:12]})")
     return 0
 

@@ -107,6 +107,7 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
     tokens = round(samples * mean_len) if samples and mean_len else None
     continued = source.get("repo_id") or source.get("directory")
     dropout = config.get("hidden_dropout_prob") if args.get("dropout") is None else args["dropout"]
+    mlm_only = args.get("objective") == "mlm"
 
     meta = ModelCardData(
         language="en", license=license, library_name="transformers", pipeline_tag="fill-mask",
@@ -114,9 +115,13 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
         base_model=source.get("repo_id"), model_name=name)
     lines = [f"# {name}", "",
              ("A BERT pretrained " + (f"further from `{continued}`" if continued else "from scratch")
-              + f" with [domainbert](https://pypi.org/project/domainbert/) {__version__}: masked language "
-              "modelling and next-sentence prediction on the corpus below, with "
-              + ("that model's vocabulary." if continued else "a WordPiece vocabulary built from that corpus.")),
+              + f" with [domainbert](https://pypi.org/project/domainbert/) {__version__}: "
+              + ("masked language modelling alone" if mlm_only else
+                 "masked language modelling and next-sentence prediction")
+              + " on the corpus below, with "
+              + ("that model's vocabulary." if continued else "a WordPiece vocabulary built from that corpus.")
+              + (" Its next-sentence head (`cls.seq_relationship`, which `BertForPreTraining` loads) was never "
+                 "trained: use it as `BertForMaskedLM` or as an encoder." if mlm_only else "")),
              "", "```python", "from transformers import AutoModelForMaskedLM, AutoTokenizer",
              f'where = "{name}"  # this folder, or the model\'s Hub repo id once it is pushed',
              "tokenizer = AutoTokenizer.from_pretrained(where)",
@@ -136,6 +141,8 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
              f"| masking | {100 * (args.get('masked_lm_prob') or params.get('masked_lm_prob') or 0):g}% of tokens"
              f"{', whole words' if params.get('whole_word_mask') else ''}"
              f"{', re-drawn every epoch' if params.get('dynamic_masking') else ''} |",
+             f"| objective | {'masked LM alone' if mlm_only else 'masked LM + next sentence prediction'}"
+             f"{' on whole sentences packed across documents' if params.get('objective') == 'mlm' else ''} |",
              f"| pretraining dropout | {dropout}"
              f" (the exported config keeps {config.get('hidden_dropout_prob')} for fine-tuning) |", ""]
     lines += ["## Corpus", ""]
@@ -176,8 +183,9 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
     if evaluated and evaluated.get("eval_mlm_accuracy") is not None:
         lines += [f"At step {_n(evaluated.get('step'))} on `{run_config.get('eval_data')}`: masked-token accuracy "
                   f"{evaluated['eval_mlm_accuracy']:.3f}, MLM loss {evaluated['eval_mlm_loss']:.3f} (perplexity "
-                  f"{evaluated.get('eval_perplexity', float('nan')):.1f}), next-sentence accuracy "
-                  f"{evaluated.get('eval_nsp_accuracy', float('nan')):.3f}.", ""]
+                  f"{evaluated.get('eval_perplexity', float('nan')):.1f})"
+                  + (f", next-sentence accuracy {evaluated['eval_nsp_accuracy']:.3f}."
+                     if evaluated.get("eval_nsp_accuracy") is not None else "."), ""]
     else:
         lines += ["The run had no held-out data (`pretrain --eval-data`), so no held-out score is given.", ""]
     lines += ["## BLURB", "", "Not evaluated yet: `domainbert blurb --model <this folder> --update-card` adds its "

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from domainbert.data.examples import OBJECTIVES
 from domainbert.errors import ConfigError
 from domainbert.model.configuration import BertConfig
 from domainbert.train.optim import warmup_steps
@@ -73,6 +74,11 @@ class PretrainArgs:
     """Share of tokens masked (BERT: 0.15; Wettig et al. 2023 find more can help); None: the data's.
     Dynamically masked data masks at this rate when loading; statically masked data must have
     been prepared at it (``data prepare --masked-lm-prob``), else the run is refused."""
+    objective: str = "mlm+nsp"
+    """``mlm+nsp``: BERT's loss, masked LM + next sentence prediction; ``mlm``: masked LM alone (RoBERTa,
+    MosaicBERT, ModernBERT): no NSP loss, every example read as one segment (token type 0), on data
+    prepared with ``data prepare --objective mlm`` (whole sentences packed across documents) or on
+    BERT's pairs. The exported model keeps an NSP head, untrained under ``mlm`` (its card says so)."""
     position_init: str = "normal"
     """How a model pretrained from scratch starts its learned position table: ``normal`` (BERT's
     N(0, initializer_range)) or ``sinusoidal`` (the Transformer's sinusoids at the same scale; see
@@ -141,6 +147,8 @@ class PretrainArgs:
             problems.append(f"position_init {self.position_init!r} is not one of {', '.join(POSITION_INITS)}")
         if self.attention_init not in ATTENTION_INITS:
             problems.append(f"attention_init {self.attention_init!r} is not one of {', '.join(ATTENTION_INITS)}")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
         if self.optimizer not in ("adamw", "lamb"):
             problems.append(f"optimizer {self.optimizer!r} is not adamw or lamb")
         if self.compile not in COMPILE_MODES:

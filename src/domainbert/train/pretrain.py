@@ -1,4 +1,4 @@
-"""Joint MLM + NSP pretraining: the loop, read top to bottom, and the ``pretrain`` command.
+"""BERT pretraining (MLM + NSP, or MLM alone): the loop, read top to bottom, and the ``pretrain`` command.
 
 The order of one optimizer step (nanoGPT's and litgpt's loop, BERT's objective):
 
@@ -104,10 +104,12 @@ class BatchSource(Protocol):
 
 
 # ==================================================================================== data
-def open_data(data_dir: str | Path, seed: int, config: BertConfig, masked_lm_prob: float | None = None) -> BatchSource:
+def open_data(data_dir: str | Path, seed: int, config: BertConfig, masked_lm_prob: float | None = None,
+              objective: str = "mlm+nsp") -> BatchSource:
     """The reader over ``domainbert data prepare``'s output, checked against the model first
-    (``masked_lm_prob``: the run's masking rate, when it sets one)."""
-    dataset = PretrainingDataset(data_dir, seed=seed, masked_lm_prob=masked_lm_prob)
+    (``masked_lm_prob``: the run's masking rate, when it sets one; ``objective``: the run's, which
+    decides whether batches carry next-sentence labels)."""
+    dataset = PretrainingDataset(data_dir, seed=seed, masked_lm_prob=masked_lm_prob, objective=objective)
     check_manifest(dataset.manifest, vocab_size=config.vocab_size,
                    max_position_embeddings=config.max_position_embeddings,
                    type_vocab_size=config.type_vocab_size)
@@ -122,7 +124,8 @@ class StepMetrics:
     step: int
     loss: float
     mlm_loss: float
-    nsp_loss: float
+    nsp_loss: float | None
+    """None under ``--objective mlm`` (no NSP loss)."""
     mlm_accuracy: float | None
     """Over the step's global batch; measured on logging steps only (an argmax over the vocabulary
     at every masked position costs ~4% of a small model's step), None on the others."""
@@ -186,15 +189,17 @@ def _batch_sums(out: Any, batch: dict[str, torch.Tensor], accuracy: bool = True)
     Without ``accuracy`` the four counts are 0 (the argmaxes are skipped). The sums stay on the
     model's device (float64), so that a GPU step is not stopped once per micro-batch to copy them.
     """
-    losses = torch.stack([out.loss.detach(), out.mlm_loss.detach(), out.nsp_loss.detach()]).double()
+    nsp_loss = out.nsp_loss.detach() if out.nsp_loss is not None else torch.zeros_like(out.mlm_loss.detach())
+    losses = torch.stack([out.loss.detach(), out.mlm_loss.detach(), nsp_loss]).double()
     if not accuracy:
         return torch.cat([losses, losses.new_zeros(4)])
     selected = batch["labels"] != -100
     labels = batch["labels"][selected]
     logits = out.prediction_logits if out.prediction_logits.dim() == 2 else out.prediction_logits[selected]
-    nsp = batch["next_sentence_label"]
-    counts = torch.stack([(logits.argmax(-1) == labels).sum(), selected.sum(),
-                          (out.seq_relationship_logits.argmax(-1) == nsp).sum(), nsp.new_tensor(nsp.numel())])
+    nsp = batch.get("next_sentence_label")  # none under --objective mlm: no NSP counts
+    nsp_hits = (out.seq_relationship_logits.argmax(-1) == nsp).sum() if nsp is not None else selected.new_zeros(())
+    counts = torch.stack([(logits.argmax(-1) == labels).sum(), selected.sum(), nsp_hits,
+                          selected.new_tensor(nsp.numel() if nsp is not None else 0)])
     return torch.cat([losses, counts.double()])
 
 
@@ -225,7 +230,7 @@ def evaluate(model: BertForPreTraining, source: BatchSource, batches: int, micro
     return {"eval_loss": mlm_loss + nsp_loss, "eval_mlm_loss": mlm_loss,
             "eval_mlm_accuracy": totals[3].item() / max(1.0, totals[4].item()),
             "eval_perplexity": math.exp(min(mlm_loss, 50.0)),
-            "eval_nsp_accuracy": totals[5].item() / max(1.0, totals[6].item())}
+            "eval_nsp_accuracy": totals[5].item() / totals[6].item() if totals[6] > 0 else None}
 
 
 class _Logger:
@@ -313,6 +318,9 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     random.seed(args.seed + rank)
     np.random.seed(args.seed + rank)
     model.to(device)
+    if args.objective == "mlm":  # no loss reaches the NSP head and the pooler under it: frozen, never stepped
+        for p in (*model.bert.pooler.parameters(), *model.cls.seq_relationship.parameters()):
+            p.requires_grad_(False)
     optimizer = build_optimizer(model, args)
     step, consumed = 0, 0
     existing = checkpoint_dirs(run_dir) if resume else []
@@ -416,9 +424,10 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 measured = at == step and measure
                 mlm_acc = row[3].item() / row[4].item() if measured and row[4] > 0 else None
                 nsp_acc = row[5].item() / row[6].item() if measured and row[6] > 0 else None
-                m = StepMetrics(at, loss, row[1].item() / args.accumulation, row[2].item() / args.accumulation,
-                                mlm_acc, nsp_acc, at_lr, at_tokens * args.world_size / seconds,
-                                consumed - (step - at) * args.global_batch_size, seconds)
+                nsp_loss = row[2].item() / args.accumulation if args.objective == "mlm+nsp" else None
+                m = StepMetrics(at, loss, row[1].item() / args.accumulation, nsp_loss, mlm_acc, nsp_acc, at_lr,
+                                at_tokens * args.world_size / seconds, consumed - (step - at) * args.global_batch_size,
+                                seconds)
                 history.append(m)
                 over_time = over_time or bool(row[7] > 0)  # some rank is past the budget
                 if on_step is not None and on_step(m):
@@ -426,7 +435,8 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
                 logger.log(at, {k: v for k, v in asdict(m).items() if k != "step"}, flush=at % args.log_every == 0)
                 bar.update(1)
                 if measured:
-                    shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}", "nsp_acc": f"{m.nsp_accuracy:.3f}"}
+                    shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}",
+                             **({"nsp_acc": f"{m.nsp_accuracy:.3f}"} if m.nsp_accuracy is not None else {})}
                 bar.set_postfix(loss=f"{m.loss:.3f}", **shown, lr=f"{at_lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
             pending = []
             if time_left is not None and not over_time and step < end:
@@ -700,8 +710,8 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
     else:
         sized = {"vocab_size": int(manifest["vocab"]["size"]), **overrides}
         model = new_model(BertConfig.preset(model_spec, **sized), args)
-    source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob)
-    eval_source = open_data(ns.eval_data, args.seed, model.config) if ns.eval_data else None
+    source = open_data(ns.data, args.seed, model.config, args.masked_lm_prob, args.objective)
+    eval_source = open_data(ns.eval_data, args.seed, model.config, objective=args.objective) if ns.eval_data else None
     run_config = describe_run(args, model_spec, model, ns.data, ns.eval_data,
                               resolve_precision(args.precision, dist_info.device), model_source, manifest)
     if dist_info.is_main:
@@ -740,5 +750,6 @@ def _pretrain(ns: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
         export(ns.out, ns.out / "export")
         last = history[-1] if history else None
         print(f"checkpoint {done}; exported to {ns.out / 'export'}"
-              + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}, NSP {last.nsp_loss:.3f})" if last else ""))
+              + (f"; last loss {last.loss:.3f} (MLM {last.mlm_loss:.3f}"
+                 + (f", NSP {last.nsp_loss:.3f})" if last.nsp_loss is not None else ")") if last else ""))
     return 0
