@@ -75,8 +75,9 @@ from domainbert.train.args import (
     recipe_path,
 )
 from domainbert.train.export import export
-from domainbert.train.optim import Lamb, get_lr, param_groups, warmup_steps
+from domainbert.train.optim import Lamb, param_groups
 from domainbert.train.precision import autocast, resolve_precision
+from domainbert.train.schedule import PACE_WINDOW, REFIT_RESERVE, REFITTED, Schedule, refit_open, refit_steps
 from domainbert.train.state import (
     checkpoint_dirs,
     gather_rng_states,
@@ -87,7 +88,8 @@ from domainbert.train.state import (
 )
 
 # PretrainArgs and the recipes live in domainbert.train.args; they are named here too, as the loop's API.
-__all__ = ["PretrainArgs", "BatchSource", "fit", "new_model", "steps_in_minutes",
+__all__ = ["PretrainArgs", "BatchSource", "fit", "new_model", "steps_in_minutes", "Schedule", "refit_steps",
+           "refit_open", "REFITTED", "REFIT_RESERVE", "PACE_WINDOW",
            "evaluate", "verify_settings", "open_data", "load_recipe",
            "recipe_path", "RECIPES", "RECIPE_EXTRA", "TrainingError", "checkpoint_dirs", "load_checkpoint"]
 
@@ -304,16 +306,13 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     ends the run (with a checkpoint) when it returns True; benchmarks use it to evaluate over
     wall-clock time. Under several processes it must decide from those metrics alone.
 
-    ``time_left`` (seconds the schedule has left, asked at logging steps) refits a warmup-stable-decay
-    schedule to the time while the rate is at its peak (never past ``most_steps``): see
-    :func:`refit_steps`. A machine that slows
-    down after the schedule was fitted otherwise ends the run before its decay (over a 60-minute run
-    here the steps took 25-28% longer than the probe had timed). The refitted step count is kept in the
-    checkpoints, and a resume continues with it.
+    ``time_left`` (seconds the schedule has left, asked at sync steps) refits a warmup-stable-decay
+    schedule to the time while the rate is at its peak (never past ``most_steps``): the run's
+    :class:`~domainbert.train.schedule.Schedule`. The refitted step count is kept in the checkpoints,
+    and a resume continues with it.
     """
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    main_process = rank == 0
     torch.manual_seed(args.seed + rank)
     random.seed(args.seed + rank)
     np.random.seed(args.seed + rank)
@@ -322,163 +321,190 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
         for p in (*model.bert.pooler.parameters(), *model.cls.seq_relationship.parameters()):
             p.requires_grad_(False)
     optimizer = build_optimizer(model, args)
-    step, consumed = 0, 0
-    existing = checkpoint_dirs(run_dir) if resume else []
-    first_count = args.max_steps  # the count the schedule was first fitted to, before any refit
-    if existing:
-        state = load_checkpoint(existing[-1])
-        if state["config"] != model.config.to_dict():
-            raise TrainingError(f"{existing[-1]} was written for another model config: use a new run "
-                                "directory or the same model settings")
-        stored = state.get("args", {})
-        if stored.get(REFITTED) is not None:  # resumed with its first count: the schedule as it was refitted
-            first_count = int(stored[REFITTED])
-            if args.max_steps == first_count:
-                args = replace(args, max_steps=int(stored["max_steps"]))
-        changed = args.resume_changes(stored)
-        if changed:
-            raise TrainingError(f"{existing[-1]} was written with other training arguments ({'; '.join(changed)}): "
-                                "resume with the run's own settings (its run_config.json), or pass a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_states(state["rng"][rank % len(state["rng"])])
-        step, consumed = state["step"], state["consumed_samples"]
+    args, schedule, step, consumed = _start(model, optimizer, args, run_dir if resume else None, rank,
+                                            budget_s=time_budget_s, time_left=time_left, most_steps=most_steps)
     precision = resolve_precision(args.precision, device)
-    if args.dropout is not None:
-        set_dropout(model, args.dropout)
-    compiled = distributed.compiling(args.compile, device)
-    if compiled:
-        model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
-    ddp_model: torch.nn.Module = model
-    if args.world_size > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+    ddp_model, compiled = _training_model(model, args, device)
     batches = source.micro_batches(args.global_batch_size, args.micro_batch_size, consumed, rank, args.world_size)
-    logger = _Logger(run_dir, main_process, resume_step=step)
-    history: list[StepMetrics] = []
     stop_at = None if stop_after is None else step + stop_after
     end = args.max_steps if stop_at is None else min(args.max_steps, stop_at)
-    started = time.perf_counter()
-    bar = tqdm(total=args.max_steps, initial=step, desc="pretraining", disable=not (progress and main_process))
-    shown: dict[str, str] = {}  # the last measured accuracies, for the progress bar
+    report = _Report(run_dir, rank == 0, step, args.max_steps, progress, on_step, compiled)
     model.train()
-    # A step queues its work and keeps its figures on the device; the host waits for the device only
-    # at a sync step (a logging, evaluation or checkpoint step, the last one, or every step when
-    # ``on_step`` decides from each step's figures): one all-reduce and one copy for all steps since.
-    pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
-    paces: list[tuple[int, float]] = [(step, time.perf_counter())]  # (step, clock) at sync steps, for refit_steps
-    refitted = first_count != args.max_steps
-    reported_compile = False
-    interval_start = time.perf_counter()
+    schedule.start(step)
     try:
         while step < end:
-            lr = get_lr(step, args.max_steps, args.learning_rate, args.warmup, args.decay)
+            lr = schedule.lr(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
-            totals = torch.zeros(8, dtype=torch.float64, device=device)  # see _batch_sums; [7]: stop flag
-            tokens = 0
             measure = (step + 1) % args.log_every == 0 or step + 1 == end
-            for micro in range(args.accumulation):
-                host_batch = next(batches)
-                tokens += int(host_batch["attention_mask"].sum())
-                batch = _trim_padding(host_batch, device, args.unpad)
-                last = micro == args.accumulation - 1
-                with (ddp_model.no_sync() if args.world_size > 1 and not last else contextlib.nullcontext()):
-                    with autocast(precision, device):
-                        out = ddp_model(**batch)
-                    (out.loss / args.accumulation).backward()
-                totals[:7] += _batch_sums(out, batch, accuracy=measure)
-            # The time budget is one decision for all ranks: each rank's clock says whether it is over,
-            # and the flag travels in the sync step's all-reduce, so that every rank stops after the
-            # same step and none enters the checkpoint's collectives alone.
-            if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+            totals, tokens = _accumulate(ddp_model, batches, args, precision, device, measure)
+            if schedule.over_budget():  # travels in the sync all-reduce: every rank stops after the same step
                 totals[7] = 1.0
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             consumed += args.global_batch_size
-            pending.append((step, lr, tokens, time.perf_counter() - t0, totals))
+            report.pending.append((step, lr, tokens, time.perf_counter() - t0, totals))
             evaluating = eval_source is not None and args.eval_every and (step % args.eval_every == 0 or step == end)
             saving = step % args.save_every == 0 or step == end
             if not (measure or evaluating or saving or step == end or on_step is not None):
-                continue
-            sums = distributed.all_reduce_mean(torch.stack([p[-1] for p in pending])).cpu()  # the one sync
-            interval = time.perf_counter() - interval_start
-            if compiled and main_process and not reported_compile:
-                reported_compile = True
-                breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
-                print(f"torch.compile: the first {len(pending)} step(s) took {interval:.1f} s with compiling; "
-                      f"{breaks} graph break(s) in the encoder", flush=True)
-            interval_start = time.perf_counter()
-            over_time = False
-            for (at, at_lr, at_tokens, host_s, _), row in zip(pending, sums):
-                loss = row[0].item() / args.accumulation
-                if not math.isfinite(loss):
-                    good = checkpoint_dirs(run_dir)
-                    where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written yet"
-                    raise TrainingError(f"the loss became {loss} at step {at}; {where}. Lower the learning "
-                                        "rate, raise warmup, or use --precision fp32, then resume")
-                # On the CPU a step's host time is its time; a GPU's queued steps share the interval's.
-                seconds = host_s if device.type == "cpu" else interval / len(pending)
-                measured = at == step and measure
-                mlm_acc = row[3].item() / row[4].item() if measured and row[4] > 0 else None
-                nsp_acc = row[5].item() / row[6].item() if measured and row[6] > 0 else None
-                nsp_loss = row[2].item() / args.accumulation if args.objective == "mlm+nsp" else None
-                m = StepMetrics(at, loss, row[1].item() / args.accumulation, nsp_loss, mlm_acc, nsp_acc, at_lr,
-                                at_tokens * args.world_size / seconds, consumed - (step - at) * args.global_batch_size,
-                                seconds)
-                history.append(m)
-                over_time = over_time or bool(row[7] > 0)  # some rank is past the budget
-                if on_step is not None and on_step(m):
-                    over_time = True
-                logger.log(at, {k: v for k, v in asdict(m).items() if k != "step"}, flush=at % args.log_every == 0)
-                bar.update(1)
-                if measured:
-                    shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}",
-                             **({"nsp_acc": f"{m.nsp_accuracy:.3f}"} if m.nsp_accuracy is not None else {})}
-                bar.set_postfix(loss=f"{m.loss:.3f}", **shown, lr=f"{at_lr:.2e}", tok_s=f"{m.tokens_per_s:,.0f}")
-            pending = []
-            if time_left is not None and not over_time and step < end:
-                paces.append((step, time.perf_counter()))
-                while len(paces) > 2 and paces[1][0] <= step - PACE_WINDOW:
-                    paces.pop(0)
-                fitted = refit_steps(step, args, paces, time_left())
-                fitted = fitted if most_steps is None else max(step + 1, min(fitted, most_steps))
-                # one schedule for every rank: the mean of their answers, asked only while a refit may
-                # change it (the same answer on every rank: it reads only the step and the schedule)
-                if args.world_size > 1 and refit_open(step, args):
-                    fitted = round(distributed.all_reduce_mean(
-                        torch.tensor([float(fitted)], dtype=torch.float64, device=device)).item())
-                if fitted != args.max_steps:
-                    args, refitted = replace(args, max_steps=fitted), True
-                    end = fitted if stop_at is None else min(fitted, stop_at)
-                    bar.total = fitted
+                continue  # the step's figures stay on the device until the next sync step
+            over_time = report.sync(step, consumed, args, device, measure)
+            if not over_time and step < end and schedule.refit(step, device, args.world_size):
+                args = replace(args, max_steps=schedule.max_steps)
+                end = args.max_steps if stop_at is None else min(args.max_steps, stop_at)
+                report.bar.total = args.max_steps
             if over_time:
                 end = step
-                evaluating = eval_source is not None and bool(args.eval_every)
-                saving = True
+                evaluating, saving = eval_source is not None and bool(args.eval_every), True
             if evaluating:
                 scores = evaluate(model, eval_source, args.eval_batches, args.micro_batch_size, precision, device,
                                   rank, args.world_size)
-                logger.log(step, {"eval": True, **scores}, flush=True)
+                report.logger.log(step, {"eval": True, **scores}, flush=True)
             if saving:
-                rng = gather_rng_states()  # every rank takes part; rank 0 writes
-                if main_process:
-                    logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
-                    stored_args = {**args.to_dict(), **({REFITTED: first_count} if refitted else {})}
-                    save_checkpoint(run_dir, step, model, optimizer, consumed, stored_args, rng, args.keep_last)
-                    described = run_dir / RUN_CONFIG
-                    if refitted and described.is_file():  # the card and a resume read the schedule from it
-                        run_config = json.loads(described.read_text(encoding="utf-8"))
-                        if run_config.get("args", {}).get("max_steps") != args.max_steps:
-                            run_config.setdefault("args", {})["max_steps"] = args.max_steps
-                            atomic_write_json(described, run_config)
-                distributed.barrier()
+                _save(run_dir, step, model, optimizer, consumed, args, schedule, report.logger, rank == 0)
     finally:
-        bar.close()
-        logger.close()
-    return history
+        report.close()
+    return report.history
+
+
+def _start(model: BertForPreTraining, optimizer: torch.optim.Optimizer, args: PretrainArgs, run_dir: Path | None,
+           rank: int, **schedule: Any) -> tuple[PretrainArgs, Schedule, int, int]:
+    """The run's arguments, schedule, step and consumed samples: from the newest checkpoint in
+    ``run_dir`` when it has one (model, optimizer and this rank's RNG states restored; changed
+    arguments refused), else from the start."""
+    existing = checkpoint_dirs(run_dir) if run_dir is not None else []
+    if not existing:
+        fitted, args = Schedule.for_run(args, **schedule)
+        return args, fitted, 0, 0
+    state = load_checkpoint(existing[-1])
+    if state["config"] != model.config.to_dict():
+        raise TrainingError(f"{existing[-1]} was written for another model config: use a new run "
+                            "directory or the same model settings")
+    stored = state.get("args", {})
+    fitted, args = Schedule.for_run(args, stored, **schedule)
+    changed = args.resume_changes(stored)
+    if changed:
+        raise TrainingError(f"{existing[-1]} was written with other training arguments ({'; '.join(changed)}): "
+                            "resume with the run's own settings (its run_config.json), or pass a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_states(state["rng"][rank % len(state["rng"])])
+    return args, fitted, state["step"], state["consumed_samples"]
+
+
+def _training_model(model: BertForPreTraining, args: PretrainArgs, device: torch.device) -> tuple[Any, bool]:
+    """Pretraining dropout, a compiled encoder and DDP, as ``args`` say: the module a step calls, and
+    whether the encoder is compiled."""
+    if args.dropout is not None:
+        set_dropout(model, args.dropout)
+    compiled = distributed.compiling(args.compile, device)
+    if compiled:
+        model.bert.encoder.compile(dynamic=True)  # the MLM gather stays eager: its shape is data-dependent
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if args.world_size > 1 else model
+    return wrapped, compiled
+
+
+def _accumulate(ddp_model: Any, batches: Iterator[dict[str, torch.Tensor]], args: PretrainArgs, precision: str,
+                device: torch.device, measure: bool) -> tuple[torch.Tensor, int]:
+    """Forward and backward over one step's micro-batches (under DDP, gradients are synchronised on the
+    last): their summed figures (:func:`_batch_sums`, slot 7 free for the time-budget flag) and tokens."""
+    totals = torch.zeros(8, dtype=torch.float64, device=device)
+    tokens = 0
+    for micro in range(args.accumulation):
+        host_batch = next(batches)
+        tokens += int(host_batch["attention_mask"].sum())
+        batch = _trim_padding(host_batch, device, args.unpad)
+        last = micro == args.accumulation - 1
+        with (ddp_model.no_sync() if args.world_size > 1 and not last else contextlib.nullcontext()):
+            with autocast(precision, device):
+                out = ddp_model(**batch)
+            (out.loss / args.accumulation).backward()
+        totals[:7] += _batch_sums(out, batch, accuracy=measure)
+    return totals, tokens
+
+
+class _Report:
+    """The steps since the last sync step, and where their figures go at a sync step: one all-reduce
+    and one copy for all of them, then ``metrics.jsonl`` and TensorBoard (:class:`_Logger`), the
+    progress bar, the history ``fit`` returns, and ``on_step``."""
+
+    def __init__(self, run_dir: Path, main_process: bool, step: int, max_steps: int, progress: bool,
+                 on_step: Callable[[StepMetrics], bool | None] | None, compiled: bool) -> None:
+        self.run_dir, self.on_step, self.compiled = run_dir, on_step, compiled
+        self.logger = _Logger(run_dir, main_process, resume_step=step)
+        self.bar = tqdm(total=max_steps, initial=step, desc="pretraining", disable=not (progress and main_process))
+        self.history: list[StepMetrics] = []
+        self.pending: list[tuple[int, float, int, float, torch.Tensor]] = []  # (step, lr, tokens, host s, sums)
+        self.shown: dict[str, str] = {}  # the last measured accuracies, for the progress bar
+        self.report_compile = compiled and main_process
+        self.interval_start = time.perf_counter()
+
+    def sync(self, step: int, consumed: int, args: PretrainArgs, device: torch.device, measure: bool) -> bool:
+        """Report the pending steps (``measure``: the last one measured accuracies); True when a rank is
+        past the time budget or ``on_step`` asks to stop."""
+        sums = distributed.all_reduce_mean(torch.stack([p[-1] for p in self.pending])).cpu()  # the one sync
+        interval = time.perf_counter() - self.interval_start
+        if self.report_compile:
+            self.report_compile = False
+            breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+            print(f"torch.compile: the first {len(self.pending)} step(s) took {interval:.1f} s with compiling; "
+                  f"{breaks} graph break(s) in the encoder", flush=True)
+        self.interval_start = time.perf_counter()
+        stop = False
+        for (at, at_lr, at_tokens, host_s, _), row in zip(self.pending, sums):
+            loss = row[0].item() / args.accumulation
+            if not math.isfinite(loss):
+                good = checkpoint_dirs(self.run_dir)
+                where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written yet"
+                raise TrainingError(f"the loss became {loss} at step {at}; {where}. Lower the learning "
+                                    "rate, raise warmup, or use --precision fp32, then resume")
+            # On the CPU a step's host time is its time; a GPU's queued steps share the interval's.
+            seconds = host_s if device.type == "cpu" else interval / len(self.pending)
+            measured = at == step and measure
+            mlm_acc = row[3].item() / row[4].item() if measured and row[4] > 0 else None
+            nsp_acc = row[5].item() / row[6].item() if measured and row[6] > 0 else None
+            nsp_loss = row[2].item() / args.accumulation if args.objective == "mlm+nsp" else None
+            m = StepMetrics(at, loss, row[1].item() / args.accumulation, nsp_loss, mlm_acc, nsp_acc, at_lr,
+                            at_tokens * args.world_size / seconds, consumed - (step - at) * args.global_batch_size,
+                            seconds)
+            self.history.append(m)
+            stop = stop or bool(row[7] > 0)  # some rank is past the budget
+            if self.on_step is not None and self.on_step(m):
+                stop = True
+            self.logger.log(at, {k: v for k, v in asdict(m).items() if k != "step"}, flush=at % args.log_every == 0)
+            self.bar.update(1)
+            if measured:
+                self.shown = {"mlm_acc": f"{m.mlm_accuracy:.3f}",
+                              **({"nsp_acc": f"{m.nsp_accuracy:.3f}"} if m.nsp_accuracy is not None else {})}
+            self.bar.set_postfix(loss=f"{m.loss:.3f}", **self.shown, lr=f"{at_lr:.2e}",
+                                 tok_s=f"{m.tokens_per_s:,.0f}")
+        self.pending = []
+        return stop
+
+    def close(self) -> None:
+        self.bar.close()
+        self.logger.close()
+
+
+def _save(run_dir: Path, step: int, model: BertForPreTraining, optimizer: torch.optim.Optimizer, consumed: int,
+          args: PretrainArgs, schedule: Schedule, logger: _Logger, main_process: bool) -> None:
+    """A checkpoint of ``step`` (every rank gives its RNG states; rank 0 writes), and a refitted step count
+    in ``run_config.json``, which the card and a resume read the schedule from."""
+    rng = gather_rng_states()
+    if main_process:
+        logger.flush()  # every row up to the checkpoint is on disk with it (a kill loses none)
+        save_checkpoint(run_dir, step, model, optimizer, consumed, {**args.to_dict(), **schedule.stored()}, rng,
+                        args.keep_last)
+        described = run_dir / RUN_CONFIG
+        if schedule.refitted and described.is_file():
+            run_config = json.loads(described.read_text(encoding="utf-8"))
+            if run_config.get("args", {}).get("max_steps") != schedule.max_steps:
+                run_config.setdefault("args", {})["max_steps"] = schedule.max_steps
+                atomic_write_json(described, run_config)
+    distributed.barrier()
 
 
 def verify_settings(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, device: torch.device,
@@ -506,48 +532,6 @@ def verify_settings(model: BertForPreTraining, source: BatchSource, args: Pretra
     if not all(math.isfinite(x) for x in losses):
         raise TrainingError(f"the first batches give a non-finite loss {losses}: check the data and the model")
     return sum(losses) / len(losses)
-
-
-REFITTED = "refitted_from_steps"
-"""In a checkpoint's stored arguments when ``fit`` refitted the schedule (see :func:`refit_steps`): the
-step count it was first fitted to. A resume that passes that count (or the refitted one) continues
-the refitted schedule; any other count is refused like any changed argument."""
-REFIT_RESERVE = 0.02
-"""The share of a time budget a refitted schedule leaves for the last evaluation and checkpoint."""
-PACE_WINDOW = 200
-"""Steps over which :func:`refit_steps` measures the pace (or all since the start, when fewer)."""
-
-
-def refit_open(step: int, args: PretrainArgs) -> bool:
-    """Whether :func:`refit_steps` may change the step count after ``step``: a warmup-stable-decay
-    schedule past its warmup whose decay has not begun."""
-    if args.decay >= 1.0 or step < warmup_steps(args.warmup, args.max_steps):
-        return False
-    return step < args.max_steps - max(1, int(round(args.decay * args.max_steps)))  # before the decay
-
-
-def refit_steps(step: int, args: PretrainArgs, paces: list[tuple[int, float]], seconds_left: float) -> int:
-    """The schedule's step count refitted to ``seconds_left``, after ``step`` (``args.max_steps``
-    when it may not change).
-
-    Only a warmup-stable-decay schedule (``decay`` < 1) is refitted, and only while its rate is at
-    the peak: there the rate does not depend on the step count, so a new count changes nothing
-    already done, and the decay still gets its whole share of the (new) steps. The warmup keeps its
-    end, and once the decay has begun its length is kept. The pace is the wall time per step over
-    the last ``PACE_WINDOW`` steps of ``paces`` ((step, ``time.perf_counter()``) at sync steps), so
-    evaluations and checkpoints count as the time they take.
-    """
-    if not refit_open(step, args):
-        return args.max_steps
-    now_step, now = paces[-1]
-    first_step, first = next((s, t) for s, t in paces if s >= now_step - PACE_WINDOW)
-    if now_step - first_step < min(PACE_WINDOW, 20) or now <= first:  # too few steps timed yet
-        return args.max_steps
-    fitted = step + max(1, int(seconds_left * (now_step - first_step) / (now - first)))
-    # the warmup keeps its end: a share of more steps would put the run back into it
-    while fitted > args.max_steps and warmup_steps(args.warmup, fitted) > step:
-        fitted = step + (fitted - step) // 2
-    return max(fitted, step + 1)
 
 
 PROBE_SECONDS = 15.0
