@@ -824,24 +824,32 @@ def test_two_cpu_workers_give_the_serial_results(tiny_model, shared_data, tmp_pa
 
 
 def test_finetune_on_two_cpu_workers_gives_the_serial_results(tiny_model, shared_data, tmp_path, capsys):
-    """`finetune --devices cpu,cpu`: the runs of one dataset's grid on two workers, the same outputs."""
+    """`finetune --devices cpu,cpu`: the runs of one dataset's grid on two workers, the same outputs; a suite
+    interrupted with some runs done resumes with the others only."""
     base = ["finetune", "--task", "gad", "--model", str(tiny_model), "--data-dir", str(shared_data), "--limit", "12",
             "--max-steps", "2", "--epochs", "1", "--seed", "42", "43", "44", "--precision", "fp32"]
-    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    serial, parallel, interrupted = tmp_path / "serial", tmp_path / "parallel", tmp_path / "interrupted"
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the two workers
     try:
         assert main([*base, "--device", "cpu", "--out", str(serial)]) == 0
+        # what a suite killed while its second worker was still on its runs leaves: the first worker's runs
+        assert main([*base, "--device", "cpu", "--shard", "0/2", "--out", str(interrupted)]) == 0
     finally:
         torch.set_num_threads(threads)
+    kept = {p: p.stat().st_mtime_ns for p in interrupted.glob("runs/*/result.json")}
+    assert kept and not (interrupted / "metrics.json").exists()
     capsys.readouterr()
     assert main([*base, "--devices", "cpu,cpu", "--out", str(parallel)]) == 0
     assert "GAD (" in capsys.readouterr().out
-    a, b = (json.loads((root / "metrics.json").read_text()) for root in (serial, parallel))
-    for key in ("selected", "dev", "test", "grid", "saved_model_run", "breakdown"):
-        assert a[key] == b[key], key
-    for name in ("test_predictions.jsonl", "dev_predictions.jsonl", "model/model.safetensors"):
-        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
+    assert main([*base, "--devices", "cpu,cpu", "--out", str(interrupted)]) == 0  # resumed: only the missing runs
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    for done in (parallel, interrupted):
+        a, b = (json.loads((root / "metrics.json").read_text()) for root in (serial, done))
+        for key in ("selected", "dev", "test", "grid", "saved_model_run", "breakdown"):
+            assert a[key] == b[key], key
+        for name in ("test_predictions.jsonl", "dev_predictions.jsonl", "model/model.safetensors"):
+            assert (serial / name).read_bytes() == (done / name).read_bytes(), name
     capsys.readouterr()
     assert main([*base, "--devices", "cpu,cpu", "--shard", "0/2", "--out", str(tmp_path / "both")]) == 1
     assert "not both" in capsys.readouterr().err
