@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         test = [e.tokens for e in load_split(dataset, "test", ns.data)]
 
         def share(cutter: WordCutter, pairs: list[tuple[str, list[str]]]) -> str:
+            if not pairs:
+                return "—"
             return f"{100 * sum(cutter.words(text) == words for text, words in pairs) / len(pairs):.1f}%"
 
         joined = [(" ".join(words), list(words)) for words in test]

@@ -33,7 +33,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(schedule_module.time, "perf_counter", fake)
+    monkeypatch.setattr(schedule_module, "clock", fake)
     return fake
 
 

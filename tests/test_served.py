@@ -152,32 +152,18 @@ def test_tagger_cuts_as_its_config_records(tmp_path):
     from domainbert.serve.inference import Tagger
     from inference_models import save_rule_ner
 
-    model = save_rule_ner(tmp_path / "ner")
+    model = save_rule_ner(tmp_path / "ner")  # "breast" begins a disease, "cancer" continues one
     config = json.loads((model / "config.json").read_text())
-    text = "IL-2 receptor"
-    assert len(Tagger(model).tag_words([WordCutter().words(text)])[0]) == 4
+    text = "breast-cancer risk"
+    bert = Tagger(model)
+    assert bert.tag_texts([text])[0][0] == [(0, 6), (6, 7), (7, 13), (14, 18)]  # no record: BERT's cut
+    assert [e["text"] for e in bert([text])[0]] == ["breast", "cancer"]
     config["word_cutting"] = {"keep_inside": "-"}
     (model / "config.json").write_text(json.dumps(config))
     tagger = Tagger(model)
-    assert tagger.cutter.words(text) == ["IL-2", "receptor"]
-    entities = tagger([text])[0]
-    assert all(text[e["start"]:e["end"]] in ("IL-2", "receptor", text) for e in entities)
+    assert tagger.tag_texts([text])[0][0] == [(0, 13), (14, 18)]
+    assert [(e["text"], e["label"]) for e in tagger([text])[0]] == [("breast-cancer", "Disease")]
     config["word_cutting"] = {"keep_inside": "ab"}
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="keep_inside"):
         Tagger(model)
-
-
-def test_ner_on_conll_words_gives_evaluations_tags(ncbi_model, shared_data, tmp_path):
-    from domainbert.serve.formats import read_conll
-
-    blocks = (shared_data / "ncbi_disease" / "test.tsv").read_text(encoding="utf-8").strip("\n").split("\n\n")[:400]
-    (tmp_path / "test.tsv").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    assert main(["ner", str(tmp_path / "test.tsv"), "--model", str(ncbi_model / "model"), "--input-format", "conll",
-                 "--output-format", "conll", "--output", str(tmp_path / "out.tsv")]) == 0
-    lines = list(enumerate((tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines(), 1))
-    served = [[cells[-1] for cells in s.columns] for s in read_conll(lines, "out.tsv")]
-    rows = [json.loads(line) for line in (ncbi_model / "test_predictions.jsonl").read_text().splitlines()]
-    same = sum(tags == r["prediction"] for tags, r in zip(served, rows))
-    assert len(served) == len(rows) == 400 and same >= 396  # bf16 batches of other widths may flip a near tie
-    assert f1_score([r["gold"] for r in rows], served) == pytest.approx(evaluated_f1(ncbi_model), abs=0.005)

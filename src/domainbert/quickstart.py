@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -250,8 +251,8 @@ def run_quickstart(ns: argparse.Namespace) -> dict[str, Any]:
                              "report": str(report),
                              "chart": str(out / "blurb" / ("comparison.png" if baseline else "blurb.png")),
                              **({"NER model": str(ner_models[0])} if ner_models else {})},
-               "serve": " ".join(["domainbert serve --model", pre["export"],
-                                  *(["--ner-model", str(ner_models[0])] if ner_models else [])])}
+               "serve": shlex.join(["domainbert", "serve", "--model", str(pre["export"]),
+                                    *(["--ner-model", str(ner_models[0])] if ner_models else [])])}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return summary

@@ -67,7 +67,10 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
     # The model's own tokenizer: the entity markers finetune added are in it; a model fine-tuned elsewhere
     # without them reads them as text, as it was trained.
     tokenizer = load_tokenizer(model_dir)
-    max_length = min(max_seq_length or record.max_seq_length, config.max_position_embeddings)
+    # the length the model was fine-tuned at (a token model's config records it), else the dataset's
+    recorded = config.extra.get("max_seq_length")
+    fine_tuned_at = recorded if isinstance(recorded, int) and recorded >= 8 else record.max_seq_length
+    max_length = min(max_seq_length or fine_tuned_at, config.max_position_embeddings)
     features = featurize(record, tokenizer, examples, {name: i for i, name in enumerate(labels)}, max_length)
     problem = {} if record.task_type in TOKEN_TASKS else {"problem_type": HEADS[record.task_type]}
     model = head.from_pretrained(model_dir, **problem)

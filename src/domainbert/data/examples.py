@@ -431,8 +431,8 @@ def create_packed_instances(pool: DocumentPool, config: PrepareConfig, spec: Mas
 
     The documents are taken in an order ``rng`` shuffles (each dupe round packs them differently). A
     sentence that does not fit in what is left of an input starts the next one; a sentence longer than
-    a whole input is cut into pieces that fill inputs of their own. Every input is one segment (token
-    type 0).
+    a whole input is cut into pieces: each but the last fills an input, and the next sentences follow the
+    last piece. Every input is one segment (token type 0).
     """
     budget = config.max_seq_len - 2  # room for [CLS] and the closing [SEP]
     order = list(range(len(pool)))

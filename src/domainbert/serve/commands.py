@@ -245,13 +245,25 @@ def run_ner(args: argparse.Namespace) -> int:
                 row.line, [[row.text[start:end]] for start, end in result["spans"]])
             return write_sentence(sentence, result["tags"])
         if args.output_format == "pubtator":
-            doc = row.source if isinstance(row.source, Document) else Document(
-                str(row.id if row.id is not None else row.line), row.text, "", row.line)
+            doc = row.source if isinstance(row.source, Document) else _as_document(row)
             return write_document(doc, [Mention(e["start"], e["end"], e["text"], e["label"])
                                         for e in result["entities"]])
         return _json_line(row, {"entities": result["entities"]})
 
     return _run(args, predictor, predict, render)
+
+
+def _as_document(row: InputRow) -> Document:
+    """A text as a PubTator document (its id or line number the PMID, the text its title, no abstract);
+    one PubTator cannot write is refused."""
+    pmid = str(row.id if row.id is not None else row.line)
+    if any(c in pmid for c in "|\t\r\n") or not pmid:
+        raise InputError(f"input line {row.line}: id {pmid!r} cannot be a PubTator PMID (no '|', tab or line "
+                         "break); give each JSON line a plain \"id\"")
+    if "\n" in row.text or "\r" in row.text:
+        raise InputError(f"input line {row.line}: the text has a line break, which a PubTator title cannot hold; "
+                         "give title and abstract as a PubTator document (--input-format pubtator)")
+    return Document(pmid, row.text, "", row.line)
 
 
 def run_classify(args: argparse.Namespace) -> int:

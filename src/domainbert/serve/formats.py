@@ -2,7 +2,8 @@
 
 * **CoNLL/BIO**: one word per line, its columns separated by tabs or spaces (the word first, then
   e.g. the gold tag), a blank line between sentences, ``-DOCSTART-`` lines between documents. Read as
-  :class:`Sentence`; written back with the predicted tag appended as the last column.
+  :class:`Sentence`; written back with the predicted tag appended as the last column (columns joined
+  by tabs, ``-DOCSTART-`` lines kept).
 * **PubTator**: per document a title line ``PMID|t|title``, an abstract line ``PMID|a|abstract``, then
   annotation lines, a blank line between documents. A mention line is
   ``PMID<TAB>start<TAB>end<TAB>mention<TAB>type`` (and any further columns, such as concept ids),
@@ -28,6 +29,8 @@ class Sentence:
 
     line: int
     columns: list[list[str]]
+    before: list[str] = field(default_factory=list)
+    """The ``-DOCSTART-`` lines between the previous sentence and this one (written back before it)."""
 
     @property
     def words(self) -> list[str]:
@@ -37,12 +40,15 @@ class Sentence:
 def read_conll(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Sentence]:
     """Sentences from numbered lines of a CoNLL/BIO file (``-DOCSTART-`` lines skipped)."""
     columns: list[list[str]] = []
+    before: list[str] = []
     first = 0
     for number, line in lines:
         if not line.strip() or line.startswith("-DOCSTART-"):
             if columns:
-                yield Sentence(first, columns)
-                columns = []
+                yield Sentence(first, columns, before)
+                columns, before = [], []
+            if line.startswith("-DOCSTART-"):
+                before.append(line)
             continue
         cells = line.split("\t") if "\t" in line else line.split()
         if not cells[0] or cells[0].isspace() or any(ch.isspace() for ch in cells[0]):
@@ -52,12 +58,15 @@ def read_conll(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Sentence
             first = number
         columns.append(cells)
     if columns:
-        yield Sentence(first, columns)
+        yield Sentence(first, columns, before)
 
 
 def write_sentence(sentence: Sentence, tags: Sequence[str]) -> str:
-    """The sentence's lines with ``tags`` as a last column, and the blank line that ends it."""
-    return "".join("\t".join([*cells, tag]) + "\n" for cells, tag in zip(sentence.columns, tags)) + "\n"
+    """The sentence's ``-DOCSTART-`` lines, its lines with ``tags`` as a last column, and the blank line
+    that ends it."""
+    head = "".join(line + "\n\n" for line in sentence.before)
+    body = "".join("\t".join([*cells, tag]) + "\n" for cells, tag in zip(sentence.columns, tags, strict=True))
+    return head + body + "\n"
 
 
 @dataclass

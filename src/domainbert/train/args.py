@@ -198,10 +198,13 @@ class PretrainArgs:
     def resume_changes(self, stored: dict[str, Any]) -> list[str]:
         """The fields a resume may not change that differ from a checkpoint's ``stored`` arguments,
         as ``name: old -> new`` (see :data:`RESUMABLE`)."""
+        stored = {**ADDED_LATER, **stored}  # a checkpoint older than a field ran as its default says
         return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in self.to_dict().items()
                 if k not in RESUMABLE and k in stored and stored[k] != v]
 
 
+#: Fields added after checkpoints were first written, with what a checkpoint without them ran as.
+ADDED_LATER: dict[str, Any] = {"objective": "mlm+nsp"}
 #: Arguments a resumed run may change: when to save, log and evaluate, and how each step is laid out
 #: on the hardware (micro batch, processes, compilation), which leave the schedule and the samples
 #: of every step as they were. Every other field decides what the run computes.

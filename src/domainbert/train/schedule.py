@@ -37,6 +37,12 @@ PACE_WINDOW = 200
 """Steps over which :func:`refit_steps` measures the pace (or all since the start, when fewer)."""
 
 
+def clock() -> float:
+    """The clock the budget and the pace are read from: ``time.perf_counter``, looked up at each call."""
+    return time.perf_counter()
+
+
+
 class Shape(Protocol):
     """What the refit functions read of a schedule (a :class:`Schedule` or :class:`PretrainArgs`)."""
 
@@ -61,7 +67,7 @@ def refit_steps(step: int, shape: Shape, paces: list[tuple[int, float]], seconds
     the peak: there the rate does not depend on the step count, so a new count changes nothing
     already done, and the decay still gets its whole share of the (new) steps. The warmup keeps its
     end, and once the decay has begun its length is kept. The pace is the wall time per step over
-    the last ``PACE_WINDOW`` steps of ``paces`` ((step, ``time.perf_counter()``) at sync steps), so
+    the last ``PACE_WINDOW`` steps of ``paces`` ((step, ``clock()``) at sync steps), so
     evaluations and checkpoints count as the time they take.
     """
     if not refit_open(step, shape):
@@ -93,7 +99,7 @@ class Schedule:
     """Seconds the schedule has left, asked at sync steps; None: never refitted."""
     most_steps: int | None = None
     """The longest a refit may make the schedule (the recipe's steps)."""
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=lambda: clock())
     paces: list[tuple[int, float]] = field(default_factory=list)
     """(step, clock) at sync steps, for :func:`refit_steps`."""
     refitted: bool = False
@@ -116,7 +122,7 @@ class Schedule:
 
     def start(self, step: int) -> None:
         """The loop begins (or resumes) at ``step``: the time budget and the pace count from now."""
-        self.started = time.perf_counter()
+        self.started = clock()
         self.paces = [(step, self.started)]
 
     def lr(self, step: int) -> float:
@@ -125,14 +131,14 @@ class Schedule:
 
     def over_budget(self) -> bool:
         """Whether this process has run past the time budget."""
-        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
+        return self.budget_s is not None and clock() - self.started > self.budget_s
 
     def refit(self, step: int, device: torch.device, world_size: int = 1) -> bool:
         """After sync step ``step``: refit the step count to the time left (never past ``most_steps``,
         the same count on every rank); True when it changed."""
         if self.time_left is None:
             return False
-        self.paces.append((step, time.perf_counter()))
+        self.paces.append((step, clock()))
         while len(self.paces) > 2 and self.paces[1][0] <= step - PACE_WINDOW:
             self.paces.pop(0)
         fitted = refit_steps(step, self, self.paces, self.time_left())
