@@ -183,3 +183,11 @@ def test_two_process_torchrun_mlm_matches_one_process(data, tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     losses = [[r["loss"] for r in rows(tmp_path / name) if not r.get("eval")] for name in ("one", "two")]
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4, atol=1e-4)
+
+
+def test_a_checkpoint_older_than_objectives_resumes_only_as_mlm_and_nsp():
+    from domainbert.train.args import PretrainArgs
+
+    older = {k: v for k, v in PretrainArgs().to_dict().items() if k != "objective"}
+    assert PretrainArgs().resume_changes(older) == []
+    assert PretrainArgs(objective="mlm").resume_changes(older) == ["objective: 'mlm+nsp' -> 'mlm'"]
