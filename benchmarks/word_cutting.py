@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from domainbert.blurb.registry import load_split
-from domainbert.blurb.words import WordCutter, locate
+from domainbert.blurb.words import WordCutter, find
 from domainbert.serve.formats import read_pubtator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,13 +34,9 @@ def raw_sentences(data: Path, dataset: str, words: list[tuple[str, ...]]) -> lis
     texts = [doc.text for doc in read_pubtator(lines, path.name)]
     found = []
     for sentence in words:
-        for text in texts:
-            at = text.find(sentence[0])
-            while at >= 0 and (spans := locate(sentence, text, at)) is None:
-                at = text.find(sentence[0], at + 1)
-            if at >= 0:
-                found.append((text[spans[0][0]:spans[-1][1]], list(sentence)))
-                break
+        if (hit := find(sentence, texts)) is not None:
+            text, spans = texts[hit[0]], hit[1]
+            found.append((text[spans[0][0]:spans[-1][1]], list(sentence)))
     return found
 
 

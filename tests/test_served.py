@@ -23,22 +23,16 @@ from seqeval.metrics import f1_score
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
 from domainbert.blurb.registry import load_split
-from domainbert.blurb.words import WordCutter, bio_tags, locate
+from domainbert.blurb.words import WordCutter, bio_tags, find, locate
 from domainbert.cli import main
 from domainbert.errors import CheckpointError
+from domainbert.serve.formats import read_pubtator
 
 
 def pubtator_texts(path: Path) -> list[str]:
     """Each document's title + space + abstract, as PubTator counts offsets."""
-    titles: dict[str, str] = {}
-    texts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        pmid, kind, text = (line.split("|", 2) + ["", ""])[:3]
-        if kind == "t":
-            titles[pmid] = text
-        elif kind == "a":
-            texts.append(f"{titles[pmid]} {text}")
-    return texts
+    lines = list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
+    return [doc.text for doc in read_pubtator(lines, path.name)]
 
 
 def raw_sentences(shared_data: Path, limit: int | None = None) -> list[tuple[str, list[tuple[int, int]], list[str]]]:
@@ -46,13 +40,9 @@ def raw_sentences(shared_data: Path, limit: int | None = None) -> list[tuple[str
     texts = pubtator_texts(shared_data / "ncbi_disease" / "pubtator" / "NCBItestset_corpus.txt")
     out = []
     for example in load_split("ncbi-disease", "test", shared_data)[:limit]:
-        for text in texts:
-            at = text.find(example.tokens[0])
-            while at >= 0 and (spans := locate(example.tokens, text, at)) is None:
-                at = text.find(example.tokens[0], at + 1)
-            if at >= 0:
-                break
-        assert at >= 0, f"{example.id} is not in the abstracts"
+        hit = find(example.tokens, texts)
+        assert hit is not None, f"{example.id} is not in the abstracts"
+        text, spans = texts[hit[0]], hit[1]
         start, end = spans[0][0], spans[-1][1]
         out.append((text[start:end], [(s - start, e - start) for s, e in spans], list(example.tags)))
     return out
@@ -100,6 +90,7 @@ def test_bio_tags_from_entity_spans():
     assert bio_tags(spans, [(1, 3, "X"), (13, 16, "Y")]) == ["B-X", "O", "O", "B-Y"]
     assert locate(["a", "-", "b"], "x a -b", 1) == [(2, 3), (4, 5), (5, 6)] and locate(["a"], "x a", 0) is None
     assert locate(["a", "b"], "ab c", 0) == [(0, 1), (1, 2)] and locate(["a", "c"], "ab c", 0) is None
+    assert find(["b", "c"], ["b x", "b, b  c"]) == (1, [(3, 4), (6, 7)]) and find(["c", "b"], ["b c"]) is None
 
 
 @pytest.fixture(scope="module")

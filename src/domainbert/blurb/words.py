@@ -126,3 +126,16 @@ def bio_tags(spans: Sequence[tuple[int, int]], entities: Iterable[tuple[int, int
         for k, j in enumerate(inside):
             tags[j] = f"{'B' if k == 0 else 'I'}-{label}"
     return tags
+
+
+def find(words: Sequence[str], texts: Sequence[str]) -> tuple[int, list[tuple[int, int]]] | None:
+    """Where ``words`` are written one after another (only whitespace between) in one of ``texts``:
+    the text's index and the words' spans in it; None when no text holds them so."""
+    for index, text in enumerate(texts):
+        at = text.find(words[0]) if words else -1
+        while at >= 0:
+            spans = locate(words, text, at)
+            if spans is not None:
+                return index, spans
+            at = text.find(words[0], at + 1)
+    return None
