@@ -29,7 +29,7 @@ from domainbert.blurb.arguments import add_dataset_arguments
 from domainbert.blurb.metrics import breakdown
 from domainbert.blurb.predict import gold, predict, write_predictions
 from domainbert.blurb.registry import SPLITS, load_split, record_for, size_problem
-from domainbert.blurb.task import HEADS, TOKEN_TASKS, Task, featurize, head_class, load_tokenizer
+from domainbert.blurb.task import HEADS, TOKEN_TASKS, Task, featurize, head_class, load_tokenizer, recorded_length
 from domainbert.errors import CheckpointError, DataError
 from domainbert.model.configuration import BertConfig
 from domainbert.model.hub import MODEL_HELP, ModelSource, add_revision_argument, resolve_model
@@ -68,9 +68,7 @@ def evaluate(model_dir: Path, out: Path, task: str | None = None, split: str = "
     # without them reads them as text, as it was trained.
     tokenizer = load_tokenizer(model_dir)
     # the length the model was fine-tuned at (a token model's config records it), else the dataset's
-    recorded = config.extra.get("max_seq_length")
-    fine_tuned_at = recorded if isinstance(recorded, int) and recorded >= 8 else record.max_seq_length
-    max_length = min(max_seq_length or fine_tuned_at, config.max_position_embeddings)
+    max_length = min(max_seq_length or recorded_length(config) or record.max_seq_length, config.max_position_embeddings)
     features = featurize(record, tokenizer, examples, {name: i for i, name in enumerate(labels)}, max_length)
     problem = {} if record.task_type in TOKEN_TASKS else {"problem_type": HEADS[record.task_type]}
     model = head.from_pretrained(model_dir, **problem)

@@ -119,6 +119,12 @@ def featurize(record: DatasetRecord, tokenizer: Any, rows: list[Example], label2
     return featurize_texts(tokenizer, record, rows, label2id, max_length)  # type: ignore[arg-type]
 
 
+def recorded_length(config: BertConfig) -> int | None:
+    """The window length a token model was fine-tuned at (:func:`build_model` records it), or None."""
+    value = config.extra.get("max_seq_length")
+    return value if isinstance(value, int) and value >= 8 else None
+
+
 def head_class(task_type: str) -> type[BertForTokenClassification] | type[BertForSequenceClassification]:
     """The model class a task type's head is (its problem type is :data:`HEADS`')."""
     return BertForTokenClassification if task_type in TOKEN_TASKS else BertForSequenceClassification

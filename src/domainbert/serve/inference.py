@@ -56,6 +56,7 @@ import torch
 from tokenizers import AddedToken
 
 from domainbert.blurb.featurize import window_words
+from domainbert.blurb.task import recorded_length
 from domainbert.blurb.words import CONFIG_KEY, WordCutter
 from domainbert.data.tokenization import SPECIAL_TOKENS, BertTokenizer
 from domainbert.errors import CheckpointError, DataError
@@ -292,8 +293,8 @@ class Tagger(Predictor):
                                   "needs its tag names; fine-tune it with `domainbert finetune`")
         super().__init__(model, _load_tokenizer(model_dir), Path(model_dir), device=device,
                          precision=precision, batch_size=batch_size)
-        trained = model.config.extra.get("max_seq_length")  # the window length fine-tuning read words in
-        if max_length is None and isinstance(trained, int) and 3 <= trained < self.max_length:
+        trained = recorded_length(model.config)  # the window length fine-tuning read words in
+        if max_length is None and trained is not None and trained < self.max_length:
             max_length = trained
         if max_length is not None:
             if not 3 <= max_length <= self.max_length:
