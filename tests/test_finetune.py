@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -495,6 +496,37 @@ def test_final_and_from_second_epoch_selection(budget, kept, tiny_model, shared_
     assert {r["best_epoch"] for r in metrics["runs"]} == {kept[0]}
     if budget == "linkbert":
         assert metrics["runs"][0]["setting"]["weight_decay"] == 0.0 and metrics["max_seq_length"] == 128
+
+
+def test_final_epoch_selection_scores_dev_once_and_keeps_the_same_model(tiny_model, shared_data, tmp_path,
+                                                                        monkeypatch):
+    """Under final-epoch selection dev is scored after the last epoch only (no per-epoch dev pass or weight
+    copy): the run trains, keeps and predicts exactly what a run that scores dev every epoch and keeps the
+    last one does."""
+    import domainbert.blurb.training as ft
+    from domainbert.blurb.task import prepare_task
+
+    task = prepare_task(get_record("gad"), tiny_model, shared_data, 64, limit=24)
+    dev_passes: list[str] = []
+    real_predict = ft.predict
+    monkeypatch.setattr(ft, "predict", lambda model, task, split, *a: dev_passes.append(split) or
+                        real_predict(model, task, split, *a))
+    args = _args(tiny_model, tmp_path, shared_data, task="gad")
+    runs = {}
+    for select, min_epoch in (("final", 1), ("best-epoch", 3)):  # best-epoch from epoch 3 of 3: the last too
+        dev_passes.clear()
+        setting = Setting(1e-3, 8, 3, warmup=0.1, weight_decay=0.0, select=select, min_epoch=min_epoch)
+        result, _, predictions = ft.train_run(task, tiny_model, setting, 7, replace(args, max_steps=None),
+                                              torch.device("cpu"))
+        runs[select] = (result, predictions, dev_passes.count("dev"))
+    (final, final_pred, final_passes), (every, every_pred, every_passes) = runs["final"], runs["best-epoch"]
+    assert (final_passes, every_passes) == (1, 3)
+    assert final.dev_history[:2] == [None, None] and final.dev_history[2] == every.dev_history[2] == final.dev
+    assert (final.best_epoch, final.dev, final.test, final.steps) == (every.best_epoch, every.dev, every.test,
+                                                                      every.steps)
+    assert final_pred == every_pred
+    rows = [json.loads(line) for line in (tmp_path / "runs" / final.run_id / "epochs.jsonl").read_text().splitlines()]
+    assert [(r["dev"], r["best_epoch"]) for r in rows] == [(None, None), (None, None), (final.dev, 3)]
 
 
 def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:

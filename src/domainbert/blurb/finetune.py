@@ -62,7 +62,8 @@ Output directory::
     selection.json               which run the model and the predictions come from
     runs/<run id>/result.json    one per (lr, batch, epochs, seed)
     runs/<run id>/epochs.jsonl   {"epoch", "step", "train_loss", "dev", "best_epoch", "seconds"}, a line
-                                 as each epoch ends (also printed on stderr)
+                                 as each epoch ends (also printed on stderr); dev and best_epoch
+                                 null before the last epoch under final-epoch selection
 
 With several settings the saved model is the best single run by dev score (a tie goes to the run
 planned first), which belongs to the selected setting only when that setting also holds the best seed;

@@ -1,12 +1,13 @@
-"""One fine-tuning run: a setting and a seed, trained epoch by epoch, scored on dev each epoch.
+"""One fine-tuning run: a setting and a seed, trained epoch by epoch, scored on dev each epoch it may keep.
 
 :func:`train_run` builds the model for the task, trains with AdamW (the setting's weight decay, never
 on biases and LayerNorm) at a linearly warmed-up then decayed rate, clips gradients at 1.0, batches
 by length (or at random), keeps the best dev epoch's weights (or the last, or the best from
-``min_epoch`` on, as the setting says), then predicts test with them. Each epoch is logged as it
-ends (:class:`EpochLog`). On a GPU a step is built not to wait for it: the batch and its Packing are
-made on the host and copied through pinned memory, and the loss is read back every
-:data:`LOG_EVERY` steps (``benchmarks/gpu_check.py``'s no-sync-finetune checks it).
+``min_epoch`` on, as the setting says; final-epoch selection scores dev after the last epoch only),
+then predicts test with them. Each epoch is logged as it ends (:class:`EpochLog`). On a GPU a step
+is built not to wait for it: the batch and its Packing are made on the host and copied through
+pinned memory, and the loss is read back every :data:`LOG_EVERY` steps
+(``benchmarks/gpu_check.py``'s no-sync-finetune checks it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class RunResult:
     best_epoch: int
     dev: float
     test: float
-    dev_history: list[float]
+    dev_history: list[float | None]
+    """Each epoch's dev score; None where it was not scored (final-epoch selection scores the last only)."""
     steps: int
     train_seconds: float
     fingerprint: dict[str, Any]
@@ -130,13 +132,14 @@ class EpochLog:
             f.write(json.dumps(row) + "\n")
         if not self.quiet:
             bar.write(f"{self.task} {self.run_id} epoch {row['epoch']}: train loss {row['train_loss']:.4f}, "
-                      f"dev {100 * row['dev']:.2f} (best epoch {row['best_epoch']}), {row['seconds']:.0f} s",
+                      + (f"dev {100 * row['dev']:.2f} (best epoch {row['best_epoch']})" if row["dev"] is not None
+                       else "dev not scored (the last epoch is kept)") + f", {row['seconds']:.0f} s",
                       file=sys.stderr)
 
 
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
               device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
-    """Fine-tune once; score dev every epoch and keep the best epoch's weights and predictions."""
+    """Fine-tune once; score dev each epoch that may be kept and keep the best one's weights and predictions."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_model(task, model_dir).to(device)
@@ -150,8 +153,8 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         total = min(total, args.max_steps)
     optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
     scaler = grad_scaler(args.precision, device)  # does nothing unless fp16
-    best: tuple[float, int, dict[str, torch.Tensor], dict[str, list[Any]]] | None = None
-    history: list[float] = []
+    best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None = None
+    history: list[float | None] = []
     step = 0
     started = time.perf_counter()
     bar = tqdm(total=total, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
@@ -178,21 +181,28 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             bar.update(1)
             if step % LOG_EVERY == 0 or step == total:  # the one wait for the GPU, every LOG_EVERY steps
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        last = step >= total or epoch + 1 == setting.epochs
+        if setting.select == "final" and not last:  # only the last epoch is kept: dev waits for it
+            history.append(None)
+            log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
+                      dev=None, best_epoch=None, seconds=round(time.perf_counter() - started, 2))
+            continue
         dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
         dev_score = score(task.record, gold(task, "dev"), dev_pred)
         history.append(dev_score)
         # best-epoch: the best dev score from min_epoch on (an earlier one only until then); final: the last
         keep = (best is None or epoch + 1 == setting.min_epoch or setting.select == "final"
                 or (dev_score > best[0] and epoch + 1 >= setting.min_epoch))
-        if keep:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if keep:  # the weights as they are now, unless no later epoch can change them (the last)
+            state = None if last else {k: v.detach().clone() for k, v in model.state_dict().items()}
             best = (dev_score, epoch + 1, state, {"dev": dev_pred})
         log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
                   dev=dev_score, best_epoch=best[1], seconds=round(time.perf_counter() - started, 2))
     bar.close()
     seconds = time.perf_counter() - started
     assert best is not None
-    model.load_state_dict(best[2])
+    if best[2] is not None:  # an earlier epoch's weights
+        model.load_state_dict(best[2])
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
