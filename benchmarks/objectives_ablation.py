@@ -23,8 +23,11 @@ examples held over the corpus' tokens.
 
 Every stage is kept under ``--out`` and skipped when done (pretraining resumes from its checkpoints;
 a resumed arm gets ``--minutes`` again, so its total time is in the table); each finished arm's
-figures are written to ``--results`` (JSON, no weights). Hours of CPU: run it in the background::
+figures are written to ``--results`` (JSON, no weights). Hours of CPU: run it in the background, the
+timed pretraining of every arm first, on an otherwise idle machine, then the fine-tuning (whose scores
+do not depend on the load)::
 
+    .venv/bin/python benchmarks/objectives_ablation.py --out runs/objectives_ablation --pretrain-only
     .venv/bin/python benchmarks/objectives_ablation.py --out runs/objectives_ablation
     .venv/bin/python benchmarks/objectives_ablation.py --out runs/objectives_ablation --table
 """
@@ -112,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-files", type=int, default=None, help="smoke runs: the first N corpus files")
     parser.add_argument("--limit", type=int, default=None, help="smoke runs: first N examples per split")
     parser.add_argument("--finetune-steps", type=int, default=None, help="smoke runs: cap on fine-tuning steps")
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="pretrain the arms and write their pretraining figures, fine-tune nothing (the timed "
+                        "stage, which wants the machine to itself; a later run without it fine-tunes)")
     parser.add_argument("--table", action="store_true", help="only print what --results holds")
     ns = parser.parse_args(argv)
     settings = {k: getattr(ns, k) for k in ("minutes", "recipe", "vocab_size", "grid", "corpus_files", "limit",
@@ -131,15 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             data = examples_dir(ns.out, ARMS[arm][0], vocab, files)
             model = pretrain_arm(ns.out, arm, data, heldout, ns.recipe, ns.minutes)
-            entries = {task: finetune_arm(ns.out, arm, model, task, tuple(ns.grid), smoke) for task in ns.tasks}
+            entries = {} if ns.pretrain_only else {task: finetune_arm(ns.out, arm, model, task, tuple(ns.grid), smoke)
+                                                   for task in ns.tasks}
             figures = {"arm": arm, "objective": ARMS[arm][0], "masked_lm_prob": ARMS[arm][1], "settings": settings,
                        **pretraining_figures(ns.out, arm, data, heldout), "datasets": entries}
             (ns.results / f"{arm}.json").write_text(json.dumps(figures, indent=1) + "\n")
             print(f"{arm}: done in {time.perf_counter() - started:.0f} s", flush=True)
     results = [json.loads((ns.results / f"{arm}.json").read_text()) for arm in ARMS
                if (ns.results / f"{arm}.json").is_file()]
-    if DEFAULT in [r["arm"] for r in results] and len(results) >= 2:
-        ordered = sorted(results, key=lambda r: r["arm"] != DEFAULT)  # the default first: the others against it
+    tuned = [r for r in results if r["datasets"]]
+    if DEFAULT in [r["arm"] for r in tuned] and len(tuned) >= 2:
+        ordered = sorted(tuned, key=lambda r: r["arm"] != DEFAULT)  # the default first: the others against it
         runs = [{"name": r["arm"], "model": r["arm"], "budget": "quick", "seeds": list(SEEDS),
                  "datasets": r["datasets"]} for r in ordered]
         print(render_comparison(compare(runs, [r["arm"] for r in ordered])))
@@ -154,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
               + " | ".join(f"{100 * t['mean']:.2f} ± {100 * t['std']:.2f}" if t else "—" for t in tests) + " |")
     if results:
         words = results[0].get("corpus_words")
+        means = ", ".join(f"{r['arm']} {100 * statistics.fmean(e['test']['mean'] for e in r['datasets'].values()):.2f}"
+                          for r in tuned)
         print(f"\nThe corpus: {results[0]['corpus_tokens']:,} sub-word tokens"
-              + (f" ({words:,} words)" if words else "") + "; mean of the arms' test scores: "
-              + ", ".join(f"{r['arm']} {100 * statistics.fmean(e['test']['mean'] for e in r['datasets'].values()):.2f}"
-                          for r in results if r["datasets"]))
+              + (f" ({words:,} words)" if words else "")
+              + (f"; mean of the arms' test scores: {means}" if means else ""))
     return 0
 
 
