@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sklearn.metrics
 import torch
 
 from domainbert.errors import ConfigError
@@ -325,10 +326,12 @@ class UnevenSource(IndexedSource):
 
 
 def test_held_out_mlm_loss_and_perplexity_weigh_every_masked_token_alike():
+    """And the accuracies are scikit-learn's over every masked token and every sequence."""
     model = tiny_model()
     model.eval()
     source = UnevenSource()
     total, count = 0.0, 0
+    mlm_gold, mlm_pred, nsp_gold, nsp_pred = [], [], [], []
     with torch.no_grad():
         for _, batch in zip(range(4), source.micro_batches(4, 4, 0, 0, 1)):
             out = model(**batch)
@@ -336,9 +339,15 @@ def test_held_out_mlm_loss_and_perplexity_weigh_every_masked_token_alike():
             total += torch.nn.functional.cross_entropy(out.prediction_logits.float(), batch["labels"][selected],
                                                        reduction="sum").item()
             count += int(selected.sum())
+            mlm_gold += batch["labels"][selected].tolist()
+            mlm_pred += out.prediction_logits.argmax(-1).tolist()
+            nsp_gold += batch["next_sentence_label"].tolist()
+            nsp_pred += out.seq_relationship_logits.argmax(-1).tolist()
     scores = evaluate(model, UnevenSource(), 4, 4, "fp32", torch.device("cpu"))
     assert scores["eval_mlm_loss"] == pytest.approx(total / count, rel=1e-6)
     assert scores["eval_perplexity"] == pytest.approx(math.exp(total / count), rel=1e-6)
+    assert scores["eval_mlm_accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(mlm_gold, mlm_pred))
+    assert scores["eval_nsp_accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(nsp_gold, nsp_pred))
 
 
 def test_metrics_keep_one_row_per_step_across_a_resume(tmp_path):

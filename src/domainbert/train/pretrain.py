@@ -201,7 +201,7 @@ def _batch_sums(out: Any, batch: dict[str, torch.Tensor], accuracy: bool = True)
     nsp = batch.get("next_sentence_label")  # none under --objective mlm: no NSP counts
     nsp_hits = (out.seq_relationship_logits.argmax(-1) == nsp).sum() if nsp is not None else selected.new_zeros(())
     counts = torch.stack([(logits.argmax(-1) == labels).sum(), selected.sum(), nsp_hits,
-                          selected.new_tensor(nsp.numel() if nsp is not None else 0)])
+                          torch.tensor(nsp.numel() if nsp is not None else 0, device=selected.device)])
     return torch.cat([losses, counts.double()])
 
 
