@@ -45,7 +45,7 @@ def test_packing_keeps_every_sentence_in_order_and_separates_documents():
     docs[4][0] = [99] * 25  # a sentence longer than a whole input
     pool = DocumentPool.from_documents(docs)
     config = PrepareConfig(max_seq_len=12, dynamic_masking=True, objective="mlm")
-    instances = create_packed_instances(pool, config, spec(), random.Random(7))
+    instances = list(create_packed_instances(pool, config, spec(), random.Random(7)))
     order = list(range(len(docs)))
     random.Random(7).shuffle(order)
     bodies = [inst.input_ids[1:-1] for inst in instances]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -424,10 +424,11 @@ def create_instances_from_document(pool: DocumentPool, document_index: int, conf
 
 
 def create_packed_instances(pool: DocumentPool, config: PrepareConfig, spec: MaskingSpec,
-                            rng: random.Random) -> list[TrainingInstance]:
+                            rng: random.Random) -> Iterator[TrainingInstance]:
     """RoBERTa's FULL-SENTENCES inputs for masked LM alone: whole sentences taken in order, across
     document boundaries, packed into ``[CLS] ... [SEP]`` of at most ``max_seq_len`` tokens, a ``[SEP]``
-    between two documents that share an input; masks too unless ``config.dynamic_masking``.
+    between two documents that share an input; masks too unless ``config.dynamic_masking``. Yielded one
+    at a time, as the shard buffer takes them (a round of a large unit is never held whole).
 
     The documents are taken in an order ``rng`` shuffles (each dupe round packs them differently). A
     sentence that does not fit in what is left of an input starts the next one; a sentence longer than
@@ -437,31 +438,33 @@ def create_packed_instances(pool: DocumentPool, config: PrepareConfig, spec: Mas
     budget = config.max_seq_len - 2  # room for [CLS] and the closing [SEP]
     order = list(range(len(pool)))
     _shuffle(order, rng)
-    instances: list[TrainingInstance] = []
     current: list[int] = []
-
-    def close() -> None:
-        if current:
-            tokens = [spec.cls_id, *current, spec.sep_id]
-            instance = TrainingInstance(tokens, len(tokens), False)
-            if not config.dynamic_masking:
-                instance.input_ids, instance.masked_positions, instance.masked_labels = create_masked_lm_predictions(
-                    tokens, config.masked_lm_prob, config.max_predictions, spec, rng, config.whole_word_mask)
-            instances.append(instance)
-            current.clear()
-
     for d in order:
         for k, sentence in enumerate(pool.document(d)):
             # The separator that ends the previous document goes in only with a sentence after it.
             piece = [spec.sep_id, *sentence] if k == 0 and current else sentence
             if len(piece) > budget - len(current):  # it starts the next input (a long one fills several)
-                close()
+                if current:
+                    yield _packed_instance(current, config, spec, rng)
+                    current = []
                 piece = sentence
             while piece:
                 room = budget - len(current)
                 current.extend(piece[:room])
                 piece = piece[room:]
                 if piece:
-                    close()
-    close()
-    return instances
+                    yield _packed_instance(current, config, spec, rng)
+                    current = []
+    if current:
+        yield _packed_instance(current, config, spec, rng)
+
+
+def _packed_instance(body: list[int], config: PrepareConfig, spec: MaskingSpec,
+                     rng: random.Random) -> TrainingInstance:
+    """``[CLS] body [SEP]`` as one segment, masked unless the masks are drawn when read."""
+    tokens = [spec.cls_id, *body, spec.sep_id]
+    instance = TrainingInstance(tokens, len(tokens), False)
+    if not config.dynamic_masking:
+        instance.input_ids, instance.masked_positions, instance.masked_labels = create_masked_lm_predictions(
+            tokens, config.masked_lm_prob, config.max_predictions, spec, rng, config.whole_word_mask)
+    return instance
