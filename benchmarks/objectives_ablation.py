@@ -72,13 +72,23 @@ def examples_dir(out: Path, objective: str, vocab_path: Path, files: list[Path])
     return path
 
 
+def timed_recipe(out: Path, recipe: str) -> Path:
+    """``recipe`` with a step count no arm reaches in its minutes, so that ``--max-minutes`` fits every arm's
+    schedule to the time (the recipe's own count, mini-cpu's 3,000 steps, ends an arm in about 6 minutes)."""
+    path = out / f"recipe-{recipe}-timed.yaml"
+    path.write_text(f"base: {recipe}\nmax_steps: 10000000\n")
+    return path
+
+
 def pretrain_arm(out: Path, arm: str, data: Path, heldout: Path, recipe: str, minutes: float) -> Path:
-    """The arm's exported model, pretrained for ``minutes`` by ``domainbert pretrain`` (resumed if killed)."""
+    """The arm's exported model, pretrained for ``minutes`` by ``domainbert pretrain`` (resumed if killed):
+    its warmup-stable-decay schedule fitted to the minutes, the same for every arm."""
     objective, rate = ARMS[arm]
     run = out / arm / "pretrain"
     if not (run / "export" / "config.json").is_file():
         subprocess.run([sys.executable, "-m", "domainbert", "pretrain", "--data", str(data), "--eval-data",
-                        str(heldout), "--recipe", recipe, "--objective", objective, "--masked-lm-prob", str(rate),
+                        str(heldout), "--recipe", str(timed_recipe(out, recipe)), "--objective", objective,
+                        "--masked-lm-prob", str(rate),
                         "--max-minutes", str(minutes), "--out", str(run), "--no-progress"], check=True)
     return run / "export"
 
