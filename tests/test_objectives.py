@@ -126,6 +126,7 @@ def test_pretrain_mlm_alone_exports_for_transformers_and_resumes(data, tmp_path,
     assert train[-1]["mlm_loss"] < train[0]["mlm_loss"]
     card = (run / "export" / "README.md").read_text()
     assert "masked language modelling alone" in card and "never trained" in card
+    assert all(part in card for part in ("`cls.seq_relationship`", "`bert.pooler`", "token type 1"))
     assert isinstance(transformers.AutoModelForMaskedLM.from_pretrained(run / "export"), transformers.BertForMaskedLM)
     from domainbert.model.modeling import BertForMaskedLM
 
@@ -191,3 +192,21 @@ def test_a_checkpoint_older_than_objectives_resumes_only_as_mlm_and_nsp():
     older = {k: v for k, v in PretrainArgs().to_dict().items() if k != "objective"}
     assert PretrainArgs().resume_changes(older) == []
     assert PretrainArgs(objective="mlm").resume_changes(older) == ["objective: 'mlm+nsp' -> 'mlm'"]
+
+
+def test_fit_refuses_data_opened_for_the_other_objective(data, tmp_path):
+    """A source opened for MLM + NSP carries next-sentence labels: a masked-LM-alone run would add their loss
+    through the frozen head without logging it, so fit refuses it in one line that says how to open it."""
+    from domainbert.data.shards import load_manifest
+    from domainbert.errors import ConfigError
+    from domainbert.model.configuration import BertConfig
+    from domainbert.model.modeling import BertForPreTraining
+    from domainbert.train.args import PretrainArgs
+    from domainbert.train.pretrain import fit, open_data
+
+    config = BertConfig.preset("tiny", vocab_size=int(load_manifest(data / "pairs")["vocab"]["size"]),
+                               max_position_embeddings=128)
+    with pytest.raises(ConfigError, match=r"opened for the mlm\+nsp objective .* objective='mlm'"):
+        fit(BertForPreTraining(config), open_data(data / "pairs", 0, config),
+            PretrainArgs(objective="mlm", max_steps=2), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

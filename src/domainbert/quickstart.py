@@ -120,8 +120,9 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     overrides = {"max_position_embeddings": 128} if size == "tiny" else {}
     config = BertConfig.preset(size, vocab_size=int(load_manifest(data)["vocab"]["size"]), **overrides)
     model = new_model(config, PretrainArgs(**values))
-    source = open_data(data, values.get("seed", 0), config, values.get("masked_lm_prob"))
-    eval_source = open_data(heldout, 0, config)
+    objective = PretrainArgs(**values).objective  # a recipe may pretrain masked LM alone
+    source = open_data(data, values.get("seed", 0), config, values.get("masked_lm_prob"), objective)
+    eval_source = open_data(heldout, 0, config, objective=objective)
     plan = out / "plan.json"
     planned = json.loads(plan.read_text()) if plan.is_file() else None
     if planned is not None:  # a rerun keeps the first run's schedule, so it resumes instead of restarting
@@ -267,7 +268,8 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"pretraining  {p['steps']} steps, loss {p['first_loss']:.2f} -> {p['last_loss']:.2f}")
     for e in p["evals"]:
         print(f"   step {e['step']:>5}  held-out MLM loss {e['eval_mlm_loss']:.3f}  accuracy "
-              f"{e['eval_mlm_accuracy']:.3f}  NSP accuracy {e['eval_nsp_accuracy']:.3f}")
+              f"{e['eval_mlm_accuracy']:.3f}"
+              + (f"  NSP accuracy {e['eval_nsp_accuracy']:.3f}" if e["eval_nsp_accuracy"] is not None else ""))
     base = s.get("random_init")
     for name, test in s["tasks"].items():
         line = f"task         {name:<14} test {_pct(test)}"

@@ -120,8 +120,12 @@ def pretraining_card(run_dir: Path, model_dir: Path, name: str, license: str = D
                  "masked language modelling and next-sentence prediction")
               + " on the corpus below, with "
               + ("that model's vocabulary." if continued else "a WordPiece vocabulary built from that corpus.")
-              + (" Its next-sentence head (`cls.seq_relationship`, which `BertForPreTraining` loads) was never "
-                 "trained: use it as `BertForMaskedLM` or as an encoder." if mlm_only else "")),
+              + (" Masked LM alone does not train the next-sentence head (`cls.seq_relationship`, which "
+                 "`BertForPreTraining` loads), the pooler under it (`bert.pooler`, which a [CLS] classifier reads) "
+                 "or the second segment's embedding (token type 1, which sentence pairs are given): "
+                 + (f"they are as `{continued}` left them" if continued else "they were never trained")
+                 + ". Use the model as `BertForMaskedLM` or as an encoder; fine-tuning a classifier trains them "
+                 "from there." if mlm_only else "")),
              "", "```python", "from transformers import AutoModelForMaskedLM, AutoTokenizer",
              f'where = "{name}"  # this folder, or the model\'s Hub repo id once it is pushed',
              "tokenizer = AutoTokenizer.from_pretrained(where)",

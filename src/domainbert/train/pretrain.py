@@ -312,6 +312,10 @@ def fit(model: BertForPreTraining, source: BatchSource, args: PretrainArgs, run_
     and a resume continues with it.
     """
     device = torch.device(device)
+    opened = getattr(source, "objective", args.objective)  # what its batches carry (next-sentence labels or not)
+    if opened != args.objective:
+        raise ConfigError(f"the data was opened for the {opened} objective and the run is {args.objective}: "
+                          f"open it with open_data(..., objective={args.objective!r})")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed + rank)
     random.seed(args.seed + rank)
