@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
@@ -29,7 +30,7 @@ from conftest import REPO
 from domainbert.cli import main
 from domainbert.data.examples import DocumentPool, MaskingSpec, PrepareConfig, create_packed_instances
 from domainbert.data.loader import PretrainingDataset
-from domainbert.errors import DataError
+from domainbert.errors import ConfigError, DataError
 
 TINY = str(REPO / "src" / "domainbert" / "train" / "recipes" / "tiny.yaml")
 CLS, SEP, MASK = 2, 3, 4
@@ -104,6 +105,18 @@ def test_prepared_mlm_data_is_packed_and_read_as_one_segment(data):
     assert PretrainingDataset(data / "pairs").sample(0)["token_type_ids"].any()
     with pytest.raises(DataError, match="--objective mlm"):
         PretrainingDataset(data / "mlm")
+
+
+def test_the_logged_example_has_a_next_sentence_label_for_pairs_only(data, caplog):
+    from domainbert.data.shards import _log_example, load_manifest
+    from domainbert.data.tokenization import BertTokenizer
+
+    tokenizer = BertTokenizer.from_pretrained(data / "vocab")
+    with caplog.at_level(logging.INFO):
+        for name in ("mlm", "pairs"):
+            _log_example(data / name, load_manifest(data / name), tokenizer)
+    packed, pairs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("example (")]
+    assert "next_sentence_label" not in packed and "next_sentence_label=" in pairs
 
 
 def rows(run: Path) -> list[dict]:
@@ -198,7 +211,6 @@ def test_fit_refuses_data_opened_for_the_other_objective(data, tmp_path):
     """A source opened for MLM + NSP carries next-sentence labels: a masked-LM-alone run would add their loss
     through the frozen head without logging it, so fit refuses it in one line that says how to open it."""
     from domainbert.data.shards import load_manifest
-    from domainbert.errors import ConfigError
     from domainbert.model.configuration import BertConfig
     from domainbert.model.modeling import BertForPreTraining
     from domainbert.train.args import PretrainArgs
@@ -210,3 +222,15 @@ def test_fit_refuses_data_opened_for_the_other_objective(data, tmp_path):
         fit(BertForPreTraining(config), open_data(data / "pairs", 0, config),
             PretrainArgs(objective="mlm", max_steps=2), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_pair_options_are_refused_for_packed_sentences(capsys):
+    """--short-seq-prob and --nsp-balance shape BERT's pairs: with --objective mlm they would change the data's
+    checksum and manifest and nothing else, so they are refused in one line."""
+    with pytest.raises(ConfigError, match="short_seq_prob and nsp_balance shape BERT's sentence pairs"):
+        PrepareConfig(objective="mlm", short_seq_prob=0.2, nsp_balance=True)
+    assert PrepareConfig(objective="mlm").short_seq_prob == PrepareConfig().short_seq_prob  # defaults stay valid
+    PrepareConfig(short_seq_prob=0.2, nsp_balance=True)  # pairs take them
+    assert main(["data", "prepare", "--corpus", "x.txt", "--vocab", "v", "--out", "o", "--objective", "mlm",
+                 "--nsp-balance"]) == 1
+    assert "nsp_balance shape BERT's sentence pairs" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -97,8 +97,9 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.max_seq_len < MIN_SEQ_LEN:
-            problems.append(f"max_seq_len {self.max_seq_len} is below {MIN_SEQ_LEN}: [CLS] A [SEP] B [SEP] "
-                            f"needs room for two segments; use --max-seq-len 128 (or at least {MIN_SEQ_LEN})")
+            problems.append(f"max_seq_len {self.max_seq_len} is below {MIN_SEQ_LEN}: an input needs room for "
+                            "[CLS], [SEP] and its sentences (two segments for BERT's pairs); use --max-seq-len 128 "
+                            f"(or at least {MIN_SEQ_LEN})")
         if self.max_seq_len > 32767:
             problems.append(f"max_seq_len {self.max_seq_len} exceeds 32767 (positions are stored as int16)")
         if not 1 <= self.max_predictions <= 255:
@@ -112,6 +113,11 @@ class PrepareConfig:
             problems.append(f"dupe_factor {self.dupe_factor} must be at least 1")
         if self.objective not in OBJECTIVES:
             problems.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        pair_only = [f.name for f in fields(self) if f.name in ("short_seq_prob", "nsp_balance")
+                     and getattr(self, f.name) != f.default]
+        if self.objective == "mlm" and pair_only:
+            problems.append(f"{' and '.join(pair_only)} shape BERT's sentence pairs, which --objective mlm does not "
+                            "make (it packs whole sentences up to max_seq_len): leave them at their defaults")
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -139,8 +139,9 @@ class PretrainingDataset(IterableDataset):
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
         if objective == "mlm+nsp" and prepared == "mlm":
-            raise DataError(f"{self.dir} was prepared with --objective mlm (packed sentences, no sentence pairs): "
-                            "pretrain it with --objective mlm, or prepare BERT's pairs with --objective mlm+nsp")
+            raise DataError(f"{self.dir} was prepared with --objective mlm (packed sentences, no sentence pairs) "
+                            "and the run trains next-sentence prediction: pretrain with --objective mlm, or give it "
+                            "(as --data or --eval-data) BERT's pairs, prepared with --objective mlm+nsp")
         self.objective = objective
         """``mlm``: every sample is one segment (token type 0) and carries no next-sentence label."""
         if masked_lm_prob is not None and masked_lm_prob != self.params["masked_lm_prob"]:

@@ -507,7 +507,8 @@ def _log_example(out: Path, manifest: dict[str, Any], tokenizer: BertTokenizer) 
     d = out / shard["name"]
     ids = np.load(d / "input_ids.npy", mmap_mode="r")[0]
     n = int(np.load(d / "lengths.npy", mmap_mode="r")[0])
-    nsp = int(np.load(d / "next_sentence.npy", mmap_mode="r")[0])
+    packed = manifest["params"].get("objective", "mlm+nsp") == "mlm"  # one segment, no next-sentence label
+    label = "" if packed else f", next_sentence_label={int(np.load(d / 'next_sentence.npy', mmap_mode='r')[0])}"
     tokens = tokenizer.convert_ids_to_tokens(ids[:n].tolist())
     extra = ""
     if (d / "masked_positions.npy").is_file():
@@ -515,7 +516,7 @@ def _log_example(out: Path, manifest: dict[str, Any], tokenizer: BertTokenizer) 
         pos = np.load(d / "masked_positions.npy", mmap_mode="r")[0][:k].tolist()
         lab = tokenizer.convert_ids_to_tokens(np.load(d / "masked_labels.npy", mmap_mode="r")[0][:k].tolist())
         extra = " | masked: " + ", ".join(f"{p}={t}" for p, t in zip(pos, lab))
-    log.info("example (%s, next_sentence_label=%d): %s%s", shard["name"], nsp, " ".join(tokens), extra)
+    log.info("example (%s%s): %s%s", shard["name"], label, " ".join(tokens), extra)
 
 
 # ==================================================================================== reader
