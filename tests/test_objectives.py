@@ -112,7 +112,7 @@ def test_the_logged_example_has_a_next_sentence_label_for_pairs_only(data, caplo
     from domainbert.data.tokenization import BertTokenizer
 
     tokenizer = BertTokenizer.from_pretrained(data / "vocab")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="domainbert.data.shards"):
         for name in ("mlm", "pairs"):
             _log_example(data / name, load_manifest(data / name), tokenizer)
     packed, pairs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("example (")]
