@@ -119,8 +119,9 @@ def pretrain_stage(out: Path, data: Path, heldout: Path, minutes: float, size: s
     device = distributed.pick_device("auto")
     overrides = {"max_position_embeddings": 128} if size == "tiny" else {}
     config = BertConfig.preset(size, vocab_size=int(load_manifest(data)["vocab"]["size"]), **overrides)
-    model = new_model(config, PretrainArgs(**values))
-    objective = PretrainArgs(**values).objective  # a recipe may pretrain masked LM alone
+    recipe_args = PretrainArgs(**values)
+    model = new_model(config, recipe_args)
+    objective = recipe_args.objective  # a recipe may pretrain masked LM alone
     source = open_data(data, values.get("seed", 0), config, values.get("masked_lm_prob"), objective)
     eval_source = open_data(heldout, 0, config, objective=objective)
     plan = out / "plan.json"

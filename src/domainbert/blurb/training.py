@@ -182,22 +182,19 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             if step % LOG_EVERY == 0 or step == total:  # the one wait for the GPU, every LOG_EVERY steps
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         last = step >= total or epoch + 1 == setting.epochs
-        if setting.select == "final" and not last:  # only the last epoch is kept: dev waits for it
-            history.append(None)
-            log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
-                      dev=None, best_epoch=None, seconds=round(time.perf_counter() - started, 2))
-            continue
-        dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
-        dev_score = score(task.record, gold(task, "dev"), dev_pred)
+        dev_score = None
+        if setting.select != "final" or last:  # final-epoch selection keeps the last: dev waits for it
+            dev_pred = predict(model, task, "dev", device, args.precision, args.eval_batch_size)
+            dev_score = score(task.record, gold(task, "dev"), dev_pred)
+            # best-epoch: the best dev score from min_epoch on (an earlier one only until then); final: the last
+            keep = (best is None or epoch + 1 == setting.min_epoch or setting.select == "final"
+                    or (dev_score > best[0] and epoch + 1 >= setting.min_epoch))
+            if keep:  # the weights as they are now, unless no later epoch can change them (the last)
+                state = None if last else {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = (dev_score, epoch + 1, state, {"dev": dev_pred})
         history.append(dev_score)
-        # best-epoch: the best dev score from min_epoch on (an earlier one only until then); final: the last
-        keep = (best is None or epoch + 1 == setting.min_epoch or setting.select == "final"
-                or (dev_score > best[0] and epoch + 1 >= setting.min_epoch))
-        if keep:  # the weights as they are now, unless no later epoch can change them (the last)
-            state = None if last else {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (dev_score, epoch + 1, state, {"dev": dev_pred})
         log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
-                  dev=dev_score, best_epoch=best[1], seconds=round(time.perf_counter() - started, 2))
+                  dev=dev_score, best_epoch=best[1] if best else None, seconds=round(time.perf_counter() - started, 2))
     bar.close()
     seconds = time.perf_counter() - started
     assert best is not None
