@@ -145,10 +145,23 @@ def main() -> None:
             domainbert("report", *map(str, touched), "--name", *paths, "--out", str(comparison))
             touched.append(comparison)
         if args.commit:
-            subprocess.run(["git", "add", *map(str, touched)], cwd=ROOT, check=True)
-            subprocess.run(["git", "commit", "-q", "-m", f"BLURB tables ({SUITE} budget): {dataset} for "
-                            f"{', '.join(ran)}, kept under benchmarks/results/", "--", *map(str, touched)],
-                           cwd=ROOT, check=True)
+            commit(touched, f"BLURB tables ({SUITE} budget): {dataset} for {', '.join(ran)}, kept under "
+                   "benchmarks/results/")
+
+
+def commit(paths: list[Path], message: str) -> None:
+    """Commit ``paths`` (and nothing else staged) in the repository that holds them, which is not this
+    script's when it runs from another worktree with ``--keep`` in the main one. A failed commit (another
+    git command holding the index) is reported, not fatal: the files stay kept and the next dataset's
+    commit, which names the same folders, takes them."""
+    repo = paths[0].resolve()
+    names = [str(p.resolve()) for p in paths]
+    try:
+        subprocess.run(["git", "add", *names], cwd=repo, check=True)
+        subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=repo, check=True)
+    except subprocess.CalledProcessError as err:
+        print(f"warning: committing {', '.join(names)} failed ({err}); they are kept, commit them by hand",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from domainbert.data.examples import (
     derive_seed,
     max_predictions_for,
 )
-from domainbert.data.shards import SHARD_META, VOCAB_COPY, check_manifest, load_manifest
+from domainbert.data.shards import SHARD_META, VOCAB_COPY, check_manifest, load_manifest, prepared_objective
 from domainbert.data.tokenization import BertTokenizer
 from domainbert.errors import ConfigError, DataError
 
@@ -135,7 +135,7 @@ class PretrainingDataset(IterableDataset):
         self.start_sample, self.shuffle, self.batch_size, self.drop_last = start_sample, shuffle, batch_size, drop_last
         self.params = dict(self.manifest["params"])
         self.dynamic = bool(self.params["dynamic_masking"])
-        prepared = self.params.get("objective", "mlm+nsp")
+        prepared = prepared_objective(self.manifest)
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
         if objective == "mlm+nsp" and prepared == "mlm":

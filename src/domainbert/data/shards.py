@@ -501,13 +501,19 @@ def few_other_documents(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+def prepared_objective(manifest: dict[str, Any]) -> str:
+    """The objective a prepared folder's examples are for: its manifest names only ``mlm`` (packed
+    sentences); BERT's pairs leave the field out, so that their checksum is the one they had before it."""
+    return manifest["params"].get("objective", "mlm+nsp")
+
+
 def _log_example(out: Path, manifest: dict[str, Any], tokenizer: BertTokenizer) -> None:
     """Log the first sample decoded, masks shown (cramming's habit: look at what you train on)."""
     shard = next(s for s in manifest["shards"] if s["num_samples"])
     d = out / shard["name"]
     ids = np.load(d / "input_ids.npy", mmap_mode="r")[0]
     n = int(np.load(d / "lengths.npy", mmap_mode="r")[0])
-    packed = manifest["params"].get("objective", "mlm+nsp") == "mlm"  # one segment, no next-sentence label
+    packed = prepared_objective(manifest) == "mlm"  # one segment, no next-sentence label
     label = "" if packed else f", next_sentence_label={int(np.load(d / 'next_sentence.npy', mmap_mode='r')[0])}"
     tokens = tokenizer.convert_ids_to_tokens(ids[:n].tolist())
     extra = ""
