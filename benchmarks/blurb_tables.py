@@ -10,7 +10,9 @@ cannot run here (no train split, or not in the data) marked with the reason. Wit
 are compared in ``--keep/linkbert-comparison/`` (paired tests over seeds, bootstrap intervals from the
 predictions); with ``--commit`` each dataset's files are committed as it finishes. A dataset already
 kept for a model is not run again, so the command resumes after an interruption, and a machine that
-runs the rest (``benchmarks/gpu_run.sh``, MODE=blurb) adds its datasets beside the ones kept here.
+runs the rest (``benchmarks/gpu_run.sh``, MODE=blurb) adds its datasets beside the ones kept here. On
+several cores, one command per model (``OMP_NUM_THREADS`` cores each) runs them side by side; the same
+command over all the models then only compares what they kept.
 
 Models are ``NAME=PATH``, or ``NAME=random-init:PATH`` (PATH's shape and vocabulary from random weights,
 initialised as pretraining began), or ``NAME=fp16:PATH`` (PATH with its weights stored in fp16: the same
@@ -124,6 +126,8 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.models)
     paths = {name: model_path(name, spec, args.out) for name, spec in models.items()}
     kept = {name: args.keep / name / SUITE for name in paths}
+    comparison = args.keep / f"{SUITE}-comparison"
+    ran_any = False
     for dataset in [d for d in ORDER if d in args.datasets]:
         ran = []
         for name, path in paths.items():
@@ -132,21 +136,26 @@ def main() -> None:
             print(f"== {name}: {dataset}", flush=True)
             domainbert("blurb", "--model", str(path), "--name", name, "--tasks", dataset, *NOT_HERE,
                        "--budget", "linkbert", "--data-dir", str(args.data_dir), "--out", str(args.out / name),
-                       "--results-tsv", str(args.out / "blurb_results.tsv"),
+                       "--results-tsv", str(args.out / f"blurb_results-{name}.tsv"),
                        *(["--devices", args.devices] if args.devices else []))
             keep(args.out / name, kept[name])
             domainbert("report", str(kept[name]), "--name", name, "--out", str(kept[name]))
             ran.append(name)
         if not ran:
             continue
-        touched = [kept[name] for name in paths]
-        if len(paths) > 1 and all((k / dataset / "metrics.json").is_file() for k in touched):
-            comparison = args.keep / f"{SUITE}-comparison"
-            domainbert("report", *map(str, touched), "--name", *paths, "--out", str(comparison))
+        ran_any = True
+        touched = [kept[name] for name in ran]
+        if len(paths) > 1 and all((kept[name] / dataset / "metrics.json").is_file() for name in paths):
+            domainbert("report", *(str(kept[name]) for name in paths), "--name", *paths, "--out", str(comparison))
             touched.append(comparison)
         if args.commit:
             commit(touched, f"BLURB tables ({SUITE} budget): {dataset} for {', '.join(ran)}, kept under "
                    "benchmarks/results/")
+    if len(paths) > 1 and not ran_any and all((kept[name] / "results.json").is_file() for name in paths):
+        # every dataset asked for was kept already (e.g. by one command per model): only compare them
+        domainbert("report", *(str(kept[name]) for name in paths), "--name", *paths, "--out", str(comparison))
+        if args.commit:
+            commit([comparison], f"BLURB tables ({SUITE} budget): {', '.join(paths)} compared")
 
 
 def commit(paths: list[Path], message: str) -> None:
