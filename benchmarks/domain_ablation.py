@@ -154,11 +154,14 @@ def heldout_scores(out: Path, arm: str, model_dir: Path, vocab_size: int) -> dic
 
 def finetune_arm(out: Path, arm: str, model_dir: Path, task: str, grid: tuple[float, ...],
                  smoke: dict[str, int | None]) -> dict[str, Any]:
-    """Choose the rate on dev (seed 42), run the other seeds at it; the dataset's entry for compare()."""
+    """Choose the rate on dev (seed 42), run the other seeds at it; the dataset's entry for compare().
+    An entry chosen over another grid is chosen again (only the rates not run yet are run)."""
     root = out / arm / "finetune" / task
     done = root / "entry.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        entry = json.loads(done.read_text())
+        if set(entry["grid_dev"]) == {f"{lr:g}" for lr in grid}:
+            return entry
     common = dict(model=model_dir, task=task, data_dir=SHARED, save_model=False, progress=False, **smoke)
     tried = {}
     for lr in grid:

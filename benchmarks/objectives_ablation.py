@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="pretraining minutes per arm")
     parser.add_argument("--recipe", default="mini-cpu")
     parser.add_argument("--vocab-size", type=int, default=16384)
-    parser.add_argument("--grid", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
+    parser.add_argument("--grid", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--corpus-files", type=int, default=None, help="smoke runs: the first N corpus files")
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "finetune_steps")}
     ns.out.mkdir(parents=True, exist_ok=True)
     stored = ns.out / "settings.json"
-    if stored.is_file() and json.loads(stored.read_text()) != settings:
+    if stored.is_file() and {**json.loads(stored.read_text()), "grid": ns.grid} != settings:
+        # another --grid only chooses the fine-tuning rates again (the pretrained arms stay)
         sys.exit(f"{ns.out} was run with {stored.read_text().strip()}: use another --out for other settings")
     stored.write_text(json.dumps(settings) + "\n")
     if not ns.table:
