@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scipy.stats import ttest_ind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from domain_ablation import CORPORA, SHARED, finetune_arm, heldout_dir, vocab_dir  # noqa: E402
@@ -111,6 +112,20 @@ def pretraining_figures(out: Path, arm: str, data: Path, heldout: Path) -> dict[
             "corpus_tokens": counts["source_tokens"], "corpus_words": counts.get("words")}
 
 
+def test_cell(arm: dict[str, Any], default: dict[str, Any] | None, task: str) -> str:
+    """An arm's test F1 on ``task`` over seeds, the rate dev chose, and Welch's p against the default's."""
+    entry = arm["datasets"].get(task)
+    if not entry:
+        return "—"
+    test = entry["test"]
+    cell = f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f} ({entry['selected']['learning_rate']:g}"
+    base = (default or {}).get("datasets", {}).get(task)
+    if base and arm is not default:
+        p = ttest_ind(list(test["per_seed"].values()), list(base["test"]["per_seed"].values()), equal_var=False).pvalue
+        cell += f"; p {p:.3f}"
+    return cell + ")"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/objectives_ablation"))
@@ -162,15 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = [{"name": r["arm"], "model": r["arm"], "budget": "quick", "seeds": list(SEEDS),
                  "datasets": r["datasets"]} for r in ordered]
         print(render_comparison(compare(runs, [r["arm"] for r in ordered])))
+    default = next((r for r in results if r["arm"] == DEFAULT), None)
     print("| arm | objective | masking | steps | minutes | corpus passes | held-out MLM loss (15%) | accuracy | "
-          + " | ".join(f"{t} test" for t in TASKS) + " |")
+          + " | ".join(f"{t} test (rate; Welch's p)" for t in TASKS) + " |")
     print("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TASKS))
     for r in results:
-        tests = [r["datasets"].get(t, {}).get("test") for t in TASKS]
+        cells = [test_cell(r, default, t) for t in TASKS]
         print(f"| {r['arm']} | {r['objective']} | {100 * r['masked_lm_prob']:g}% | {r['steps']:,} | "
               f"{r['pretraining_minutes']:.1f} | {r['corpus_passes']:.2f} | {r['eval_mlm_loss']:.3f} | "
-              f"{r['eval_mlm_accuracy']:.3f} | "
-              + " | ".join(f"{100 * t['mean']:.2f} ± {100 * t['std']:.2f}" if t else "—" for t in tests) + " |")
+              f"{r['eval_mlm_accuracy']:.3f} | " + " | ".join(cells) + " |")
     if results:
         words = results[0].get("corpus_words")
         means = ", ".join(f"{r['arm']} {100 * statistics.fmean(e['test']['mean'] for e in r['datasets'].values()):.2f}"
