@@ -4,10 +4,12 @@ scipy's t distribution), a model missing a dataset, seeds of unequal count, and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
 import statistics
+import subprocess
 
 import numpy as np
 import pytest
@@ -257,6 +259,27 @@ def test_reports_rebuild_from_committed_outputs_alone(tmp_path, capsys):
     for name in ("ncbi-disease", "gad"):
         boot = rebuilt["datasets"][name]["models"][1]["bootstrap"]
         assert boot == committed["datasets"][name]["models"][1]["bootstrap"] and "low" in boot
+
+
+def test_kept_outputs_are_not_ignored_by_git(tmp_path):
+    """What benchmarks/keep_results.py copies under benchmarks/results/ (every run's result.json and epoch
+    log among it) is committed; the top-level runs/ folder, with weights and checkpoints, stays ignored."""
+    spec = importlib.util.spec_from_file_location("keep_results", REPO / "benchmarks" / "keep_results.py")
+    keep_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep_results)
+    suite = tmp_path / "suite"
+    run = suite / "gad" / "runs" / "lr3e-05-bs32-ep10-seed42"
+    run.mkdir(parents=True)
+    for name in ("result.json", "epochs.jsonl", "model.safetensors"):
+        (run / name).write_text("{}")
+    for name in ("metrics.json", "selection.json", "test_predictions.jsonl"):
+        (suite / "gad" / name).write_text("{}")
+    written = keep_results.keep(suite, tmp_path / "benchmarks" / "results" / "a-model" / "linkbert")
+    kept = sorted(str(p.relative_to(tmp_path)) for p in written)
+    assert [k.rsplit("/", 1)[1] for k in kept if "/runs/" in k] == ["epochs.jsonl", "result.json"]
+    ignored = subprocess.run(["git", "check-ignore", *kept, "runs/small/checkpoint-100/model.safetensors"],
+                             cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["runs/small/checkpoint-100/model.safetensors"], ignored.stderr
 
 
 def test_a_suite_run_apart_is_assembled_from_its_dataset_folders(tmp_path, capsys):
