@@ -127,6 +127,10 @@ def main() -> None:
     paths = {name: model_path(name, spec, args.out) for name, spec in models.items()}
     kept = {name: args.keep / name / SUITE for name in paths}
     comparison = args.keep / f"{SUITE}-comparison"
+
+    def compare_kept() -> None:
+        domainbert("report", *(str(kept[name]) for name in paths), "--name", *paths, "--out", str(comparison))
+
     ran_any = False
     for dataset in [d for d in ORDER if d in args.datasets]:
         ran = []
@@ -146,14 +150,14 @@ def main() -> None:
         ran_any = True
         touched = [kept[name] for name in ran]
         if len(paths) > 1 and all((kept[name] / dataset / "metrics.json").is_file() for name in paths):
-            domainbert("report", *(str(kept[name]) for name in paths), "--name", *paths, "--out", str(comparison))
+            compare_kept()
             touched.append(comparison)
         if args.commit:
             commit(touched, f"BLURB tables ({SUITE} budget): {dataset} for {', '.join(ran)}, kept under "
                    "benchmarks/results/")
     if len(paths) > 1 and not ran_any and all((kept[name] / "results.json").is_file() for name in paths):
         # every dataset asked for was kept already (e.g. by one command per model): only compare them
-        domainbert("report", *(str(kept[name]) for name in paths), "--name", *paths, "--out", str(comparison))
+        compare_kept()
         if args.commit:
             commit([comparison], f"BLURB tables ({SUITE} budget): {', '.join(paths)} compared")
 

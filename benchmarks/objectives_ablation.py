@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                                             "finetune_steps")}
     ns.out.mkdir(parents=True, exist_ok=True)
     stored = ns.out / "settings.json"
-    if stored.is_file() and {**json.loads(stored.read_text()), "grid": ns.grid} != settings:
-        # another --grid only chooses the fine-tuning rates again (the pretrained arms stay)
-        sys.exit(f"{ns.out} was run with {stored.read_text().strip()}: use another --out for other settings")
+    before = json.loads(stored.read_text()) if stored.is_file() else settings
+    if {**before, "grid": ns.grid} != settings:  # another --grid only chooses the fine-tuning rates again
+        sys.exit(f"{ns.out} was run with {json.dumps(before)}: use another --out for other settings")
     stored.write_text(json.dumps(settings) + "\n")
     if not ns.table:
         files = CORPORA["pubmed"][:ns.corpus_files]
