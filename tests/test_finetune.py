@@ -272,11 +272,11 @@ def test_interrupted_grid_resumes_without_redoing_finished_runs(tiny_model, shar
     real = ft.train_run
     calls: list[str] = []
 
-    def counting(task, model_dir, setting, seed, args, device):
+    def counting(task, model_dir, setting, seed, *rest):
         calls.append(setting.run_id(seed))
         if len(calls) == 3 and interrupt:
             raise KeyboardInterrupt
-        return real(task, model_dir, setting, seed, args, device)
+        return real(task, model_dir, setting, seed, *rest)
 
     monkeypatch.setattr(ft, "train_run", counting)
     args = _args(tiny_model, tmp_path, shared_data, task="gad", budget="grid", seeds=(1,),
@@ -527,6 +527,87 @@ def test_final_epoch_selection_scores_dev_once_and_keeps_the_same_model(tiny_mod
     assert final_pred == every_pred
     rows = [json.loads(line) for line in (tmp_path / "runs" / final.run_id / "epochs.jsonl").read_text().splitlines()]
     assert [(r["dev"], r["best_epoch"]) for r in rows] == [(None, None), (None, None), (final.dev, 3)]
+
+
+def test_killed_run_resumes_from_its_last_saved_epoch_as_if_never_stopped(tiny_model, shared_data, tmp_path,
+                                                                           monkeypatch):
+    """A run killed after epoch 2 of 4 (its state saved then) trains epochs 3-4 only when started again, and
+    ends with the same dev history, best epoch, scores, predictions and weights as a run never stopped (which
+    saved nothing); a state saved by another run is not used."""
+    import domainbert.blurb.training as ft
+    from domainbert.blurb.task import prepare_task
+
+    task = prepare_task(get_record("gad"), tiny_model, shared_data, 64, limit=24)
+    setting = Setting(1e-3, 8, 4, warmup=0.1, weight_decay=0.01, select="best-epoch")  # keeps an earlier epoch
+    device = torch.device("cpu")
+    args = _args(tiny_model, tmp_path / "never-stopped", shared_data, task="gad", max_steps=None,
+                 checkpoint_minutes=None)
+    whole, whole_model, whole_pred = ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    assert not list((tmp_path / "never-stopped").rglob(ft.RESUME_FILE))  # never saved: nothing written
+
+    args = replace(args, out=tmp_path / "killed", checkpoint_minutes=0.0)
+    real_write, real_step = ft.EpochLog.write, ft.train_step
+
+    def killed_after_epoch_2(self, bar, **row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+        real_write(self, bar, **row)
+
+    monkeypatch.setattr(ft.EpochLog, "write", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    monkeypatch.setattr(ft.EpochLog, "write", real_write)
+    saved = tmp_path / "killed" / "runs" / setting.run_id(5) / ft.RESUME_FILE
+    assert saved.is_file()
+    steps: list[int] = []
+    monkeypatch.setattr(ft, "train_step", lambda *a, **k: steps.append(1) or real_step(*a, **k))
+    resumed, resumed_model, resumed_pred = ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    per_epoch = -(-len(task.features["train"]) // 8)
+    assert len(steps) == 2 * per_epoch  # epochs 3 and 4 only
+    assert whole.best_epoch not in (None, 4)  # an earlier epoch's weights were kept (and saved with the state)
+    assert (resumed.dev_history, resumed.best_epoch, resumed.dev, resumed.test, resumed.steps) == (
+        whole.dev_history, whole.best_epoch, whole.dev, whole.test, whole.steps)
+    assert resumed_pred == whole_pred
+    for name, tensor in whole_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name
+    rows = [json.loads(line) for line in saved.with_name("epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and [r["dev"] for r in rows] == whole.dev_history
+
+    # another run's state (another fingerprint: model, data or settings) is set aside, said aloud
+    steps.clear()
+    monkeypatch.setattr(ft.EpochLog, "write", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="another run"):
+        ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "b"})  # the resumed run's last state
+    monkeypatch.setattr(ft.EpochLog, "write", real_write)
+    steps.clear()
+    with pytest.warns(UserWarning, match="another run"):
+        other, _, _ = ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    assert len(steps) == 4 * per_epoch and other.test == whole.test
+    saved.write_bytes(b"not a checkpoint")
+    steps.clear()
+    with pytest.warns(UserWarning, match="could not be read"):
+        ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    assert len(steps) == 4 * per_epoch
+
+
+def test_checkpoint_minutes_flag(tiny_model, shared_data, tmp_path, capsys):
+    from domainbert.blurb.arguments import parse_minutes
+
+    assert (parse_minutes("off"), parse_minutes("0"), parse_minutes("2.5")) == (None, 0.0, 2.5)
+    for bad in ("-1", "soon", "nan"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["finetune", "--model", str(tiny_model), "--task", "gad", "--data-dir", str(shared_data),
+                  "--out", str(tmp_path / "out"), "--checkpoint-minutes", bad])
+        assert exit_.value.code == 2 and "0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="checkpoint_minutes"):
+        _args(tiny_model, tmp_path, shared_data, task="gad", checkpoint_minutes=-2.0)
+
+
+def test_finetune_removes_a_finished_runs_saved_state(tiny_model, shared_data, tmp_path):
+    finetune(_args(tiny_model, tmp_path, shared_data, task="gad", max_steps=None, limit=16, epochs=2,
+                   checkpoint_minutes=0.0, save_model=False))
+    assert list((tmp_path / "runs").glob("*/result.json")) and not list(tmp_path.rglob("resume.pt"))
 
 
 def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:

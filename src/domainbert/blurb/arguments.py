@@ -77,6 +77,9 @@ class FinetuneArgs:
     """tqdm progress bars; None: only on a terminal."""
     restart: bool = False
     """Discard what ``out`` holds from other inputs or settings instead of refusing to run."""
+    checkpoint_minutes: float | None = 10.0
+    """Save a run's state at the end of an epoch once this many minutes have passed since it started or last
+    saved (0: every epoch; None: never), so that a killed run resumes from that epoch instead of its first."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: train only the runs that :func:`in_shard` gives to shard ``i`` of ``n`` (a job array);
     the outputs are written by whichever shard finds every run done."""
@@ -105,6 +108,8 @@ class FinetuneArgs:
             problems.append(f"compile must be auto, on or off, got {self.compile!r}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             problems.append(f"learning rate must be positive, got {self.learning_rate}")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes >= 0:
+            problems.append(f"checkpoint_minutes must be 0 or more (or off), got {self.checkpoint_minutes}")
         if self.max_seq_length is not None and self.max_seq_length < 8:
             problems.append(f"max_seq_length {self.max_seq_length} is too short: use at least 8")
         if problems:
@@ -152,6 +157,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random training batches instead of length-grouped ones (slower: more padding)")
     parser.add_argument("--restart", action="store_true",
                         help="discard what --out holds from another model, data or settings (default: refuse)")
+    parser.add_argument("--checkpoint-minutes", type=parse_minutes, default=10.0, metavar="M",
+                        help="save a run's state at an epoch's end once M minutes passed since the last save, so a "
+                        "killed run resumes from there (default 10; 0: every epoch; off: never)")
     parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
                         help="train only shard I (from 0) of N of the runs (a job array: one process per I, all "
                         "into the same --out); the outputs are written when every shard's runs are done")
@@ -163,7 +171,8 @@ def training_options(ns: argparse.Namespace) -> dict[str, Any]:
             "batch_size": ns.batch_size, "micro_batch_size": ns.micro_batch_size, "epochs": ns.epochs,
             "max_steps": ns.max_steps, "max_seq_length": ns.max_seq_length, "limit": ns.limit,
             "precision": ns.precision, "device": ns.device, "compile": ns.compile, "unpad": ns.unpad,
-            "group_by_length": not ns.no_group_by_length, "restart": ns.restart, "shard": ns.shard}
+            "group_by_length": not ns.no_group_by_length, "restart": ns.restart, "shard": ns.shard,
+            "checkpoint_minutes": ns.checkpoint_minutes}
 
 
 def in_shard(task: str, run_id: str, shard: tuple[int, int] | None) -> bool:
@@ -173,6 +182,19 @@ def in_shard(task: str, run_id: str, shard: tuple[int, int] | None) -> bool:
         return True
     digest = hashlib.blake2b(f"{task}/{run_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % shard[1] == shard[0]
+
+
+def parse_minutes(text: str) -> float | None:
+    """``--checkpoint-minutes``: a number of minutes, 0 or more, or ``off`` (None)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes (0 or more) or off")
+    return minutes
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -42,8 +42,9 @@ Which settings and seeds are trained is the budget's (:mod:`domainbert.blurb.bud
 selected and its test mean ± std reported.
 
 Every finished run writes ``runs/<run id>/result.json`` atomically; a restarted command skips runs
-whose result exists, so an interrupted grid resumes where it stopped. A run is reused only when its
-fingerprint matches: the model's content (config, weights and vocabulary files, hashed: a model
+whose result exists, and a run killed after it saved its state continues from that epoch
+(:class:`~domainbert.blurb.training.ResumeState`), so an interrupted grid resumes where it stopped. A run
+is reused only when its fingerprint matches: the model's content (config, weights and vocabulary files, hashed: a model
 re-exported into the same folder is another model), the dataset files' content, and every setting
 that changes a result (budget, limit, max steps, sequence length, precision, batch grouping);
 ``selection.json`` carries the fingerprint and the planned runs too. An ``--out`` holding results of
@@ -64,6 +65,8 @@ Output directory::
     runs/<run id>/epochs.jsonl   {"epoch", "step", "train_loss", "dev", "best_epoch", "seconds"}, a line
                                  as each epoch ends (also printed on stderr); dev and best_epoch
                                  null before the last epoch under final-epoch selection
+    runs/<run id>/resume.pt      a long run's state at its last saved epoch (``--checkpoint-minutes``),
+                                 which a killed run continues from; removed once result.json is written
 
 With several settings the saved model is the best single run by dev score (a tie goes to the run
 planned first), which belongs to the selected setting only when that setting also holds the best seed;
@@ -96,7 +99,7 @@ from domainbert.blurb.predict import read_predictions, write_predictions
 from domainbert.blurb.registry import record_for
 from domainbert.blurb.resume import check_outputs, fingerprint
 from domainbert.blurb.task import prepare_task
-from domainbert.blurb.training import RunResult, train_run
+from domainbert.blurb.training import RESUME_FILE, RunResult, train_run
 from domainbert.blurb.workers import parse_devices, run_workers
 from domainbert.errors import CheckpointError, ConfigError
 from domainbert.model.card import finetuned_card, write_card
@@ -148,7 +151,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
             if path.is_file() or not in_shard(record.name, run_id, args.shard):
                 continue  # done (check_outputs made sure it was made from the same inputs), or another shard's
             result, model, predictions = train_run(task, args.model, setting, seed, replace(args, precision=precision),
-                                                   device)
+                                                   device, expected)
             result.fingerprint = expected  # hashed once for the whole grid, not once per run
             with held(lock):
                 stored = json.loads(selection_path.read_text()) if selection_path.is_file() else None
@@ -164,6 +167,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                     atomic_write_json(selection_path, {"run_id": run_id, "dev": result.dev,
                                                        "fingerprint": expected, "plan": plan})
                 atomic_write_json(path, asdict(result))  # last: the run counts as done only when all is written
+            (path.parent / RESUME_FILE).unlink(missing_ok=True)  # the finished run's state: no longer needed
             del model
     done = {run_id: out / "runs" / run_id / "result.json" for run_id in plan}
     missing = [run_id for run_id, path in done.items() if not path.is_file()]

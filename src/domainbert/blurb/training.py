@@ -4,7 +4,10 @@
 on biases and LayerNorm) at a linearly warmed-up then decayed rate, clips gradients at 1.0, batches
 by length (or at random), keeps the best dev epoch's weights (or the last, or the best from
 ``min_epoch`` on, as the setting says; final-epoch selection scores dev after the last epoch only),
-then predicts test with them. Each epoch is logged as it ends (:class:`EpochLog`). On a GPU a step
+then predicts test with them. Each epoch is logged as it ends (:class:`EpochLog`). A long run saves its
+state at an epoch's end (``runs/<run id>/resume.pt``, every ``checkpoint_minutes``), and a run killed after
+it continues from there: the weights, optimizer, scaler and random states put back, it goes on exactly as
+the uninterrupted run would have (:class:`ResumeState`). On a GPU a step
 is built not to wait for it: the batch and its Packing are made on the host and copied through
 pinned memory, and the loss is read back every :data:`LOG_EVERY` steps
 (``benchmarks/gpu_check.py``'s no-sync-finetune checks it).
@@ -17,14 +20,16 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from domainbert.atomic import atomic_write
 from domainbert.blurb.arguments import FinetuneArgs
 from domainbert.blurb.budgets import Setting
 from domainbert.blurb.featurize import IGNORE, Feature, collate, length_grouped_batches
@@ -120,12 +125,13 @@ def micro_batches(features: Sequence[Feature], size: int | None) -> tuple[list[l
 class EpochLog:
     """A run's per-epoch record, ``runs/<run id>/epochs.jsonl``, written as each epoch ends (a long run
     can be followed, and a killed one read, before its ``result.json`` exists); one line on stderr per
-    epoch too, unless ``quiet``. The file is started afresh when the run (re)starts."""
+    epoch too, unless ``quiet``. The file is started afresh when the run (re)starts, with the ``rows`` of
+    the epochs a resumed run does not train again."""
 
-    def __init__(self, path: Path, task: str, run_id: str, quiet: bool) -> None:
+    def __init__(self, path: Path, task: str, run_id: str, quiet: bool, rows: Sequence[dict[str, Any]] = ()) -> None:
         self.path, self.task, self.run_id, self.quiet = path, task, run_id, quiet
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("", encoding="utf-8")
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
     def write(self, bar: Any, **row: Any) -> None:
         with self.path.open("a", encoding="utf-8") as f:
@@ -137,9 +143,66 @@ class EpochLog:
                       file=sys.stderr)
 
 
+RESUME_FILE = "resume.pt"
+"""A run's saved state, in its ``runs/<run id>/`` folder until its ``result.json`` is written."""
+
+
+@dataclass
+class ResumeState:
+    """Where a run stood at the end of an epoch: what it needs to go on exactly as if it had not stopped
+    (weights, optimizer and scaler states, the batch order's and dropout's random states), with what it
+    had kept so far (the best epoch's score, weights and dev predictions, the dev history, the epoch log)."""
+
+    run_id: str
+    fingerprint: dict[str, Any] | None
+    """The inputs and settings the run was made from (:func:`domainbert.blurb.resume.fingerprint`)."""
+    train_examples: int
+    total_steps: int
+    epoch: int
+    step: int
+    seconds: float
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    batch_rng: tuple[Any, ...]
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None
+    best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None
+    history: list[float | None]
+    rows: list[dict[str, Any]]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (a kill while writing leaves the previous state as it was)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies the tensors
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    @classmethod
+    def load(cls, path: Path, run_id: str, fingerprint: dict[str, Any] | None, train_examples: int,
+             total_steps: int, device: torch.device) -> ResumeState | None:
+        """The state saved at ``path`` when it is this run's (same setting and seed, model, data and settings,
+        training set and length); else None, with a warning when a file was there but unusable (the run then
+        starts afresh)."""
+        if not path.is_file():
+            return None
+        try:
+            state = cls(**torch.load(path, map_location=device, weights_only=True))
+        except Exception as exc:  # unreadable or from another version: retraining costs time, not results
+            warnings.warn(f"{path} could not be read ({type(exc).__name__}: {exc}); the run starts afresh",
+                          stacklevel=2)
+            return None
+        if ((state.run_id, state.fingerprint, state.train_examples, state.total_steps)
+                != (run_id, fingerprint, train_examples, total_steps)):
+            warnings.warn(f"{path} was saved by another run (another model, data, setting or length); the run "
+                          "starts afresh", stacklevel=2)
+            return None
+        return state
+
+
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
-              device: torch.device) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
-    """Fine-tune once; score dev each epoch that may be kept and keep the best one's weights and predictions."""
+              device: torch.device, fingerprint: dict[str, Any] | None = None,
+              ) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
+    """Fine-tune once; score dev each epoch that may be kept and keep the best one's weights and predictions.
+    A state saved by a killed run of the same ``fingerprint`` (:class:`ResumeState`) is continued."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_model(task, model_dir).to(device)
@@ -156,12 +219,31 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None = None
     history: list[float | None] = []
     step = 0
-    started = time.perf_counter()
-    bar = tqdm(total=total, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
+    rows: list[dict[str, Any]] = []
+    first_epoch, elapsed = 0, 0.0
+    run_dir = args.out / "runs" / setting.run_id(seed)
+    resume = ResumeState.load(run_dir / RESUME_FILE, setting.run_id(seed), fingerprint, len(train), total,
+                             device)
+    if resume is not None:  # a killed run: go on from its last saved epoch
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        scaler.load_state_dict(resume.scaler)
+        rng.setstate(resume.batch_rng)
+        torch.set_rng_state(resume.torch_rng.cpu())
+        if resume.cuda_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(resume.cuda_rng.cpu(), device)
+        first_epoch, step, elapsed = resume.epoch, resume.step, resume.seconds
+        best, history, rows = resume.best, resume.history, resume.rows
+        if args.progress is not False:
+            print(f"{task.record.name} {setting.run_id(seed)}: resuming after epoch {first_epoch} (step {step})",
+                  file=sys.stderr)
+    started = time.perf_counter() - elapsed
+    saved = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc=f"{task.record.name} {setting.run_id(seed)}", leave=False,
                disable=(None if args.progress is None else not args.progress))
-    log = EpochLog(args.out / "runs" / setting.run_id(seed) / "epochs.jsonl", task.record.name,
-                   setting.run_id(seed), quiet=args.progress is False)
-    for epoch in range(setting.epochs):
+    log = EpochLog(run_dir / "epochs.jsonl", task.record.name, setting.run_id(seed), quiet=args.progress is False,
+                   rows=rows)
+    for epoch in range(first_epoch, setting.epochs):
         if step >= total:
             break
         model.train()
@@ -193,8 +275,18 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
                 state = None if last else {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = (dev_score, epoch + 1, state, {"dev": dev_pred})
         history.append(dev_score)
-        log.write(bar, epoch=epoch + 1, step=step, train_loss=float(epoch_loss) / max(1, epoch_steps),
-                  dev=dev_score, best_epoch=best[1] if best else None, seconds=round(time.perf_counter() - started, 2))
+        rows.append({"epoch": epoch + 1, "step": step, "train_loss": float(epoch_loss) / max(1, epoch_steps),
+                     "dev": dev_score, "best_epoch": best[1] if best else None,
+                     "seconds": round(time.perf_counter() - started, 2)})
+        if (not last and args.checkpoint_minutes is not None
+                and time.perf_counter() - saved >= 60 * args.checkpoint_minutes):
+            ResumeState(setting.run_id(seed), fingerprint, len(train), total, epoch + 1, step,
+                        time.perf_counter() - started, model.state_dict(), optimizer.state_dict(),
+                        scaler.state_dict(), rng.getstate(),
+                        torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        best, history, rows).save(run_dir / RESUME_FILE)
+            saved = time.perf_counter()
+        log.write(bar, **rows[-1])
     bar.close()
     seconds = time.perf_counter() - started
     assert best is not None
