@@ -588,6 +588,23 @@ def test_killed_run_resumes_from_its_last_saved_epoch_as_if_never_stopped(tiny_m
     with pytest.warns(UserWarning, match="could not be read"):
         ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
     assert len(steps) == 4 * per_epoch
+    # another micro-batch size splits the run differently: its state is another run's
+    with pytest.warns(UserWarning, match="another run"):
+        ft.train_run(task, tiny_model, setting, 5, replace(args, micro_batch_size=3), device, {"run": "a"})
+
+    # a save that fails (a full disk) is said once and the run goes on to the same end
+    saved.unlink()
+    saves: list[int] = []
+
+    def full_disk(*a, **k):
+        saves.append(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ft.torch, "save", full_disk)
+    with pytest.warns(UserWarning, match="could not save") as said:
+        failed, _, failed_pred = ft.train_run(task, tiny_model, setting, 5, args, device, {"run": "a"})
+    assert len(said) == 1 and len(saves) == 1 and not saved.exists() and not list(saved.parent.glob(".resume*"))
+    assert (failed.test, failed_pred) == (whole.test, whole_pred)
 
 
 def test_checkpoint_minutes_flag(tiny_model, shared_data, tmp_path, capsys):
@@ -605,9 +622,15 @@ def test_checkpoint_minutes_flag(tiny_model, shared_data, tmp_path, capsys):
 
 
 def test_finetune_removes_a_finished_runs_saved_state(tiny_model, shared_data, tmp_path):
-    finetune(_args(tiny_model, tmp_path, shared_data, task="gad", max_steps=None, limit=16, epochs=2,
-                   checkpoint_minutes=0.0, save_model=False))
-    assert list((tmp_path / "runs").glob("*/result.json")) and not list(tmp_path.rglob("resume.pt"))
+    args = _args(tiny_model, tmp_path, shared_data, task="gad", max_steps=None, limit=16, epochs=2,
+                 checkpoint_minutes=0.0, save_model=False)
+    finetune(args)
+    results = sorted((tmp_path / "runs").glob("*/result.json"))
+    assert results and not list(tmp_path.rglob("resume.pt"))
+    left = results[0].with_name("resume.pt")  # as a kill between writing the result and removing the state leaves it
+    left.write_bytes(b"state")
+    finetune(args)
+    assert not left.exists()
 
 
 def test_quick_budget_gives_tiny_sets_enough_steps(tmp_path: Path) -> None:

@@ -148,8 +148,11 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         for seed in seeds:
             run_id = setting.run_id(seed)
             path = out / "runs" / run_id / "result.json"
-            if path.is_file() or not in_shard(record.name, run_id, args.shard):
-                continue  # done (check_outputs made sure it was made from the same inputs), or another shard's
+            if path.is_file():  # done (check_outputs made sure it was made from the same inputs)
+                (path.parent / RESUME_FILE).unlink(missing_ok=True)  # a state a kill left beside its result
+                continue
+            if not in_shard(record.name, run_id, args.shard):
+                continue  # another shard's
             result, model, predictions = train_run(task, args.model, setting, seed, replace(args, precision=precision),
                                                    device, expected)
             result.fingerprint = expected  # hashed once for the whole grid, not once per run

@@ -6,8 +6,9 @@ by length (or at random), keeps the best dev epoch's weights (or the last, or th
 ``min_epoch`` on, as the setting says; final-epoch selection scores dev after the last epoch only),
 then predicts test with them. Each epoch is logged as it ends (:class:`EpochLog`). A long run saves its
 state at an epoch's end (``runs/<run id>/resume.pt``, every ``checkpoint_minutes``), and a run killed after
-it continues from there: the weights, optimizer, scaler and random states put back, it goes on exactly as
-the uninterrupted run would have (:class:`ResumeState`). On a GPU a step
+it continues from there: the weights, optimizer, scaler and random states put back, it goes on as the
+uninterrupted run would have (bit for bit on the CPU; on a GPU up to its nondeterministic kernels, as two
+uninterrupted runs there differ) (:class:`ResumeState`). On a GPU a step
 is built not to wait for it: the batch and its Packing are made on the host and copied through
 pinned memory, and the loss is read back every :data:`LOG_EVERY` steps
 (``benchmarks/gpu_check.py``'s no-sync-finetune checks it).
@@ -147,17 +148,18 @@ RESUME_FILE = "resume.pt"
 """A run's saved state, in its ``runs/<run id>/`` folder until its ``result.json`` is written."""
 
 
+RESUME_VERSION = 1
+"""The layout of :class:`ResumeState`; a state of another layout is set aside."""
+
+
 @dataclass
 class ResumeState:
     """Where a run stood at the end of an epoch: what it needs to go on exactly as if it had not stopped
     (weights, optimizer and scaler states, the batch order's and dropout's random states), with what it
     had kept so far (the best epoch's score, weights and dev predictions, the dev history, the epoch log)."""
 
-    run_id: str
-    fingerprint: dict[str, Any] | None
-    """The inputs and settings the run was made from (:func:`domainbert.blurb.resume.fingerprint`)."""
-    train_examples: int
-    total_steps: int
+    run: dict[str, Any]
+    """What the run is (:func:`run_identity`): a state is continued only by the same."""
     epoch: int
     step: int
     seconds: float
@@ -170,39 +172,60 @@ class ResumeState:
     best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None
     history: list[float | None]
     rows: list[dict[str, Any]]
+    version: int = RESUME_VERSION
 
-    def save(self, path: Path) -> None:
-        """Write atomically (a kill while writing leaves the previous state as it was)."""
+    def save(self, path: Path) -> bool:
+        """Write atomically (a kill while writing leaves the previous state as it was); a failed write (a
+        full disk) is a warning, not the end of the run. Whether it was written."""
         state = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies the tensors
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        try:
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+        except (OSError, RuntimeError) as exc:
+            warnings.warn(f"could not save the run's state to {path} ({type(exc).__name__}: {exc}); the run goes "
+                          "on without saving it again (if killed, it starts afresh)", stacklevel=2)
+            return False
+        return True
 
     @classmethod
-    def load(cls, path: Path, run_id: str, fingerprint: dict[str, Any] | None, train_examples: int,
-             total_steps: int, device: torch.device) -> ResumeState | None:
-        """The state saved at ``path`` when it is this run's (same setting and seed, model, data and settings,
-        training set and length); else None, with a warning when a file was there but unusable (the run then
-        starts afresh)."""
+    def load(cls, path: Path, run: dict[str, Any], model: nn.Module) -> ResumeState | None:
+        """The state saved at ``path`` when it is this ``run``'s (:func:`run_identity`) and fits ``model``;
+        else None, with a warning when a file was there but unusable (the run then starts afresh). Tensors
+        are loaded on the CPU (``load_state_dict`` copies them to the model's device)."""
         if not path.is_file():
             return None
         try:
-            state = cls(**torch.load(path, map_location=device, weights_only=True))
-        except Exception as exc:  # unreadable or from another version: retraining costs time, not results
+            state = cls(**torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:  # unreadable or of another layout: retraining costs time, not results
             warnings.warn(f"{path} could not be read ({type(exc).__name__}: {exc}); the run starts afresh",
                           stacklevel=2)
             return None
-        if ((state.run_id, state.fingerprint, state.train_examples, state.total_steps)
-                != (run_id, fingerprint, train_examples, total_steps)):
-            warnings.warn(f"{path} was saved by another run (another model, data, setting or length); the run "
-                          "starts afresh", stacklevel=2)
+        mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if (state.version != RESUME_VERSION or state.run != run
+                or {k: tuple(v.shape) for k, v in state.model.items()} != mine):
+            warnings.warn(f"{path} was saved by another run (another model, data, setting, length, device or "
+                          "version); the run starts afresh", stacklevel=2)
             return None
         return state
+
+
+def run_identity(run_id: str, fingerprint: dict[str, Any], train_examples: int, total_steps: int,
+                 args: FinetuneArgs, device: torch.device) -> dict[str, Any]:
+    """What a saved state must match to be continued: the run (setting and seed), its inputs and settings
+    (``fingerprint``), its training set and length, and the options that change its numbers without being in
+    the fingerprint (micro-batches, unpadding, the dev batch, compilation, the kind of device)."""
+    return {"run_id": run_id, "fingerprint": fingerprint, "train_examples": train_examples,
+            "total_steps": total_steps, "micro_batch_size": args.micro_batch_size, "unpad": args.unpad,
+            "eval_batch_size": args.eval_batch_size, "compile": compiling(args.compile, device),
+            "device": device.type}
 
 
 def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: FinetuneArgs,
               device: torch.device, fingerprint: dict[str, Any] | None = None,
               ) -> tuple[RunResult, nn.Module, dict[str, list[Any]]]:
     """Fine-tune once; score dev each epoch that may be kept and keep the best one's weights and predictions.
-    A state saved by a killed run of the same ``fingerprint`` (:class:`ResumeState`) is continued."""
+    With the run's ``fingerprint`` (:func:`domainbert.blurb.resume.fingerprint`) its state is saved as
+    ``args.checkpoint_minutes`` says, and a state saved by a killed run of the same identity
+    (:func:`run_identity`) is continued; without one, the run trains from its start and saves nothing."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_model(task, model_dir).to(device)
@@ -222,18 +245,24 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     rows: list[dict[str, Any]] = []
     first_epoch, elapsed = 0, 0.0
     run_dir = args.out / "runs" / setting.run_id(seed)
-    resume = ResumeState.load(run_dir / RESUME_FILE, setting.run_id(seed), fingerprint, len(train), total,
-                             device)
+    # Saved and continued only with the run's fingerprint (a caller without one trains from the start).
+    saving = fingerprint is not None and args.checkpoint_minutes is not None
+    identity = (run_identity(setting.run_id(seed), fingerprint, len(train), total, args, device)
+                if fingerprint is not None else {})
+    for stale in run_dir.glob(f".{RESUME_FILE}.tmp-*"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
+    resume = ResumeState.load(run_dir / RESUME_FILE, identity, model) if fingerprint is not None else None
     if resume is not None:  # a killed run: go on from its last saved epoch
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
         scaler.load_state_dict(resume.scaler)
         rng.setstate(resume.batch_rng)
-        torch.set_rng_state(resume.torch_rng.cpu())
+        torch.set_rng_state(resume.torch_rng)
         if resume.cuda_rng is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(resume.cuda_rng.cpu(), device)
+            torch.cuda.set_rng_state(resume.cuda_rng, device)
         first_epoch, step, elapsed = resume.epoch, resume.step, resume.seconds
         best, history, rows = resume.best, resume.history, resume.rows
+        del resume  # its weights and optimizer state are in the model and optimizer now
         if args.progress is not False:
             print(f"{task.record.name} {setting.run_id(seed)}: resuming after epoch {first_epoch} (step {step})",
                   file=sys.stderr)
@@ -278,13 +307,11 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         rows.append({"epoch": epoch + 1, "step": step, "train_loss": float(epoch_loss) / max(1, epoch_steps),
                      "dev": dev_score, "best_epoch": best[1] if best else None,
                      "seconds": round(time.perf_counter() - started, 2)})
-        if (not last and args.checkpoint_minutes is not None
-                and time.perf_counter() - saved >= 60 * args.checkpoint_minutes):
-            ResumeState(setting.run_id(seed), fingerprint, len(train), total, epoch + 1, step,
-                        time.perf_counter() - started, model.state_dict(), optimizer.state_dict(),
-                        scaler.state_dict(), rng.getstate(),
-                        torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                        best, history, rows).save(run_dir / RESUME_FILE)
+        if saving and not last and time.perf_counter() - saved >= 60 * args.checkpoint_minutes:
+            saving = ResumeState(identity, epoch + 1, step, time.perf_counter() - started, model.state_dict(),
+                                 optimizer.state_dict(), scaler.state_dict(), rng.getstate(), torch.get_rng_state(),
+                                 torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                                 best, history, rows).save(run_dir / RESUME_FILE)
             saved = time.perf_counter()
         log.write(bar, **rows[-1])
     bar.close()
