@@ -17,6 +17,9 @@
 # weights, the BLURB data compressed, seqeval); each dataset comes back under $OUT/results/ as it
 # finishes. Copy those dataset folders beside the kept ones and rebuild the table with
 #   domainbert report benchmarks/results/all-MiniLM-L6-v2-fp16/linkbert --out (the same folder)
+# A lease that ends mid-dataset loses none of its finished runs: the run folders come back under
+# $OUT/tables/ (without the runs' saved states, too large to travel); copy that folder to
+# benchmarks/.work/gpu-tables and the next call (carrying benchmarks/.work) reuses every finished seed.
 #   MODE=blurb OUT=gpu-results bash benchmarks/gpu_run.sh
 set -uo pipefail
 OUT=${OUT:-gpu-results}
@@ -38,8 +41,10 @@ if [ "${MODE:-checks}" = blurb ]; then
   cp -r benchmarks/results/all-MiniLM-L6-v2-fp16 "$OUT/results/" 2>/dev/null  # kept datasets are not rerun
   # three workers per GPU: a 6-layer, 384-wide model leaves most of one GPU idle
   DEVICES=$(python3 -c "import torch; print(','.join(f'cuda:{i}' for i in range(torch.cuda.device_count()) for _ in range(3)))")
+  mkdir -p "$OUT/tables" && [ -d $WORK/gpu-tables ] && cp -r $WORK/gpu-tables/. "$OUT/tables/"  # an earlier lease's runs
   step blurb 560 python3 benchmarks/blurb_tables.py --models all-MiniLM-L6-v2-fp16=$WORK/minilm-fp16 \
-    --data-dir /tmp/blurb-data --out /tmp/tables --keep "$OUT/results" --devices "$DEVICES"
+    --data-dir /tmp/blurb-data --out "$OUT/tables" --keep "$OUT/results" --devices "$DEVICES"
+  find "$OUT/tables" \( -name resume.pt -o -name '.resume.pt.tmp-*' \) -delete  # hundreds of MB each
   grep -E '^(===|== |all-MiniLM)' "$OUT/run.log"
   exit 0
 fi
