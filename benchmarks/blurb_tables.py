@@ -27,6 +27,7 @@ bytes wherever it is made, small enough to carry to a GPU machine); both are mad
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import tarfile
@@ -103,7 +104,15 @@ def pack_for_gpu(data_dir: Path, work: Path) -> None:
 
 
 def domainbert(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "domainbert", *args], check=True)
+    run_child([sys.executable, "-m", "domainbert", *args])
+
+
+def run_child(command: list[str]) -> None:
+    """Run ``command`` to its end; stopped by SIGTERM (``kill``, ``pkill``, a scheduler), this script ends
+    its child with it instead of leaving a trainer running on (subprocess.run kills the child on the
+    SystemExit the handler raises). The run then continues from its last saved state when started again."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    subprocess.run(command, check=True)
 
 
 def main() -> None:

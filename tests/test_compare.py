@@ -313,3 +313,31 @@ def test_a_suite_run_apart_is_assembled_from_its_dataset_folders(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "different checkpoints" in err and "\n" not in err
     assert (suite / "results.json").read_bytes() == before
+
+
+def test_blurb_tables_stopped_by_sigterm_stops_its_trainer(tmp_path):
+    """`pkill -f blurb_tables.py` ends the `domainbert blurb` child too, not only the script (a child left
+    running would train on beside the restarted command, into the same run folders)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    wrapper = (f"import sys; sys.path[:0] = [{str(REPO / 'benchmarks')!r}, {str(REPO / 'src')!r}]; "
+               f"import blurb_tables; blurb_tables.run_child([sys.executable, '-c', {child!r}])")
+    script = subprocess.Popen([sys.executable, "-c", wrapper])
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    script.send_signal(signal.SIGTERM)
+    code = script.wait(timeout=30)
+    try:
+        os.kill(child_pid, signal.SIGKILL)  # still there: the script left it running
+    except ProcessLookupError:
+        pass  # gone (and reaped)
+    else:
+        pytest.fail("the child outlived the script")
+    assert code == 128 + signal.SIGTERM
