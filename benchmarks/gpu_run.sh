@@ -44,7 +44,7 @@ if [ "${MODE:-checks}" = blurb ]; then
   mkdir -p "$OUT/tables" && [ -d $WORK/gpu-tables ] && cp -r $WORK/gpu-tables/. "$OUT/tables/"  # an earlier lease's runs
   step blurb 560 python3 benchmarks/blurb_tables.py --models all-MiniLM-L6-v2-fp16=$WORK/minilm-fp16 \
     --data-dir /tmp/blurb-data --out "$OUT/tables" --keep "$OUT/results" --devices "$DEVICES"
-  find "$OUT/tables" \( -name resume.pt -o -name '.resume.pt.tmp-*' \) -delete  # hundreds of MB each
+  find "$OUT/tables" \( -name resume.pt -o -name '.resume.pt.tmp-*' \) -delete  # weights + Adam's two moments: ~270 MB for MiniLM
   grep -E '^(===|== |all-MiniLM)' "$OUT/run.log"
   exit 0
 fi

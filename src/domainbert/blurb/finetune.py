@@ -154,8 +154,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
             if not in_shard(record.name, run_id, args.shard):
                 continue  # another shard's
             result, model, predictions = train_run(task, args.model, setting, seed, replace(args, precision=precision),
-                                                   device, expected)
-            result.fingerprint = expected  # hashed once for the whole grid, not once per run
+                                                   device, expected)  # hashed once for the grid
             with held(lock):
                 stored = json.loads(selection_path.read_text()) if selection_path.is_file() else None
                 # The best single run by dev is the output; a tie goes to the run planned first, so the

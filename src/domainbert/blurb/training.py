@@ -246,12 +246,12 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     first_epoch, elapsed = 0, 0.0
     run_dir = args.out / "runs" / setting.run_id(seed)
     # Saved and continued only with the run's fingerprint (a caller without one trains from the start).
-    saving = fingerprint is not None and args.checkpoint_minutes is not None
     identity = (run_identity(setting.run_id(seed), fingerprint, len(train), total, args, device)
-                if fingerprint is not None else {})
+                if fingerprint is not None else None)
+    saving = identity is not None and args.checkpoint_minutes is not None
     for stale in run_dir.glob(f".{RESUME_FILE}.tmp-*"):  # left by a process killed while saving
         stale.unlink(missing_ok=True)
-    resume = ResumeState.load(run_dir / RESUME_FILE, identity, model) if fingerprint is not None else None
+    resume = ResumeState.load(run_dir / RESUME_FILE, identity, model) if identity is not None else None
     if resume is not None:  # a killed run: go on from its last saved epoch
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
@@ -322,6 +322,6 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
-                       history, step, round(seconds, 2), {},  # finetune() stamps the fingerprint
+                       history, step, round(seconds, 2), fingerprint or {},
                        constant=constant_prediction(task.record, test_pred))
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
