@@ -148,7 +148,7 @@ RESUME_FILE = "resume.pt"
 """A run's saved state, in its ``runs/<run id>/`` folder until its ``result.json`` is written."""
 
 
-RESUME_VERSION = 1
+RESUME_VERSION = 2
 """The layout of :class:`ResumeState`; a state of another layout is set aside."""
 
 
@@ -156,7 +156,8 @@ RESUME_VERSION = 1
 class ResumeState:
     """Where a run stood at the end of an epoch: what it needs to go on exactly as if it had not stopped
     (weights, optimizer and scaler states, the batch order's and dropout's random states), with what it
-    had kept so far (the best epoch's score, weights and dev predictions, the dev history, the epoch log)."""
+    had kept so far (the best epoch's score, weights and dev predictions, the epoch log with each epoch's dev
+    score)."""
 
     run: dict[str, Any]
     """What the run is (:func:`run_identity`): a state is continued only by the same."""
@@ -170,7 +171,6 @@ class ResumeState:
     torch_rng: torch.Tensor
     cuda_rng: torch.Tensor | None
     best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None
-    history: list[float | None]
     rows: list[dict[str, Any]]
     version: int = RESUME_VERSION
 
@@ -240,7 +240,6 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     optimizer = torch.optim.AdamW(param_groups(model, setting.weight_decay), lr=setting.learning_rate, fused=True)
     scaler = grad_scaler(args.precision, device)  # does nothing unless fp16
     best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, list[Any]]] | None = None
-    history: list[float | None] = []
     step = 0
     rows: list[dict[str, Any]] = []
     first_epoch, elapsed = 0, 0.0
@@ -261,7 +260,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
         if resume.cuda_rng is not None and device.type == "cuda":
             torch.cuda.set_rng_state(resume.cuda_rng, device)
         first_epoch, step, elapsed = resume.epoch, resume.step, resume.seconds
-        best, history, rows = resume.best, resume.history, resume.rows
+        best, rows = resume.best, resume.rows
         del resume  # its weights and optimizer state are in the model and optimizer now
         if args.progress is not False:
             print(f"{task.record.name} {setting.run_id(seed)}: resuming after epoch {first_epoch} (step {step})",
@@ -303,7 +302,6 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             if keep:  # the weights as they are now, unless no later epoch can change them (the last)
                 state = None if last else {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = (dev_score, epoch + 1, state, {"dev": dev_pred})
-        history.append(dev_score)
         rows.append({"epoch": epoch + 1, "step": step, "train_loss": float(epoch_loss) / max(1, epoch_steps),
                      "dev": dev_score, "best_epoch": best[1] if best else None,
                      "seconds": round(time.perf_counter() - started, 2)})
@@ -311,7 +309,7 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
             saving = ResumeState(identity, epoch + 1, step, time.perf_counter() - started, model.state_dict(),
                                  optimizer.state_dict(), scaler.state_dict(), rng.getstate(), torch.get_rng_state(),
                                  torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                                 best, history, rows).save(run_dir / RESUME_FILE)
+                                 best, rows).save(run_dir / RESUME_FILE)
             saved = time.perf_counter()
         log.write(bar, **rows[-1])
     bar.close()
@@ -322,6 +320,6 @@ def train_run(task: Task, model_dir: Path, setting: Setting, seed: int, args: Fi
     test_pred = predict(model, task, "test", device, args.precision, args.eval_batch_size)
     test_score = score(task.record, gold(task, "test"), test_pred)
     result = RunResult(setting.run_id(seed), asdict(setting), seed, best[1], best[0], test_score,
-                       history, step, round(seconds, 2), fingerprint or {},
+                       [row["dev"] for row in rows], step, round(seconds, 2), fingerprint or {},
                        constant=constant_prediction(task.record, test_pred))
     return result, model, {"dev": best[3]["dev"], "test": test_pred}
