@@ -708,6 +708,28 @@ def test_rerun_after_reexport_or_other_settings_never_reuses_stale_results(tiny_
     assert BertConfig.load(out / "model").extra["architectures"] == ["BertForSequenceClassification"]
 
 
+def test_similarity_scores_are_not_rounded_to_bf16_and_older_scores_are_not_reused(tiny_model, shared_data,
+                                                                                  tmp_path, capsys):
+    """BIOSSES under bf16 autocast predicts fp32 scores (a bf16 head put a barely trained model's 20 test
+    scores on a few values, and Pearson measured the rounding); outputs scored by the bf16 head (their
+    fingerprint has no ``score_head``) are refused, not mixed in."""
+    out = tmp_path / "biosses"
+    argv = ["finetune", "--task", "biosses", "--model", str(tiny_model), "--out", str(out), "--data-dir",
+            str(shared_data), "--max-steps", "2", "--epochs", "1", "--precision", "bf16", "--device", "cpu",
+            "--lr", "5e-5"]
+    assert main(argv) == 0
+    scores = [json.loads(line)["prediction"] for line in (out / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(scores) == 20 and len(set(scores)) == 20
+    assert any(float(torch.tensor(s).bfloat16()) != s for s in scores)
+    for path in [out / "metrics.json", out / "selection.json", *out.glob("runs/*/result.json")]:
+        stored = json.loads(path.read_text())
+        del stored["fingerprint"]["score_head"]
+        path.write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert 'score_head: not recorded -> "float32"' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("task", ["ncbi-disease", "gad"])
 def test_unpad_fine_tunes_the_same_model(tiny_model, shared_data, tmp_path, task):
     """--unpad (token and sequence classification on the real tokens only) gives the padded run's

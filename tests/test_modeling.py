@@ -166,6 +166,24 @@ def test_sequence_classification_problem_types(config, batch):
     torch.testing.assert_close(out.loss, torch.nn.functional.mse_loss(out.logits.squeeze(-1), scores))
 
 
+def test_regression_scores_stay_fp32_under_bf16_autocast(config, batch):
+    """A score is not rounded to bf16's 8 significant bits (BIOSSES' scores of a barely trained model
+    would fall on a few values): under autocast the head runs in fp32 over the pooled vector; class
+    logits still come from the autocast head."""
+    torch.manual_seed(0)
+    reg = BertForSequenceClassification(config.with_labels(["score"])).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = reg.bert(**batch).pooler_output
+        scores = reg(**batch).logits
+    assert pooled.dtype == torch.bfloat16 and scores.dtype == torch.float32
+    expected = torch.nn.functional.linear(pooled.float(), reg.classifier.weight, reg.classifier.bias)
+    torch.testing.assert_close(scores, expected, rtol=0, atol=0)
+    assert not torch.equal(scores, scores.bfloat16().float())
+    single = BertForSequenceClassification(config.with_labels(["no", "yes", "maybe"])).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert single(**batch).logits.dtype == torch.bfloat16
+
+
 def test_weight_init_follows_bert(config):
     torch.manual_seed(0)
     model = BertForPreTraining(BertConfig.preset("tiny", vocab_size=2000, hidden_size=64, intermediate_size=256))

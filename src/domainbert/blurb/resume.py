@@ -107,4 +107,6 @@ def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs, precision: str 
             "sizes": sizes, "limit": args.limit, "max_length": task.max_length, "max_steps": args.max_steps,
             "precision": precision or args.precision, "group_by_length": args.group_by_length, "budget": args.budget,
             "task_type": task.record.task_type, "metric": task.record.metric, "labels": list(task.labels),
-            "negative_label": task.record.negative_label}
+            "negative_label": task.record.negative_label,
+            # scores come from an fp32 head (bf16 under autocast before): runs scored with the old one are not reused
+            **({"score_head": "float32"} if task.record.task_type == "similarity" else {})}

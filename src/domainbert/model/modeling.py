@@ -731,6 +731,11 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, self.num_labels)
         self.post_init()
 
+    @property
+    def regression(self) -> bool:
+        """Whether the head predicts scores (one label, or ``problem_type`` "regression")."""
+        return self.config.problem_type == "regression" or (self.config.problem_type is None and self.num_labels == 1)
+
     def problem_type_for(self, labels: torch.Tensor) -> str:
         if self.config.problem_type is not None:
             return self.config.problem_type
@@ -748,8 +753,12 @@ class BertForSequenceClassification(BertPreTrainedModel):
         labels: torch.Tensor | None = None,  # (B,) ids or values, or (B, num_labels) 0/1 for multi-label
         packing: Packing | None = None,
     ) -> SequenceClassifierOutput:
-        pooled = self.bert(input_ids, attention_mask, token_type_ids, packing).pooler_output
-        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        pooled = self.dropout(self.bert(input_ids, attention_mask, token_type_ids, packing).pooler_output)
+        if self.regression:  # a score, in fp32 even under autocast (bf16 keeps 8 significant bits)
+            with torch.autocast(pooled.device.type, enabled=False):
+                logits = self.classifier(pooled.float())
+        else:
+            logits = self.classifier(pooled)  # (B, num_labels)
         loss = None
         if labels is not None:
             kind = self.problem_type_for(labels)
