@@ -246,7 +246,8 @@ def run_domainbert(task_type: str, case: Case, data: Path, seed: int, limit: int
             max_seq_length=case.max_length, limit=limit, precision="bf16", device="cpu", save_model=False,
             progress=False, group_by_length=group_by_length))
     run = m["runs"][0]
-    return {"test": m["test"]["mean"], "steps": run["steps"], "train_s": run["train_seconds"]}
+    head = {"score_head": m["fingerprint"]["score_head"]} if "score_head" in m["fingerprint"] else {}
+    return {"test": m["test"]["mean"], "steps": run["steps"], "train_s": run["train_seconds"], **head}
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -291,6 +292,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def current(row: dict) -> bool:
+    """Whether a kept row counts: only for the case it was run with (a changed case, more epochs or another
+    rate, reruns), and domainbert's similarity rows only when scored by today's fp32 head."""
+    from domainbert.blurb.resume import SCORE_HEAD
+
+    if row["task_type"] not in CASES or row["case"] != case_record(CASES[row["task_type"]]):
+        return False
+    return row["system"] == "trainer" or row["task_type"] != "similarity" or row.get("score_head") == SCORE_HEAD
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -310,9 +321,8 @@ def main() -> None:
                 "domainbert-random": lambda *a: run_domainbert(*a, group_by_length=False)}
         print(json.dumps(runs[args.child](task_type, CASES[task_type], args.data, args.seeds[0], args.limit)))
         return
-    # a row counts only for the case it was run with: a changed case (more epochs, another rate) reruns
-    rows = [r for r in (json.loads(line) for line in args.out.read_text().splitlines()) if r["task_type"] in CASES
-            and r["case"] == case_record(CASES[r["task_type"]])] if args.out.is_file() else []
+    rows = [r for r in (json.loads(line) for line in args.out.read_text().splitlines()) if current(r)] \
+        if args.out.is_file() else []
     done = {(r["task_type"], r["system"], r["seed"], r.get("limit")) for r in rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     turn = 0

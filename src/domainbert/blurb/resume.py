@@ -27,6 +27,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json
                "pytorch_model.bin.index.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json")
 FINGERPRINT_VERSION = 4
+#: The dtype of a similarity head's scores (fp32 under autocast too), in a similarity task's fingerprint:
+#: outputs from the bf16 head that came before (no such field) are not reused.
+SCORE_HEAD = "float32"
 
 
 def content_hash(paths: Sequence[Path]) -> str:
@@ -108,5 +111,4 @@ def fingerprint(task: Task, model_dir: Path, args: FinetuneArgs, precision: str 
             "precision": precision or args.precision, "group_by_length": args.group_by_length, "budget": args.budget,
             "task_type": task.record.task_type, "metric": task.record.metric, "labels": list(task.labels),
             "negative_label": task.record.negative_label,
-            # scores come from an fp32 head (bf16 under autocast before): runs scored with the old one are not reused
-            **({"score_head": "float32"} if task.record.task_type == "similarity" else {})}
+            **({"score_head": SCORE_HEAD} if task.record.task_type == "similarity" else {})}
