@@ -182,6 +182,15 @@ def test_runs_made_unalike_are_refused_unless_allowed_and_then_marked(tmp_path):
     with pytest.raises(DataError, match="data files"):
         compare([limited, other], ["a", "b"])
     assert compare([A, B], ["a", "b"])["datasets"]["ncbi-disease"]["mismatch"] is None
+    # BIOSSES scored by the fp32 head beside BIOSSES scored before it (bf16 under autocast: no score_head)
+    new, old = json.loads(json.dumps(A)), json.loads(json.dumps(B))
+    for run, conditions in ((new, {"score_head": "float32"}), (old, {})):
+        run["datasets"]["biosses"] = {**run["datasets"]["bc5-chem"], "task_type": "similarity",
+                                      "conditions": conditions}
+    with pytest.raises(DataError, match=r"biosses: similarity head dtype \(a float32, b autocast\)"):
+        compare([new, old], ["a", "b"])
+    old["datasets"]["biosses"]["conditions"] = {"score_head": "float32"}
+    assert compare([new, old], ["a", "b"])["datasets"]["biosses"]["mismatch"] is None
 
 
 def test_constant_predictions_are_marked_in_the_comparison():

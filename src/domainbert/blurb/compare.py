@@ -59,7 +59,7 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 
 #: What a dataset's runs must share to compare, with the words a refusal uses.
 CONDITIONS = {"budget": "budget", "limit": "--limit", "max_steps": "--max-steps", "max_length": "sequence length",
-              "epochs": "epochs", "data_sha256": "data files"}
+              "epochs": "epochs", "data_sha256": "data files", "score_head": "similarity head dtype"}
 
 
 def _conditions(run: dict[str, Any], name: str) -> dict[str, Any]:
@@ -67,6 +67,8 @@ def _conditions(run: dict[str, Any], name: str) -> dict[str, Any]:
     found = dict(entry.get("conditions") or {})
     for key in ("budget", "limit", "max_steps"):  # results written before datasets carried their conditions
         found.setdefault(key, run.get(key))
+    if entry.get("task_type") == "similarity":  # scored before the head kept fp32 under autocast
+        found.setdefault("score_head", "autocast")
     return found
 
 

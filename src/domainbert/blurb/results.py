@@ -21,10 +21,12 @@ from domainbert.errors import DataError
 
 def conditions(metrics: dict[str, Any]) -> dict[str, Any]:
     """What must be equal for two models' scores on a dataset to compare: the budget, the examples used
-    (limit), the step cap, the sequence length, the epochs asked for and the data files' content."""
+    (limit), the step cap, the sequence length, the epochs asked for, the data files' content and, for
+    similarity, the head's dtype."""
     fingerprint = metrics["fingerprint"]  # what a rerun must match; these are the parts two models must share
     return {**{key: fingerprint[key] for key in ("budget", "limit", "max_steps", "max_length", "data_sha256")},
-            "epochs": metrics["selected"]["epochs"]}
+            "epochs": metrics["selected"]["epochs"],
+            **({"score_head": fingerprint["score_head"]} if "score_head" in fingerprint else {})}
 
 
 def dataset_entry(metrics: dict[str, Any]) -> dict[str, Any]:
