@@ -294,7 +294,7 @@ def table(rows: list[dict]) -> str:
 
 def current(row: dict) -> bool:
     """Whether a kept row counts: only for the case it was run with (a changed case, more epochs or another
-    rate, reruns), and domainbert's similarity rows only when scored by today's fp32 head."""
+    rate, reruns), and domainbert's similarity rows only when scored by the fp32 head."""
     from domainbert.blurb.resume import SCORE_HEAD
 
     if row["task_type"] not in CASES or row["case"] != case_record(CASES[row["task_type"]]):
