@@ -737,10 +737,10 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return self.config.problem_type == "regression" or (self.config.problem_type is None and self.num_labels == 1)
 
     def problem_type_for(self, labels: torch.Tensor) -> str:
+        if self.regression:
+            return "regression"
         if self.config.problem_type is not None:
             return self.config.problem_type
-        if self.num_labels == 1:
-            return "regression"
         if labels.dtype in (torch.long, torch.int):
             return "single_label_classification"
         return "multi_label_classification"
